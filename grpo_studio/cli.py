@@ -1,0 +1,322 @@
+"""grpo-studio: the command line.
+
+    grpo-studio [gui [RUN.toml | RUN_DIR]]   open the window (on the built-in demo by default)
+    grpo-studio demo                         the built-in demo in the terminal: eval, train, eval
+    grpo-studio train RUN.toml [--output DIR] [--set section.key=value ...] [--resume]
+    grpo-studio validate RUN.toml [--set ...]
+    grpo-studio eval RUN.toml [--adapter DIR] [--limit N] [--json]
+    grpo-studio export RUN_DIR [--to DIR] [--merged]
+
+Exit codes: 0 success; 1 the run or command failed; 2 bad input (run file, dataset, reward file,
+model path, arguments); 130 stopped on request (Ctrl-C): the checkpoint is saved, `--resume` continues.
+
+Heavy libraries are imported only inside the commands, so `--help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 130
+
+
+def resources_dir() -> Path:
+    """resources/ beside the package in a checkout, or inside it when installed from a wheel."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "resources"
+    return packaged if packaged.is_dir() else here.parent / "resources"
+
+
+def demo_run_file() -> Path:
+    return resources_dir() / "demo" / "run.toml"
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a setting of the run file (repeatable), e.g. --set grpo.max_steps=50")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grpo-studio",
+        description="Improve a language model's reasoning with GRPO: a desktop app and a headless trainer.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 bad input, 130 stopped (resumable).",
+    )
+    from grpo_studio import __version__
+
+    parser.add_argument("--version", action="version", version=f"grpo-studio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("gui", help="open the window (default command)")
+    p.add_argument("run", nargs="?", help="run file or run folder to open (default: the built-in demo)")
+    p.add_argument("--screenshot", metavar="FILE.png", help="paint a view, save it as PNG and exit")
+    p.add_argument("--view", choices=["settings", "rewards", "training", "samples"], default="settings",
+                   help="which view --screenshot paints")
+
+    p = sub.add_parser("train", help="train a run file headless (also under `accelerate launch`)")
+    p.add_argument("run", help="run file (.toml), or a run folder with --resume")
+    p.add_argument("--output", metavar="DIR", help="the run folder (default: run.output_dir/name-date-time)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the newest run of this run file (or --output DIR) from its newest checkpoint")
+    p.add_argument("--verbose", "-v", action="store_true", help="print tracebacks and debug messages")
+    _add_overrides(p)
+
+    p = sub.add_parser("validate", help="check a run file, its dataset and reward file (no model weights)")
+    p.add_argument("run", help="run file (.toml)")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
+    _add_overrides(p)
+
+    p = sub.add_parser("eval", help="greedy accuracy on the run's held-out split")
+    p.add_argument("run", help="run file (.toml), or a run folder (evaluates its adapter)")
+    p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder to apply to the base model")
+    p.add_argument("--base", action="store_true", help="with a run folder: evaluate the base model alone")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="evaluate the first N held-out rows")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--show", type=int, default=0, metavar="N", help="print N example completions")
+    _add_overrides(p)
+
+    p = sub.add_parser("export", help="export a run's adapter (and a merged model)")
+    p.add_argument("run_dir", help="run folder")
+    p.add_argument("--to", metavar="DIR", help="destination (default: RUN_DIR/export-adapter or export-merged)")
+    p.add_argument("--merged", action="store_true", help="write the base model with the adapter merged in")
+    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16",
+                   help="dtype of the merged model")
+
+    p = sub.add_parser("demo", help="the built-in demo in the terminal: eval, train, eval again")
+    p.add_argument("--output", metavar="DIR", help="run folder for the demo run")
+    _add_overrides(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # plain `grpo-studio` opens the window
+        args = parser.parse_args(["gui"])
+    handler = {"gui": cmd_gui, "train": cmd_train, "validate": cmd_validate, "eval": cmd_eval,
+               "export": cmd_export, "demo": cmd_demo}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_STOPPED
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load(path: str, overrides: list[str]) -> Any:
+    """The loaded run file, or None after printing every problem (one per line)."""
+    from grpo_studio.config import ConfigError, load_run
+
+    try:
+        return load_run(path, overrides)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            _err(str(problem))
+        return None
+
+
+# ---- gui ------------------------------------------------------------------------------------
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        from grpo_studio.gui.app import run_app
+    except ImportError as exc:
+        _err(f"error: the window cannot start: {exc}")
+        return EXIT_FAILED
+    return run_app(args.run, screenshot=args.screenshot, view=args.view)
+
+
+# ---- train ----------------------------------------------------------------------------------
+
+
+class StopOnSignal:
+    """First Ctrl-C (or SIGTERM): finish the step, save, exit. Second Ctrl-C: abort now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        if hasattr(signal, "SIGTERM"):
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        _err("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)...")
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from grpo_studio.cli_report import TerminalReporter
+    from grpo_studio.engine.library_noise import quiet_libraries
+    from grpo_studio.engine.run import train
+
+    quiet_libraries()
+    stop = StopOnSignal()
+    stop.install()
+    reporter = TerminalReporter(verbose=args.verbose)
+    result = train(args.run, output=args.output, resume=args.resume, listener=reporter,
+                   stop_requested=stop, overrides=args.overrides)
+    return exit_code(result)
+
+
+def exit_code(result: Any) -> int:
+    if result.kind == "finished":
+        return EXIT_STOPPED if result.stopped else EXIT_OK
+    return EXIT_BAD_INPUT if result.input_error else EXIT_FAILED
+
+
+# ---- validate -------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from grpo_studio.engine.checks import validate
+
+    run = _load(args.run, args.overrides)
+    if run is None:
+        return EXIT_BAD_INPUT
+    report = validate(run)
+    if args.json:
+        print(json.dumps({"ok": report.ok, "problems": report.problems, "warnings": report.warnings,
+                          **report.facts}, indent=2))
+    for line in report.problems:
+        _err(line)
+    for line in report.warnings:
+        _err(f"warning: {line}")
+    if report.ok and not args.json:
+        facts = report.facts
+        summary = [f"{args.run}: valid"]
+        if "rows" in facts:
+            summary.append(f"{facts['rows']} training rows")
+        if "rewards" in facts:
+            summary.append(f"rewards: {', '.join(facts['rewards'])}")
+        print("; ".join(summary))
+    return EXIT_OK if report.ok else EXIT_BAD_INPUT
+
+
+# ---- eval -----------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from grpo_studio.engine.data import DataError
+    from grpo_studio.engine.evaluate import EvalError, evaluate
+    from grpo_studio.engine.library_noise import quiet_libraries
+    from grpo_studio.engine.model import ModelError
+    from grpo_studio.engine.rewards import RewardError
+    from grpo_studio.engine.store import RunFolder
+
+    quiet_libraries()
+    path, adapter = Path(args.run), args.adapter
+    if path.is_dir():
+        folder = RunFolder(path)
+        if not folder.is_run():
+            _err(f"{path}: not a run folder (no config.toml)")
+            return EXIT_BAD_INPUT
+        path = folder.config
+        if adapter is None and not args.base:
+            from grpo_studio.engine.export import ExportError, adapter_source
+
+            try:
+                adapter = str(adapter_source(folder))
+            except ExportError as exc:
+                _err(str(exc))
+                return EXIT_BAD_INPUT
+    run = _load(str(path), args.overrides)
+    if run is None:
+        return EXIT_BAD_INPUT
+
+    def progress(done: int, total: int) -> None:
+        if not args.json:
+            print(f"\r  generating {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    try:
+        result = evaluate(run, adapter=adapter, limit=args.limit, progress=progress)
+    except (DataError, RewardError, ModelError, EvalError) as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        what = f"{result.model}" + (f" + {result.adapter}" if result.adapter else "")
+        print(f"{what}\naccuracy {result.accuracy:.1%} ({result.correct}/{result.n}, judged by "
+              f"{result.correctness} >= {run.config.eval.threshold}) in {result.seconds:.1f}s")
+        for name, mean in result.rewards.items():
+            print(f"  mean {name}: {mean:.3f}")
+        for ex in result.examples[: args.show]:
+            mark = "ok " if ex["correct"] else "bad"
+            print(f"  [{mark}] {ex['prompt']!r} -> {ex['completion']!r} (answer {ex['answer']!r})")
+    return EXIT_OK
+
+
+# ---- export ---------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from grpo_studio.engine.export import ExportError, export_adapter, export_merged
+    from grpo_studio.engine.library_noise import quiet_libraries
+
+    quiet_libraries()
+    run_dir = Path(args.run_dir)
+    dest = Path(args.to) if args.to else run_dir / ("export-merged" if args.merged else "export-adapter")
+
+    def progress(what: str, fraction: float) -> None:
+        print(f"  [{fraction:4.0%}] {what}", file=sys.stderr, flush=True)
+
+    try:
+        if args.merged:
+            out = export_merged(run_dir, dest, dtype=args.dtype, progress=progress)
+        else:
+            out = export_adapter(run_dir, dest, progress=progress)
+    except ExportError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    print(out)
+    return EXIT_OK
+
+
+# ---- demo -----------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole loop in the terminal: held-out accuracy, a GRPO run, held-out accuracy again."""
+    import time
+
+    from grpo_studio.cli_report import TerminalReporter, format_duration
+    from grpo_studio.engine.evaluate import evaluate
+    from grpo_studio.engine.library_noise import quiet_libraries
+    from grpo_studio.engine.run import train
+
+    quiet_libraries()
+    run = _load(str(demo_run_file()), args.overrides)
+    if run is None:
+        return EXIT_BAD_INPUT
+    print(f"GRPO Studio demo: {run.path}")
+    before = evaluate(run)
+    print(f"held-out accuracy of the starter model: {before.accuracy:.1%} ({before.correct}/{before.n})")
+    stop = StopOnSignal()
+    stop.install()
+    started = time.time()
+    result = train(run, output=args.output, listener=TerminalReporter(), stop_requested=stop)
+    if result.kind != "finished":
+        return exit_code(result)
+    after = evaluate(run, adapter=result.adapter_dir)
+    print(f"held-out accuracy after GRPO: {after.accuracy:.1%} ({after.correct}/{after.n}); "
+          f"before: {before.accuracy:.1%}; training took {format_duration(time.time() - started)}")
+    return exit_code(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,610 @@
+"""The run file: a typed, validated config tree saved as TOML.
+
+One tree serves the GUI forms, the CLI (`--set section.key=value`), the training worker and the
+tests. Every field carries its default, its valid range or choices and one line of help (the
+field's description); forms and tooltips read that metadata through `field_specs`.
+
+Errors always name the field path and the reason, e.g.
+`grpo.num_generations: 3 does not divide the generation batch 8`.
+
+This module is pure: it reads no dataset, no reward file and no model weights. Checks that need
+those live in `grpo_studio.engine.checks`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# File extensions that the local dataset loader understands, mapped to the `datasets` builder.
+DATA_FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+# GRPOConfig fields that the run file manages itself: setting them through `grpo.extra` would
+# silently fight the typed setting, so validation rejects them and names the right key.
+MANAGED_TRAINER_FIELDS = {
+    "output_dir": "run.output_dir",
+    "per_device_train_batch_size": "grpo.per_device_train_batch_size",
+    "gradient_accumulation_steps": "grpo.gradient_accumulation_steps",
+    "learning_rate": "grpo.learning_rate",
+    "lr_scheduler_type": "grpo.lr_scheduler_type",
+    "warmup_ratio": "grpo.warmup_ratio",
+    "warmup_steps": "grpo.warmup_ratio",
+    "weight_decay": "grpo.weight_decay",
+    "max_grad_norm": "grpo.max_grad_norm",
+    "max_steps": "grpo.max_steps",
+    "num_generations": "grpo.num_generations",
+    "generation_batch_size": "grpo.generation_batch_size",
+    "max_completion_length": "grpo.max_completion_length",
+    "optim": "grpo.optimizer",
+    "beta": "grpo.beta",
+    "epsilon": "grpo.epsilon",
+    "epsilon_high": "grpo.epsilon_high",
+    "loss_type": "grpo.loss_type",
+    "scale_rewards": "grpo.scale_rewards",
+    "temperature": "grpo.temperature",
+    "top_p": "grpo.top_p",
+    "top_k": "grpo.top_k",
+    "num_iterations": "grpo.num_iterations",
+    "mask_truncated_completions": "grpo.mask_truncated_completions",
+    "reward_weights": "rewards.functions[].weight",
+    "seed": "grpo.seed",
+    "logging_steps": "run.logging_steps",
+    "save_steps": "run.save_steps",
+    "save_total_limit": "run.save_total_limit",
+    "gradient_checkpointing": "lora.gradient_checkpointing",
+    "trust_remote_code": "model.trust_remote_code",
+}
+
+
+def setting(default: Any, help: str, *, advanced: bool = False, **constraints: Any) -> Any:
+    """A config field: default, one line of help, and whether forms fold it under 'Advanced'."""
+    return Field(default, description=help, json_schema_extra={"advanced": advanced}, **constraints)
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(Section):
+    name: str = setting("", "Hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct) or local folder of the base model.")
+    revision: str = setting("", "Hub revision (branch, tag or commit); empty for the default.", advanced=True)
+    trust_remote_code: bool = setting(
+        False, "Run Python code shipped with the model. Only for models you trust.", advanced=True
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = setting(
+        "auto", "Weight dtype: auto = bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."
+    )
+    max_seq_length: int = setting(
+        1024, "Longest prompt + completion in tokens; must fit the model's context.", ge=16, le=1_048_576
+    )
+    device: Literal["auto", "cuda", "cpu"] = setting(
+        "auto", "Where to train: auto = CUDA GPU when present, else CPU.", advanced=True
+    )
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = setting(
+        "auto", "Attention kernel; auto lets transformers choose.", advanced=True
+    )
+
+
+class QuantizationSettings(Section):
+    load_in: Literal["16bit", "8bit", "4bit"] = setting(
+        "16bit", "Load the base model in 16-bit, or quantized to 8-bit / 4-bit with bitsandbytes (QLoRA)."
+    )
+    quant_type: Literal["nf4", "fp4"] = setting("nf4", "4-bit data type.", advanced=True)
+    double_quant: bool = setting(True, "Also quantize the 4-bit scales (saves ~0.4 bit/param).", advanced=True)
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = setting(
+        "auto", "Dtype of the matmuls on quantized weights; auto follows model.dtype.", advanced=True
+    )
+
+
+class LoraSettings(Section):
+    enabled: bool = setting(True, "Train LoRA adapters; off trains every weight (needs far more memory).")
+    r: int = setting(16, "LoRA rank: capacity of the adapter.", ge=1, le=1024)
+    alpha: float = setting(32, "LoRA alpha: the update is scaled by alpha / r.", gt=0, le=4096)
+    dropout: float = setting(0.0, "Dropout on the LoRA input.", ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = setting(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "Module names that get adapters, or \"all-linear\".",
+    )
+    use_rslora: bool = setting(False, "Rank-stabilized LoRA: scale by alpha / sqrt(r).", advanced=True)
+    modules_to_save: list[str] = setting(
+        [], "Modules trained in full and saved with the adapter (e.g. lm_head).", advanced=True
+    )
+    gradient_checkpointing: bool = setting(
+        True, "Recompute activations in the backward pass: less memory, ~20-30% slower."
+    )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _non_empty(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, list) and not value:
+            raise ValueError('needs at least one module name, or "all-linear"')
+        return value
+
+
+class DataSettings(Section):
+    source: str = setting("", "Hub dataset id (e.g. openai/gsm8k) or local .jsonl/.json/.csv/.parquet file.")
+    subset: str = setting("", "Hub dataset configuration (e.g. main for openai/gsm8k); empty for none.")
+    split: str = setting("train", "Split used for training.")
+    prompt_column: str = setting("prompt", "Column that holds the prompt text.")
+    answer_column: str = setting(
+        "answer", "Column with the ground truth, passed to reward functions as `answer`; empty for none."
+    )
+    answer_pattern: str = setting(
+        "",
+        r"Regex that extracts the ground truth from the answer column (group 1), e.g. ####\s*(.+)$ for GSM8K.",
+    )
+    prompt_template: str = setting(
+        "{prompt}", "How the prompt is written: {prompt} is the prompt column; any {column} of the row works too."
+    )
+    system_prompt: str = setting("", "System message put before every prompt (chat models) or above it (others).")
+    chat_template: Literal["auto", "on", "off"] = setting(
+        "auto", "Format prompts with the tokenizer's chat template: auto = when the tokenizer has one."
+    )
+    max_rows: int = setting(0, "Use at most this many training rows; 0 = all.", ge=0)
+    max_prompt_length: int = setting(
+        512, "Prompts longer than this many tokens are left out of training.", ge=1, le=1_048_576
+    )
+
+    @field_validator("answer_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class RewardFunction(Section):
+    name: str = setting("", "Name of a function in the reward file (TRL signature: prompts, completions, **columns).")
+    model: str = setting(
+        "", "Instead of a function: hub id or folder of a sequence-classification reward model.", advanced=True
+    )
+    weight: float = setting(1.0, "Weight of this reward in the total.", ge=-1000, le=1000)
+
+    @property
+    def label(self) -> str:
+        """What the UI, metrics and samples call this reward."""
+        return self.name or Path(self.model).name or self.model
+
+
+class RewardSettings(Section):
+    file: str = setting("rewards.py", "Python file with the reward functions, relative to the run file.")
+    functions: list[RewardFunction] = setting(
+        [], "Reward functions and their weights; empty = every function in the file whose name ends in _reward."
+    )
+
+
+Optimizer = Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd"]
+
+# Our optimizer names (short, what users type) to transformers' `optim` names.
+OPTIMIZER_NAMES = {
+    "adamw_torch": "adamw_torch",
+    "adamw_8bit": "adamw_bnb_8bit",
+    "paged_adamw_8bit": "paged_adamw_8bit",
+    "adafactor": "adafactor",
+    "sgd": "sgd",
+}
+
+
+class GrpoSettings(Section):
+    per_device_train_batch_size: int = setting(
+        8, "Completions per GPU per micro-step (not prompts: prompts = this x steps / num_generations).", ge=1, le=4096
+    )
+    gradient_accumulation_steps: int = setting(1, "Micro-steps per optimizer step.", ge=1, le=1024)
+    learning_rate: float = setting(5e-6, "Peak learning rate.", gt=0, le=1.0)
+    lr_scheduler_type: Literal["constant", "constant_with_warmup", "linear", "cosine"] = setting(
+        "linear", "Learning-rate schedule."
+    )
+    warmup_ratio: float = setting(0.0, "Fraction of the steps spent warming up the learning rate.", ge=0, lt=1)
+    weight_decay: float = setting(0.0, "AdamW weight decay.", ge=0, le=1, advanced=True)
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm; 0 disables clipping.", ge=0, advanced=True)
+    max_steps: int = setting(250, "Optimizer steps to train.", ge=1, le=10_000_000)
+    num_generations: int = setting(8, "Completions sampled per prompt (the group).", ge=2, le=1024)
+    generation_batch_size: int = setting(
+        0, "Completions generated at once; 0 = one optimizer step's worth.", ge=0, advanced=True
+    )
+    max_completion_length: int = setting(256, "Longest completion in tokens.", ge=1, le=1_048_576)
+    optimizer: Optimizer = setting(
+        "adamw_torch", "Optimizer; adamw_8bit keeps its state in 8 bits (bitsandbytes, CUDA only)."
+    )
+    beta: float = setting(0.0, "KL penalty towards the base model; 0 skips the reference pass.", ge=0, le=100)
+    epsilon: float = setting(0.2, "Lower clipping range of the policy ratio.", gt=0, le=10, advanced=True)
+    epsilon_high: float = setting(
+        0.0, "Upper clipping range; 0 = same as epsilon (DAPO suggests 0.28).", ge=0, le=100, advanced=True
+    )
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = setting(
+        "dapo", "How token losses are aggregated (dapo: per active token across the batch).", advanced=True
+    )
+    scale_rewards: Literal["group", "batch", "none"] = setting(
+        "group", "Divide advantages by the reward std of the group, of the batch, or not at all.", advanced=True
+    )
+    temperature: float = setting(1.0, "Sampling temperature of the generations.", gt=0, le=10)
+    top_p: float = setting(1.0, "Nucleus sampling: keep the most likely tokens up to this mass.", gt=0, le=1)
+    top_k: int = setting(0, "Sample only from the k most likely tokens; 0 = no limit.", ge=0, advanced=True)
+    num_iterations: int = setting(1, "Optimizer passes over each generation batch (mu).", ge=1, le=64, advanced=True)
+    mask_truncated_completions: bool = setting(
+        False, "Leave completions cut at max length out of the loss (DAPO).", advanced=True
+    )
+    seed: int = setting(42, "Random seed (data order, LoRA init, sampling).", ge=0, le=2**32 - 1)
+    extra: dict[str, Any] = setting(
+        {}, "Any other TRL GRPOConfig field, e.g. {repetition_penalty = 1.1}.", advanced=True
+    )
+
+    @field_validator("extra")
+    @classmethod
+    def _not_managed(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key in MANAGED_TRAINER_FIELDS:
+                raise ValueError(f"{key!r} is a setting of its own: use {MANAGED_TRAINER_FIELDS[key]}")
+        return value
+
+
+class EvalSettings(Section):
+    source: str = setting("", "Held-out dataset (hub id or file); empty = data.source.")
+    split: str = setting("test", "Held-out split (for hub datasets; a local file is one split).")
+    limit: int = setting(0, "Evaluate at most this many rows; 0 = all.", ge=0)
+    correctness: str = setting(
+        "", "Reward function that decides 'correct'; empty = the first whose name contains 'correct'."
+    )
+    threshold: float = setting(1.0, "A completion is correct when that reward is at least this.")
+    batch_size: int = setting(32, "Prompts generated at once during evaluation.", ge=1, le=4096)
+
+
+class RunSettings(Section):
+    name: str = setting("run", "Name of the run; its folder is output_dir/name-date-time.")
+    output_dir: str = setting("runs", "Folder for run folders, relative to the run file.")
+    logging_steps: int = setting(1, "Log metrics every N optimizer steps.", ge=1)
+    save_steps: int = setting(50, "Save a resumable checkpoint every N optimizer steps.", ge=1)
+    save_total_limit: int = setting(2, "Keep only the newest N checkpoints; 0 keeps all.", ge=0)
+    samples_per_step: int = setting(
+        0, "Sampled completions stored per step for the samples browser; 0 = all.", ge=0, advanced=True
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError("use letters, digits, '.', '_' or '-' (it names a folder)")
+        return value
+
+
+class RunConfig(Section):
+    model: ModelSettings = ModelSettings()
+    quantization: QuantizationSettings = QuantizationSettings()
+    lora: LoraSettings = LoraSettings()
+    data: DataSettings = DataSettings()
+    rewards: RewardSettings = RewardSettings()
+    grpo: GrpoSettings = GrpoSettings()
+    eval: EvalSettings = EvalSettings()
+    run: RunSettings = RunSettings()
+
+    # ---- derived values -------------------------------------------------------------------
+    def generation_batch(self, world_size: int = 1) -> int:
+        """Completions generated at once (TRL's generation_batch_size)."""
+        if self.grpo.generation_batch_size:
+            return self.grpo.generation_batch_size
+        g = self.grpo
+        return g.per_device_train_batch_size * g.gradient_accumulation_steps * world_size
+
+    def problems(self, world_size: int = 1) -> list["ConfigProblem"]:
+        """Cross-field checks that need nothing but the config itself."""
+        out: list[ConfigProblem] = []
+        g = self.grpo
+        batch = self.generation_batch(world_size)
+        if batch % g.num_generations:
+            how = (
+                f"grpo.generation_batch_size {batch}"
+                if g.generation_batch_size
+                else f"{g.per_device_train_batch_size} completions x {g.gradient_accumulation_steps} "
+                f"accumulation steps" + (f" x {world_size} GPUs" if world_size > 1 else "")
+            )
+            out.append(
+                ConfigProblem(
+                    "grpo.num_generations",
+                    f"{g.num_generations} does not divide the generation batch {batch} ({how})",
+                )
+            )
+        if g.generation_batch_size and g.generation_batch_size % (g.per_device_train_batch_size * world_size):
+            out.append(
+                ConfigProblem(
+                    "grpo.generation_batch_size",
+                    f"{g.generation_batch_size} is not a multiple of per_device_train_batch_size "
+                    f"{g.per_device_train_batch_size}",
+                )
+            )
+        total = self.data.max_prompt_length + g.max_completion_length
+        if total > self.model.max_seq_length:
+            out.append(
+                ConfigProblem(
+                    "model.max_seq_length",
+                    f"{self.model.max_seq_length} is shorter than data.max_prompt_length "
+                    f"{self.data.max_prompt_length} + grpo.max_completion_length {g.max_completion_length} = {total}",
+                )
+            )
+        if not self.model.name.strip():
+            out.append(ConfigProblem("model.name", "is empty: give a hub id or a local folder"))
+        if not self.data.source.strip():
+            out.append(ConfigProblem("data.source", "is empty: give a hub dataset id or a local file"))
+        if not self.data.prompt_column.strip():
+            out.append(ConfigProblem("data.prompt_column", "is empty"))
+        if self.quantization.load_in != "16bit" and not self.lora.enabled:
+            out.append(
+                ConfigProblem(
+                    "quantization.load_in",
+                    f"{self.quantization.load_in} weights cannot be trained directly: turn lora.enabled on",
+                )
+            )
+        for i, fn in enumerate(self.rewards.functions):
+            if bool(fn.name) == bool(fn.model):
+                out.append(
+                    ConfigProblem(f"rewards.functions[{i}]", "give either name (a function) or model, not both")
+                )
+        labels = [fn.label for fn in self.rewards.functions]
+        for label in {x for x in labels if labels.count(x) > 1}:
+            out.append(ConfigProblem("rewards.functions", f"{label!r} is listed twice"))
+        return out
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem with a run file: the field path and the reason, as users read them."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A run file that cannot be used, with every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# ---- TOML load / save ---------------------------------------------------------------------
+
+
+@dataclass
+class LoadedRun:
+    """A parsed run file and the folder its relative paths are relative to."""
+
+    config: RunConfig
+    path: Path | None
+    base_dir: Path
+
+    def resolve(self, value: str) -> Path:
+        """A path from the run file, made absolute against the run file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+
+def _format_pydantic_error(err: dict[str, Any]) -> ConfigProblem:
+    loc = err["loc"]
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("list[str]", "literal['all-linear']"):
+            continue  # union branches of lora.target_modules: not part of the user's path
+        else:
+            path += ("." if path else "") + str(part)
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return ConfigProblem(path, "unknown setting (check the spelling; see `grpo-studio validate --help`)")
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        bound = next(iter(ctx.values()))
+        return ConfigProblem(path, f"must be {op} {bound}, got {value!r}")
+    if kind == "literal_error":
+        return ConfigProblem(path, f"must be one of {ctx.get('expected')}, got {value!r}")
+    if kind == "value_error":
+        return ConfigProblem(path, str(ctx.get("error", err["msg"])))
+    return ConfigProblem(path, f"{err['msg'].lower()}, got {value!r}")
+
+
+def _problems_from_validation(exc: ValidationError) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    seen: set[str] = set()
+    for err in exc.errors():
+        problem = _format_pydantic_error(err)
+        # A union (lora.target_modules) reports one error per branch; one line per field is enough.
+        if problem.field in seen:
+            continue
+        seen.add(problem.field)
+        problems.append(problem)
+    return problems
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems_from_validation(exc)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse one `--set section.key=value`; the value is read as TOML, else as a plain string."""
+    if "=" not in text:
+        raise ConfigError([ConfigProblem(text, "expected section.key=value")])
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if len(path) < 2:
+        raise ConfigError([ConfigProblem(key.strip() or text, "expected section.key=value")])
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare words such as a path or a hub id
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError([ConfigProblem(".".join(path), f"{part} is not a section")])
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_run(path: str | Path, overrides: list[str] | None = None) -> LoadedRun:
+    """Read, override and validate a run file. Raises ConfigError naming every bad field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(str(path), "run file not found")], source=str(path)) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(path), f"cannot read: {exc.strerror}")], source=str(path)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib puts "(at line N, column M)" in the message; keep it for the user.
+        raise ConfigError([ConfigProblem(str(path), f"not valid TOML: {exc}")], source=str(path)) from None
+    data = apply_overrides(data, overrides or [])
+    try:
+        config = config_from_dict(data)
+    except ConfigError as exc:
+        exc.source = str(path)
+        raise
+    return LoadedRun(config=config, path=path.resolve(), base_dir=path.resolve().parent)
+
+
+def loads_run(text: str, base_dir: str | Path = ".", overrides: list[str] | None = None) -> LoadedRun:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem("run file", f"not valid TOML: {exc}")]) from None
+    config = config_from_dict(apply_overrides(data, overrides or []))
+    return LoadedRun(config=config, path=None, base_dir=Path(base_dir).resolve())
+
+
+def dumps_run(config: RunConfig) -> str:
+    """The whole tree as TOML, every setting written out so the file documents itself."""
+    data = config.model_dump(mode="json")
+    # A reward entry is either a function or a model: leave the unused key out.
+    data["rewards"]["functions"] = [{k: v for k, v in f.items() if v != ""} for f in data["rewards"]["functions"]]
+    return tomli_w.dumps(data)
+
+
+def save_run(config: RunConfig, path: str | Path) -> None:
+    """Write atomically: a crash mid-save never leaves half a run file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dumps_run(config), encoding="utf-8")
+    tmp.replace(path)
+
+
+# ---- metadata for forms, tooltips and docs ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a form needs to draw one setting."""
+
+    path: str  # "grpo.learning_rate"
+    name: str
+    kind: str  # "int" | "float" | "bool" | "str" | "choice" | "list" | "dict" | "table"
+    default: Any
+    help: str
+    advanced: bool
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    choices: tuple[Any, ...] = ()
+
+
+def _kind(annotation: Any) -> tuple[str, tuple[Any, ...]]:
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return "choice", get_args(annotation)
+    if annotation is bool:
+        return "bool", ()
+    if annotation is int:
+        return "int", ()
+    if annotation is float:
+        return "float", ()
+    if annotation is str:
+        return "str", ()
+    if origin is dict:
+        return "dict", ()
+    if origin is list:
+        (item,) = get_args(annotation)
+        return ("table" if isinstance(item, type) and issubclass(item, BaseModel) else "list"), ()
+    # unions such as list[str] | Literal["all-linear"]
+    return "list", ()
+
+
+def field_specs(section: type[Section], prefix: str) -> list[FieldSpec]:
+    specs = []
+    for name, info in section.model_fields.items():
+        kind, choices = _kind(info.annotation)
+        spec: dict[str, Any] = {}
+        for c in info.metadata:
+            for attr, key, excl in (("ge", "minimum", False), ("gt", "minimum", True),
+                                    ("le", "maximum", False), ("lt", "maximum", True)):
+                if getattr(c, attr, None) is not None:
+                    spec[key] = getattr(c, attr)
+                    spec["exclusive_" + key] = excl
+        extra = info.json_schema_extra or {}
+        specs.append(
+            FieldSpec(
+                path=f"{prefix}.{name}",
+                name=name,
+                kind=kind,
+                default=info.get_default(call_default_factory=True),
+                help=info.description or "",
+                advanced=bool(extra.get("advanced", False)),
+                choices=choices,
+                **spec,
+            )
+        )
+    return specs
+
+
+SECTIONS: dict[str, type[Section]] = {
+    name: info.annotation for name, info in RunConfig.model_fields.items()  # type: ignore[misc]
+}
+
+
+def all_field_specs() -> list[FieldSpec]:
+    return [spec for name, cls in SECTIONS.items() for spec in field_specs(cls, name)]
+
+
+def get_value(config: RunConfig, path: str) -> Any:
+    node: Any = config
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def set_value(config: RunConfig, path: str, value: Any) -> RunConfig:
+    """A copy of `config` with one setting changed, validated; raises ConfigError naming the field."""
+    data = config.model_dump(mode="json")
+    node = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+    return config_from_dict(data)

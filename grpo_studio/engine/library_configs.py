@@ -1,0 +1,119 @@
+"""The one place that knows the libraries' names: our run file onto GRPOConfig, LoraConfig and
+BitsAndBytesConfig. When TRL, PEFT or transformers rename something, only this module changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from grpo_studio.config import OPTIMIZER_NAMES, ConfigProblem, QuantizationSettings, RunConfig
+
+
+def bnb_config(q: QuantizationSettings, placement: Any) -> Any:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if q.load_in == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = placement.dtype if q.compute_dtype == "auto" else q.compute_dtype
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, compute),
+    )
+
+
+def lora_config(cfg: RunConfig) -> Any:
+    """PEFT LoraConfig, or None when LoRA is off (full fine-tuning)."""
+    if not cfg.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    lo = cfg.lora
+    return LoraConfig(
+        r=lo.r,
+        lora_alpha=lo.alpha,
+        lora_dropout=lo.dropout,
+        target_modules=lo.target_modules,
+        use_rslora=lo.use_rslora,
+        modules_to_save=lo.modules_to_save or None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def grpo_trainer_fields() -> set[str]:
+    from trl import GRPOConfig
+
+    return {f.name for f in dataclasses.fields(GRPOConfig)}
+
+
+def check_extra(cfg: RunConfig) -> list[ConfigProblem]:
+    """Keys of grpo.extra that GRPOConfig does not have (imports TRL, so only when extra is set)."""
+    if not cfg.grpo.extra:
+        return []
+    known = grpo_trainer_fields()
+    return [
+        ConfigProblem(f"grpo.extra.{key}", "not a field of TRL's GRPOConfig")
+        for key in cfg.grpo.extra
+        if key not in known
+    ]
+
+
+def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights: list[float]) -> Any:
+    """TRL's GRPOConfig for this run."""
+    from trl import GRPOConfig
+
+    g = cfg.grpo
+    on_gpu = placement.device == "cuda"
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        # batch and schedule
+        per_device_train_batch_size=g.per_device_train_batch_size,
+        gradient_accumulation_steps=g.gradient_accumulation_steps,
+        generation_batch_size=g.generation_batch_size or None,
+        learning_rate=g.learning_rate,
+        lr_scheduler_type=g.lr_scheduler_type,
+        warmup_steps=g.warmup_ratio,  # transformers 5 reads a float below 1 as a ratio
+        weight_decay=g.weight_decay,
+        max_grad_norm=g.max_grad_norm,
+        max_steps=g.max_steps,
+        optim=OPTIMIZER_NAMES[g.optimizer],
+        seed=g.seed,
+        # GRPO
+        num_generations=g.num_generations,
+        max_completion_length=g.max_completion_length,
+        beta=g.beta,
+        epsilon=g.epsilon,
+        epsilon_high=g.epsilon_high or None,
+        loss_type=g.loss_type,
+        scale_rewards=g.scale_rewards,
+        temperature=g.temperature,
+        top_p=g.top_p,
+        top_k=g.top_k,
+        num_iterations=g.num_iterations,
+        mask_truncated_completions=g.mask_truncated_completions,
+        reward_weights=reward_weights,
+        # precision and memory
+        use_cpu=not on_gpu,
+        bf16=on_gpu and placement.dtype == "bfloat16",
+        fp16=on_gpu and placement.dtype == "float16",
+        gradient_checkpointing=cfg.lora.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        trust_remote_code=cfg.model.trust_remote_code,
+        # logging and checkpoints: the run store and our events do the reporting
+        logging_steps=cfg.run.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.run.save_steps,
+        save_total_limit=cfg.run.save_total_limit or None,
+        report_to=[],
+        disable_tqdm=True,
+        log_completions=False,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+    kwargs.update(g.extra)
+    return GRPOConfig(**kwargs)

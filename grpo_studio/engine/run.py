@@ -1,0 +1,287 @@
+"""One training run, start to finish: run folder, data, rewards, model, TRL trainer, adapter.
+
+`train()` is what the CLI, the GUI's worker process and the tests call. It never raises for an
+expected failure: it emits a `Failed` event with a readable reason and returns it. A run stopped
+on request (or by Ctrl-C) saves a checkpoint and can be resumed with `resume=True`, continuing at
+the step after its newest complete checkpoint with its curves and samples.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from grpo_studio.config import ConfigError, LoadedRun, load_run, save_run
+from grpo_studio.engine.data import DataError
+from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Started
+from grpo_studio.engine.model import ModelError
+from grpo_studio.engine.rewards import RewardError
+from grpo_studio.engine.store import RunFolder, RunStore
+
+
+class RunFolderError(Exception):
+    pass
+
+
+def new_run_folder(run: LoadedRun, output: str | Path | None = None) -> RunFolder:
+    """Create the folder of a new run; `output` names it exactly, else output_dir/name-date-time."""
+    if output is not None:
+        folder = RunFolder(Path(output).expanduser().resolve())
+        if folder.path.exists() and any(folder.path.iterdir()):
+            raise RunFolderError(f"{folder.path} already exists and is not empty: pick a new folder, "
+                                 "or add --resume to continue the run in it")
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = run.resolve(run.config.run.output_dir) / f"{run.config.run.name}-{stamp}"
+        folder, n = RunFolder(base), 2
+        while folder.path.exists():
+            folder, n = RunFolder(base.with_name(f"{base.name}-{n}")), n + 1
+    folder.path.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
+    """Copy the run file and reward file into the run folder, with local paths made absolute,
+    so the run can be resumed, evaluated and exported even if the originals change or move."""
+    cfg = run.config.model_copy(deep=True)
+    model_dir = run.resolve(cfg.model.name)
+    if model_dir.is_dir():
+        cfg.model.name = str(model_dir)
+    for section in (cfg.data, cfg.eval):
+        if section.source and run.resolve(section.source).exists():
+            section.source = str(run.resolve(section.source))
+    needs_file = not cfg.rewards.functions or any(f.name for f in cfg.rewards.functions)
+    if needs_file:
+        src = run.resolve(cfg.rewards.file)
+        if not src.is_file():
+            raise RewardError("reward file not found", file=src)
+        shutil.copyfile(src, folder.rewards)
+        cfg.rewards.file = folder.rewards.name
+    for fn in cfg.rewards.functions:
+        if fn.model and run.resolve(fn.model).is_dir():
+            fn.model = str(run.resolve(fn.model))
+    cfg.run.output_dir = str(folder.path.parent)
+    save_run(cfg, folder.config)
+    return LoadedRun(cfg, folder.config, folder.path)
+
+
+def find_latest_run(run: LoadedRun) -> RunFolder | None:
+    """The newest run folder made from this run file (output_dir/name-*)."""
+    parent = run.resolve(run.config.run.output_dir)
+    if not parent.is_dir():
+        return None
+    candidates = [RunFolder(p) for p in parent.glob(f"{run.config.run.name}-*") if (p / "config.toml").is_file()]
+    return max(candidates, key=lambda f: f.config.stat().st_mtime, default=None)
+
+
+def describe_failure(exc: BaseException) -> Failed:
+    """A readable reason (and hint) for anything that ends a run."""
+    details = "".join(traceback.format_exception(exc))
+    if isinstance(exc, ConfigError):
+        return Failed(reason=str(exc).replace("\n", "; "), details=details, input_error=True)
+    if isinstance(exc, RewardError):
+        # A file that doesn't load is bad input; a function failing mid-run is a failed run.
+        return Failed(reason=str(exc), details=exc.details or details, input_error=exc.function is None)
+    if isinstance(exc, DataError):
+        return Failed(reason=str(exc), details=details, input_error=True)
+    if isinstance(exc, ModelError):
+        return Failed(reason=str(exc), hint=exc.hint, details=details, input_error=True)
+    if isinstance(exc, RunFolderError):
+        return Failed(reason=str(exc), details=details, input_error=True)
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if name == "OutOfMemoryError" or "out of memory" in text.lower():
+        return Failed(reason=f"out of GPU memory: {text}",
+                      hint="Lower grpo.per_device_train_batch_size or grpo.num_generations or "
+                           "grpo.max_completion_length, turn on lora.gradient_checkpointing, or load in 4bit.",
+                      details=details)
+    return Failed(reason=f"{name}: {text}", details=details)
+
+
+def train(
+    run: LoadedRun | str | Path,
+    *,
+    output: str | Path | None = None,
+    resume: bool = False,
+    listener: Callable[[Any], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    overrides: list[str] | None = None,
+) -> Finished | Failed:
+    """Train one run. `run` is a run file, a loaded run, or (with resume) a run folder."""
+    bus = EventBus(*([listener] if listener else []))
+    started = time.time()
+    try:
+        folder, run = _open_folder(run, output, resume, overrides)
+    except (ConfigError, RunFolderError, RewardError, DataError, ModelError, OSError) as exc:
+        failed = describe_failure(exc)
+        bus(failed)
+        return failed
+    store = RunStore(folder.database)
+    bus.add(store.record)
+    if folder.stop_request.exists():
+        folder.stop_request.unlink()
+
+    def stop() -> bool:
+        return folder.stop_request.exists() or bool(stop_requested and stop_requested())
+
+    try:
+        result = _train(run, folder, store, bus, resume, stop, started)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a readable event
+        if isinstance(exc, KeyboardInterrupt):
+            failed = Failed(reason="interrupted", hint="Resume with --resume from the newest checkpoint.",
+                            step=store.last_step())
+        else:
+            failed = describe_failure(exc)
+            failed.step = store.last_step()
+        bus(failed)
+        result = failed
+    finally:
+        store.close()
+    return result
+
+
+def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume: bool,
+                 overrides: list[str] | None) -> tuple[RunFolder, LoadedRun]:
+    if isinstance(run, (str, Path)):
+        path = Path(run)
+        if path.is_dir():
+            if not RunFolder(path).is_run():
+                raise RunFolderError(f"{path} is not a run folder (no config.toml)")
+            if not resume:
+                raise RunFolderError(f"{path} is a run folder: add --resume to continue it")
+            output = path
+            path = RunFolder(path).config
+        run = load_run(path, overrides)
+    if resume:
+        if output is not None:
+            folder = RunFolder(Path(output).expanduser().resolve())
+        else:
+            folder = find_latest_run(run)
+            if folder is None:
+                raise RunFolderError(f"no earlier run of {run.config.run.name!r} in "
+                                     f"{run.resolve(run.config.run.output_dir)} to resume")
+        if not folder.is_run():
+            raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
+        # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
+        return folder, load_run(folder.config, overrides)
+    folder = new_run_folder(run, output)
+    return folder, freeze_run_file(run, folder)
+
+
+def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, resume: bool,
+           stop: Callable[[], bool], started: float) -> Finished:
+    from grpo_studio.engine import data as data_mod
+    from grpo_studio.engine.library_configs import grpo_config, lora_config
+    from grpo_studio.engine.model import (
+        check_target_modules,
+        choose_placement,
+        count_parameters,
+        load_model,
+        load_tokenizer,
+    )
+    from grpo_studio.engine.rewards import load_rewards, trl_reward_funcs
+    from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
+
+    cfg = run.config
+    checkpoint = None
+    if resume:
+        newest = folder.newest_checkpoint()
+        if newest is None:
+            bus(Log(level="warning", message="no complete checkpoint yet: starting this run from step 0"))
+            store.truncate_after(0)
+        else:
+            step, checkpoint = newest
+            store.truncate_after(step)
+            bus(Log(message=f"resuming from {checkpoint.name} (step {step})"))
+
+    placement = choose_placement(cfg.model)
+    bus(Log(message=f"loading tokenizer of {cfg.model.name}"))
+    tokenizer = load_tokenizer(run)
+    bus(Log(message=f"loading dataset {cfg.data.source}"))
+    prompts = data_mod.load_prompts(run, tokenizer)
+    if prompts.dropped_long:
+        bus(Log(level="warning", message=f"{prompts.dropped_long} prompts are longer than "
+                f"data.max_prompt_length={cfg.data.max_prompt_length} tokens and were left out"))
+    if prompts.missing_answers:
+        bus(Log(level="warning", message=f"{prompts.missing_answers} rows have no ground truth "
+                "(answer column empty or answer_pattern did not match)"))
+    specs = load_rewards(run, columns=list(prompts.dataset.column_names))
+    bus(Log(message=f"loading model on {placement.device} ({placement.dtype}, {cfg.quantization.load_in})"))
+    model = load_model(run, placement)
+    if cfg.lora.enabled:
+        check_target_modules(model, cfg.lora.target_modules)
+    reward_funcs = trl_reward_funcs(specs, run)
+    args = grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs])
+    callback = StudioCallback(bus, stop, str(folder.checkpoints))
+    trainer = StudioGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=prompts.dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg),
+        callbacks=[callback],
+        on_samples=bus,
+        samples_per_step=cfg.run.samples_per_step,
+    )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events do the reporting
+    trainable, total = count_parameters(trainer.model)
+    resumed_step = 0
+    if checkpoint is not None:
+        resumed_step = int(checkpoint.name.split("-")[1])
+    bus(Started(run_dir=str(folder.path), max_steps=cfg.grpo.max_steps, resumed_from_step=resumed_step,
+                device=f"{placement.device} ({placement.dtype})", model=cfg.model.name,
+                reward_names=[s.label for s in specs], trainable_params=trainable, total_params=total))
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except RewardError:
+        _save_checkpoint_after_failure(trainer, folder, bus)
+        raise
+    step = trainer.state.global_step
+    adapter_dir = folder.adapter
+    if trainer.accelerator.is_main_process:
+        trainer.save_model(str(adapter_dir))
+        tokenizer.save_pretrained(str(adapter_dir))
+    stopped = callback.stopped and step < cfg.grpo.max_steps
+    if folder.stop_request.exists():
+        folder.stop_request.unlink()
+    finished = Finished(step=step, stopped=stopped, adapter_dir=str(adapter_dir), seconds=time.time() - started)
+    bus(finished)
+    return finished
+
+
+def _save_checkpoint_after_failure(trainer: Any, folder: RunFolder, bus: EventBus) -> None:
+    """Keep the last completed step when user code fails mid-run, so fixing it and resuming loses nothing.
+
+    Rewards are computed before the step's backward pass, so the weights and optimizer state are those
+    of the last completed optimizer step: a consistent checkpoint."""
+    step = trainer.state.global_step
+    newest = folder.newest_checkpoint()
+    if step == 0 or (newest and newest[0] >= step):
+        return
+    try:
+        trainer._save_checkpoint(trainer.model, trial=None)
+        bus(Log(level="warning", message=f"saved checkpoint-{step} before stopping"))
+    except Exception as exc:  # noqa: BLE001 - the original failure matters more
+        bus(Log(level="error", message=f"could not save a checkpoint after the failure: {exc}"))
+
+
+def environment_summary() -> dict[str, str]:
+    """Library versions, for logs and bug reports."""
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "bitsandbytes"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "-"
+    out["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return out

@@ -1,0 +1,170 @@
+"""TRL's GRPOTrainer, with what GRPO Studio needs to watch and steer it.
+
+`StudioGRPOTrainer` is the real GRPOTrainer; it only adds a hook after each generation batch has
+been scored, to hand the sampled completions (with per-function rewards and advantages) to the
+run's listeners. `StudioCallback` turns the trainer's logs into metrics events, reports
+checkpoints, and stops the run cleanly on request: finish the step, save, exit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from grpo_studio.engine.events import Checkpoint, Metrics, Sample, Samples
+
+
+def message_text(value: Any) -> str:
+    """A prompt or completion as plain text (chat messages joined as `role: content`)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        if len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") == "assistant":
+            return str(value[0].get("content", ""))
+        return "\n".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in value if isinstance(m, dict))
+    return str(value)
+
+
+class StudioGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that reports every scored generation batch to `on_samples`."""
+
+    def __init__(self, *args: Any, on_samples: Callable[[Samples], None] | None = None,
+                 samples_per_step: int = 0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.on_samples = on_samples
+        self.samples_per_step = samples_per_step
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        if self.on_samples is not None and self.model.training:
+            self._report_samples(inputs, output)
+        return output
+
+    def _report_samples(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> None:
+        from accelerate.utils import gather_object
+
+        # Per-completion facts known only on this process; gathered so the main process sees all.
+        mask = output["completion_mask"]
+        ids = output["completion_ids"]
+        lengths = mask.sum(dim=1).tolist()
+        eos = set(self.eos_token_ids)
+        truncated = [
+            bool(n) and int(ids[i, int(n) - 1]) not in eos for i, n in enumerate(lengths)
+        ]
+        answers = gather_object([x.get("answer") for x in inputs])
+        lengths = gather_object([int(n) for n in lengths])
+        truncated = gather_object(truncated)
+        if not self.accelerator.is_main_process:
+            return
+        # TRL keeps the newest generation batch (all processes) in self._logs.
+        n = len(answers)
+        prompts = list(self._logs["prompt"])[-n:]
+        completions = list(self._logs["completion"])[-n:]
+        advantages = list(self._logs["advantages"])[-n:]
+        per_func = {name: list(self._logs["rewards"][name])[-n:] for name in self.reward_func_names}
+        weights = self.reward_weights.tolist()
+        samples = []
+        for i in range(n):
+            rewards = {name: _none_if_nan(per_func[name][i]) for name in self.reward_func_names}
+            present = [(w, r) for w, r in zip(weights, rewards.values()) if r is not None]
+            samples.append(Sample(
+                group=i // self.num_generations,
+                prompt=message_text(prompts[i]),
+                completion=message_text(completions[i]),
+                answer=None if answers[i] is None else str(answers[i]),
+                rewards=rewards,
+                total=sum(w * r for w, r in present) if present else None,
+                advantage=_none_if_nan(advantages[i]),
+                length=lengths[i],
+                truncated=truncated[i],
+            ))
+        if self.samples_per_step and len(samples) > self.samples_per_step:
+            keep_groups = max(1, self.samples_per_step // self.num_generations)
+            samples = [s for s in samples if s.group < keep_groups]
+        # Completions generated now train the coming optimizer step.
+        self.on_samples(Samples(step=self.state.global_step + 1, samples=samples))
+
+
+def _none_if_nan(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+class StudioCallback(TrainerCallback):
+    """Metrics and checkpoint events, timing, and a clean stop on request."""
+
+    def __init__(self, emit: Callable[[Any], None], stop_requested: Callable[[], bool], checkpoints_dir: str):
+        self.emit = emit
+        self.stop_requested = stop_requested
+        self.checkpoints_dir = checkpoints_dir
+        self.stopped = False
+        self._step_started = 0.0
+        self._step_seconds: list[float] = []
+        self._tokens_at_log = 0
+        self._time_at_log = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._time_at_log = time.perf_counter()
+        self._tokens_at_log = state.num_input_tokens_seen
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_seconds.append(time.perf_counter() - self._step_started)
+        if self._should_stop(args):
+            self.stopped = True
+            control.should_save = True
+            control.should_training_stop = True
+
+    def _should_stop(self, args: Any) -> bool:
+        requested = bool(self.stop_requested())
+        if args.world_size > 1:
+            # Every process must stop at the same step, or the others would wait forever in a collective.
+            import torch
+            from accelerate.utils import broadcast
+
+            flag = torch.tensor([1 if requested else 0], device=args.device)
+            requested = bool(broadcast(flag, from_process=0).item())
+        return requested
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        values = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if "train_runtime" in values:  # the end-of-training summary, not a step
+            return
+        now = time.perf_counter()
+        if self._step_seconds:
+            values["perf/step_seconds"] = sum(self._step_seconds) / len(self._step_seconds)
+            self._step_seconds.clear()
+        tokens = state.num_input_tokens_seen - self._tokens_at_log
+        if now > self._time_at_log and tokens > 0:
+            values["perf/tokens_per_second"] = tokens / (now - self._time_at_log)
+        self._tokens_at_log, self._time_at_log = state.num_input_tokens_seen, now
+        memory = _gpu_memory_gib()
+        if memory is not None:
+            values["perf/gpu_memory_gib"] = memory
+        self.emit(Metrics(step=state.global_step, max_steps=state.max_steps, values=values))
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            import os
+
+            path = os.path.join(self.checkpoints_dir, f"checkpoint-{state.global_step}")
+            self.emit(Checkpoint(step=state.global_step, path=path))
+
+
+def _gpu_memory_gib() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**30

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests never download: models are built here, data lies in tests/data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Tiny models run fastest on one thread, and two test processes on two cores must not fight.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+
+import tiny  # noqa: E402
+
+DATA = TESTS / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny.build_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny.build_model(tmp_path_factory.mktemp("models") / "tiny-chat", chat=True)
+
+
+@pytest.fixture
+def run_file(tmp_path: Path, tiny_model: Path) -> Path:
+    """A complete, valid run file for a 3-step CPU run (tests/tiny.py)."""
+    return tiny.write_run(tmp_path / "project", tiny_model)
+
+
+@pytest.fixture
+def gsm8k_sample() -> Path:
+    return DATA / "gsm8k_test_sample.jsonl"

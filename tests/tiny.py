@@ -1,0 +1,126 @@
+"""Tiny models, datasets and run files built inside tests: no downloads, a second to build.
+
+The model is a real transformers architecture (Llama) with random weights and a character-level
+tokenizer, a few tens of thousands of parameters, so the real loading, LoRA and TRL code paths run
+on a CPU in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import textwrap
+from pathlib import Path
+
+CHARS = [chr(c) for c in range(32, 127)] + ["\n"]
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
+
+# A minimal chat template (ChatML-like) for the chat-template code paths.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+
+
+def build_tokenizer(chat_template: str | None = None):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS + CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
+                                   eos_token="<eos>", unk_token="<unk>")
+    if chat_template:
+        fast.chat_template = chat_template
+    return fast
+
+
+def build_model(folder: Path, *, chat: bool = False, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = build_tokenizer(CHAT_TEMPLATE if chat else None)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def write_addition_data(path: Path, n: int = 64, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for _ in range(n):
+            a, b = rng.randint(0, 9), rng.randint(0, 9)
+            f.write(json.dumps({"question": f"{a}+{b}=", "answer": str(a + b)}) + "\n")
+    return path
+
+
+REWARDS = textwrap.dedent('''\
+    import re
+
+
+    def correctness_reward(completions, answer, **kwargs):
+        """1.0 when the completion starts with the right number."""
+        out = []
+        for c, a in zip(completions, answer):
+            m = re.match(r"\\s*(\\d+)", c)
+            out.append(1.0 if m and m.group(1) == a else 0.0)
+        return out
+
+
+    def length_reward(completions, **kwargs):
+        """Prefer short answers: a spread of rewards so GRPO has a signal even for a random model."""
+        return [-len(c) / 32 for c in completions]
+    ''')
+
+
+def write_run(folder: Path, model_dir: Path, *, data: Path | None = None, rewards: str = REWARDS,
+              extra: str = "") -> Path:
+    """A complete run file (and its reward file and data) for a short CPU run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = data or write_addition_data(folder / "train.jsonl")
+    write_addition_data(folder / "test.jsonl", n=16, seed=1)
+    (folder / "rewards.py").write_text(rewards)
+    run = folder / "run.toml"
+    run.write_text(textwrap.dedent(f'''\
+        [model]
+        name = "{model_dir}"
+        max_seq_length = 128
+
+        [lora]
+        r = 4
+        alpha = 8
+        target_modules = "all-linear"
+        gradient_checkpointing = false
+
+        [data]
+        source = "{data.name}"
+        prompt_column = "question"
+        answer_column = "answer"
+        max_prompt_length = 32
+
+        [grpo]
+        per_device_train_batch_size = 8
+        num_generations = 4
+        max_completion_length = 8
+        max_steps = 3
+        learning_rate = 1e-3
+
+        [eval]
+        source = "test.jsonl"
+
+        [run]
+        name = "tiny"
+        save_steps = 2
+        ''') + extra)
+    return run
