@@ -18,6 +18,14 @@ class _Event(BaseModel):
     time: float = Field(default_factory=time.time)
 
 
+class Opened(_Event):
+    """The run folder exists (sent before the slow loading, so a supervisor can ask it to stop)."""
+
+    kind: Literal["opened"] = "opened"
+    run_dir: str
+    resume: bool = False
+
+
 class Started(_Event):
     kind: Literal["started"] = "started"
     run_dir: str
@@ -100,7 +108,7 @@ class Failed(_Event):
 
 
 Event = Annotated[
-    Union[Started, Metrics, Samples, Checkpoint, Alarm, Log, Finished, Failed], Field(discriminator="kind")
+    Union[Opened, Started, Metrics, Samples, Checkpoint, Alarm, Log, Finished, Failed], Field(discriminator="kind")
 ]
 _adapter: TypeAdapter[Any] = TypeAdapter(Event)
 
@@ -162,6 +170,7 @@ __all__ = [
     "Finished",
     "Log",
     "Metrics",
+    "Opened",
     "Sample",
     "Samples",
     "Started",

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from grpo_studio.config import ConfigError, LoadedRun, load_run, save_run
 from grpo_studio.engine.data import DataError
-from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Started
+from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.model import ModelError
 from grpo_studio.engine.rewards import RewardError
 from grpo_studio.engine.store import RunFolder, RunStore
@@ -125,6 +125,7 @@ def train(
     bus.add(store.record)
     if folder.stop_request.exists():
         folder.stop_request.unlink()
+    bus(Opened(run_dir=str(folder.path), resume=resume))
 
     def stop() -> bool:
         return folder.stop_request.exists() or bool(stop_requested and stop_requested())
