@@ -229,6 +229,9 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
         callbacks=[callback],
         on_samples=bus,
         samples_per_step=cfg.run.samples_per_step,
+        fast_generation=cfg.grpo.fast_generation,
+        max_prompt_length=cfg.data.max_prompt_length,
+        on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
     from transformers.trainer_callback import PrinterCallback
 
