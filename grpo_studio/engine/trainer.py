@@ -55,10 +55,7 @@ class StudioGRPOTrainer(GRPOTrainer):
         else:
             result = super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                    has_tool_images)
-        if self.accelerator.device.type == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
+        _synchronize()
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["perf/generation_seconds"].append(time.perf_counter() - started)
         return result
@@ -180,9 +177,11 @@ class StudioCallback(TrainerCallback):
         self._tokens_at_log = state.num_input_tokens_seen
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        _synchronize()  # charge queued GPU work to the step that queued it
         self._step_started = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        _synchronize()
         self._step_seconds.append(time.perf_counter() - self._step_started)
         if self._should_stop(args):
             self.stopped = True
@@ -226,6 +225,13 @@ class StudioCallback(TrainerCallback):
 
             path = os.path.join(self.checkpoints_dir, f"checkpoint-{state.global_step}")
             self.emit(Checkpoint(step=state.global_step, path=path))
+
+
+def _synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _gpu_memory_gib() -> float | None:
