@@ -182,6 +182,10 @@ def run_arm(arm: str, setup: BenchSetup, work: Path, timeout: int = 3600) -> dic
 
 
 def prepare(setup: BenchSetup, work: Path) -> None:
+    import shutil
+
+    shutil.rmtree(work / "studio-run", ignore_errors=True)  # the studio arm's run folder of an earlier bench
+    shutil.rmtree(work / "trl-out", ignore_errors=True)
     model_dir = build_model_folder(setup.arch, work / f"model-{setup.arch}")
     vocab = ARCHS[setup.arch]["vocab_size"]
     data = write_data(setup, work / "prompts.jsonl", vocab)

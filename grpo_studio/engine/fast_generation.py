@@ -125,10 +125,10 @@ class _Layer:
 
     def __init__(self, layer: Any, dtype: torch.dtype):
         attn, mlp = layer.self_attn, layer.mlp
-        self.input_norm = layer.input_layernorm
-        self.post_norm = layer.post_attention_layernorm
-        self.q_norm = getattr(attn, "q_norm", None)  # Qwen3
-        self.k_norm = getattr(attn, "k_norm", None)
+        self.input_norm = _norm(layer.input_layernorm)
+        self.post_norm = _norm(layer.post_attention_layernorm)
+        self.q_norm = _norm(attn.q_norm) if hasattr(attn, "q_norm") else None  # Qwen3
+        self.k_norm = _norm(attn.k_norm) if hasattr(attn, "k_norm") else None
         self.act = mlp.act_fn
         self.qkv = [attn.q_proj, attn.k_proj, attn.v_proj]
         self.gate_up = [mlp.gate_proj, mlp.up_proj]
@@ -184,7 +184,7 @@ class FastGenerator:
             raise Unsupported("8-bit base weights (use 16-bit or 4-bit for the fast path)")
         inner = self.model.model
         self.embed = _module_weight(inner.embed_tokens)
-        self.norm = inner.norm
+        self.norm = _norm(inner.norm)
         self.rotary = inner.rotary_emb
         self.lm_head = self.model.lm_head
         self.device = self.embed.device
@@ -204,7 +204,7 @@ class FastGenerator:
         self.sampling = sampling
         self.use_cuda_graphs = use_cuda_graphs and self.device.type == "cuda"
         self._graph: Any = None
-        self._graph_key: tuple[int, int] | None = None
+        self._rope: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.graph_failures: list[str] = []
         self.synced_version = -1
         self.sync()
@@ -227,53 +227,75 @@ class FastGenerator:
         return total
 
     # -- the forward pass --------------------------------------------------------------------
-    def _linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        return F.linear(x, w, b)
-
-    def _forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, write: torch.Tensor,
-                 keys: int | None, mask: torch.Tensor) -> torch.Tensor:
-        """Hidden states (B, S, H) at buffer positions `write` (S,); attends to the first `keys` slots
-        (None: all of them) of the cache under `mask` (B, 1, S, keys)."""
+    def _prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states of whole prompts (B, S, H), writing their keys and values at positions 0..S-1."""
         B, S, _ = x.shape
+        write = torch.arange(S, device=x.device)
         for i, layer in enumerate(self.layers):
-            h = layer.input_norm(x)
-            qkv = self._linear(h, layer.qkv_w, layer.qkv_b)
-            q, k, v = qkv.split([layer.q_size, layer.kv_size, layer.kv_size], dim=-1)
+            h = _rms(x, *layer.input_norm)
+            q, k, v = F.linear(h, layer.qkv_w, layer.qkv_b).split([layer.q_size, layer.kv_size, layer.kv_size], -1)
             q = q.view(B, S, self.n_heads, self.head_dim)
             k = k.view(B, S, self.n_kv, self.head_dim)
             if layer.q_norm is not None:
-                q, k = layer.q_norm(q), layer.k_norm(k)
+                q, k = _rms(q, *layer.q_norm), _rms(k, *layer.k_norm)
             q, k = q.transpose(1, 2), k.transpose(1, 2)
             v = v.view(B, S, self.n_kv, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
-            self.k_cache[i].index_copy_(2, write, k.to(self.k_cache[i].dtype))
-            self.v_cache[i].index_copy_(2, write, v.to(self.v_cache[i].dtype))
-            kk = self.k_cache[i] if keys is None else self.k_cache[i][:, :, :keys]
-            vv = self.v_cache[i] if keys is None else self.v_cache[i][:, :, :keys]
-            attn = _attention(q, kk, vv, mask, self.scale)
-            attn = attn.transpose(1, 2).reshape(B, S, self.n_heads * self.head_dim)
-            x = x + self._linear(attn, layer.o_w, layer.o_b)
-            h = layer.post_norm(x)
-            gate, up = self._linear(h, layer.gu_w, None).split(layer.inter, dim=-1)
-            x = x + self._linear(layer.act(gate) * up, layer.down_w, layer.down_b)
+            self.k_cache[i].index_copy_(2, write, k)
+            self.v_cache[i].index_copy_(2, write, v)
+            attn = _attention(q, k, v, mask, self.scale)
+            x = x + F.linear(attn.transpose(1, 2).reshape(B, S, -1), layer.o_w, layer.o_b)
+            x = x + self._mlp(layer, _rms(x, *layer.post_norm))
+        return x
+
+    def _mlp(self, layer: _Layer, h: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(h, layer.gu_w).split(layer.inter, dim=-1)
+        return F.linear(layer.act(gate) * up, layer.down_w, layer.down_b)
+
+    def _decode_layers(self, x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+        """One new token per row through every layer, with as few kernels as the math allows:
+        every kernel costs a launch, and at decode sizes the launches are most of the time."""
+        B = x.shape[0]
+        H, KV, D = self.n_heads, self.n_kv, self.head_dim
+        half = D // 2
+        for i, layer in enumerate(self.layers):
+            qkv = F.linear(_rms(x, *layer.input_norm), layer.qkv_w, layer.qkv_b)  # (B, 1, (H + 2 KV) D)
+            qk = qkv[..., :(H + KV) * D].view(B, 1, H + KV, D)
+            if layer.q_norm is not None:
+                qk = torch.cat([_rms(qk[:, :, :H], *layer.q_norm), _rms(qk[:, :, H:], *layer.k_norm)], dim=2)
+            # RoPE on queries and keys at once: rotate_half(x) * sin == roll(x, D/2) * sin_signed.
+            qk = torch.addcmul(qk * cos, qk.roll(half, dims=-1), sin_signed)
+            self.k_cache[i].index_copy_(2, self.cur, qk[:, :, H:].transpose(1, 2))
+            self.v_cache[i].index_copy_(2, self.cur, qkv[..., (H + KV) * D:].view(B, 1, KV, D).transpose(1, 2))
+            # Grouped-query attention without repeating keys: the G query heads that share a key head
+            # become G "query positions" of that head, all under the same mask.
+            q = qk[:, 0, :H].view(B, KV, H // KV, D)
+            attn = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=mask,
+                                                  scale=self.scale)
+            x = x + F.linear(attn.reshape(B, 1, H * D), layer.o_w, layer.o_b)
+            x = x + self._mlp(layer, _rms(x, *layer.post_norm))
         return x
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.norm(x), self.head_w, self.head_b).float()
+        return F.linear(_rms(x, *self.norm), self.head_w, self.head_b).float()
 
     # -- sampling -----------------------------------------------------------------------------
     def _sample(self, logits: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One token per row (Gumbel-max: exact categorical sampling, with no host sync) and its log-prob."""
+        """One token per row and its log-prob, with no host sync (so it can live in a CUDA graph).
+
+        Gumbel-max sampling, exact for a categorical: argmax(logits - log E) with E ~ Exp(1)."""
         s = self.sampling
-        logits = logits / s.temperature
+        if s.temperature != 1.0:
+            logits = logits / s.temperature
         if s.suppress_tokens:
             logits.index_fill_(1, self.suppress, float("-inf"))
         if s.min_new_tokens and s.eos_token_ids:
             # Index tensors live on the device: a host-side index would copy memory mid-capture.
             block = torch.where(step < s.min_new_tokens, float("-inf"), 0.0).expand(logits.shape[0], len(self.eos))
             logits.index_add_(1, self.eos, block)
-        logprobs = torch.log_softmax(logits, dim=-1)
+        normalizer = torch.logsumexp(logits, dim=-1)
         filtered = logits
         if s.top_k and s.top_k < logits.shape[-1]:
             kth = torch.topk(filtered, s.top_k, dim=-1).values[:, -1:]
@@ -284,14 +306,12 @@ class FastGenerator:
             drop = probs.cumsum(-1) - probs > s.top_p
             sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
             filtered = torch.full_like(filtered, float("-inf")).scatter(-1, order, sorted_logits)
-        u = torch.rand_like(filtered).clamp_(min=1e-10)
-        token = torch.argmax(filtered - torch.log(-torch.log(u)), dim=-1)
-        return token, logprobs.gather(-1, token[:, None])[:, 0]
+        noise = torch.empty_like(filtered).exponential_()
+        token = torch.argmax(noise.log_().neg_().add_(filtered), dim=-1)
+        return token, logits.gather(-1, token[:, None])[:, 0] - normalizer
 
     # -- generation ---------------------------------------------------------------------------
     def _allocate(self, batch: int, length: int) -> None:
-        if getattr(self, "_alloc_key", None) == (batch, length):
-            return
         shape = (batch, self.n_kv, length, self.head_dim)
         self.k_cache = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
         self.v_cache = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
@@ -300,27 +320,37 @@ class FastGenerator:
         self.cur = torch.zeros(1, dtype=torch.long, device=self.device)
         self.step = torch.zeros(1, dtype=torch.long, device=self.device)
         self.done = torch.zeros(batch, dtype=torch.bool, device=self.device)
-        self.valid = torch.zeros(batch, length, dtype=torch.bool, device=self.device)
+        self.valid = torch.zeros(batch, 1, 1, length, dtype=torch.bool, device=self.device)
         self.out_tokens = torch.zeros(batch, n, dtype=torch.long, device=self.device)
         self.out_logps = torch.zeros(batch, n, dtype=torch.float32, device=self.device)
         self.positions = torch.arange(length, device=self.device)
         self.eos = torch.tensor(self.sampling.eos_token_ids or [-1], device=self.device)
         self.suppress = torch.tensor(self.sampling.suppress_tokens or [0], device=self.device)
-        self._alloc_key = (batch, length)
-        self._graph = None
 
-    def _rope_table(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        dummy = torch.zeros(1, 1, self.head_dim, dtype=self.dtype, device=self.device)
-        cos, sin = self.rotary(dummy, torch.arange(length, device=self.device)[None])
-        return cos[0].to(self.dtype), sin[0].to(self.dtype)  # (length, head_dim)
+    def _release(self) -> None:
+        """Give the KV cache and the graph's memory back between generations: training needs it."""
+        self._graph = None
+        for name in ("k_cache", "v_cache", "tok", "cur", "step", "done", "valid", "out_tokens", "out_logps"):
+            self.__dict__.pop(name, None)
+
+    def _rope_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """cos, sin and sign-folded sin (see _decode_layers) for positions 0..length-1, shape (length, D)."""
+        if self._rope is None or self._rope[0] < length:
+            dummy = torch.zeros(1, 1, self.head_dim, dtype=self.dtype, device=self.device)
+            cos, sin = self.rotary(dummy, torch.arange(length, device=self.device)[None])
+            cos, sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
+            half = self.head_dim // 2
+            signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
+            self._rope = (length, cos, sin, signed)
+        return self._rope[1], self._rope[2], self._rope[3]
 
     def _decode_step(self) -> None:
         """One token for every row, entirely on the device (capturable as a CUDA graph)."""
         x = F.embedding(self.tok, self.embed)[:, None, :].to(self.dtype)
         cos = self.cos.index_select(0, self.cur)[None, None]  # (1, 1, 1, D)
-        sin = self.sin.index_select(0, self.cur)[None, None]
-        mask = (self.valid & (self.positions <= self.cur))[:, None, None, :]
-        x = self._forward(x, cos, sin, self.cur, None, mask)
+        sin_signed = self.sin_signed.index_select(0, self.cur)[None, None]
+        mask = self.valid & (self.positions <= self.cur)
+        x = self._decode_layers(x, cos, sin_signed, mask)
         token, logp = self._sample(self._logits(x[:, -1]), self.step)
         self._emit(token, logp)
         self.cur.add_(1)
@@ -336,12 +366,13 @@ class FastGenerator:
 
     def _capture(self) -> Any:
         """A CUDA graph of one decode step, or None when capture fails (then steps run eagerly)."""
-        saved = [t.clone() for t in (self.tok, self.cur, self.step, self.done, self.out_tokens, self.out_logps)]
+        state = (self.tok, self.cur, self.step, self.done, self.out_tokens, self.out_logps)
+        saved = [t.clone() for t in state]
         try:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
-                for _ in range(2):  # warm-up: lazy inits and autotuning happen outside the capture
+                for _ in range(2):  # warm-up: lazy inits and kernel selection happen outside the capture
                     self._decode_step()
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
@@ -351,46 +382,44 @@ class FastGenerator:
             self.graph_failures.append(f"{type(exc).__name__}: {exc}")
             self.use_cuda_graphs = False
             graph = None
-        for t, s in zip((self.tok, self.cur, self.step, self.done, self.out_tokens, self.out_logps), saved):
-            t.copy_(s)  # undo the warm-up steps
+        for t, s in zip(state, saved):
+            t.copy_(s)  # undo the warm-up steps (their cache writes are overwritten before being read)
         return graph
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], max_prompt_length: int | None = None) -> Generation:
+        try:
+            return self._generate(prompt_ids, max_prompt_length)
+        finally:
+            self._release()
+
+    def _generate(self, prompt_ids: list[list[int]], max_prompt_length: int | None) -> Generation:
         s = self.sampling
         batch = len(prompt_ids)
         width = max(len(p) for p in prompt_ids)
-        # A fixed cache length keeps every decode step the same shape, so one graph serves every batch.
         length = max(width, max_prompt_length or 0) + s.max_new_tokens
         self._allocate(batch, length)
-        if getattr(self, "_rope_len", 0) != length:
-            self.cos, self.sin = self._rope_table(length)
-            self._rope_len = length
+        self.cos, self.sin, self.sin_signed = self._rope_tables(length)
         ids = torch.full((batch, width), s.pad_token_id, dtype=torch.long)
         for i, p in enumerate(prompt_ids):
             ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
         ids = ids.to(self.device)
         starts = torch.tensor([width - len(p) for p in prompt_ids], device=self.device)
-        self.valid.copy_(self.positions[None, :] >= starts[:, None])
-        self.done.zero_()
-        self.step.zero_()
-        self.out_tokens.fill_(s.pad_token_id)
-        self.out_logps.zero_()
+        self.valid.copy_((self.positions[None, :] >= starts[:, None])[:, None, None, :])
 
-        # Prefill: the prompts' keys and values, and the first token.
+        # Prefill: the prompts' keys and values, and the first token. Positions are buffer indices,
+        # as in the training forward of a left-padded batch.
         pos = torch.arange(width, device=self.device)
-        causal = pos[None, :] <= pos[:, None]
-        mask = causal[None] & self.valid[:, None, :width]
+        mask = (pos[None, :] <= pos[:, None])[None] & self.valid[:, 0, :, :width]
         mask |= torch.eye(width, dtype=torch.bool, device=self.device)[None]  # pad rows attend to themselves
         x = F.embedding(ids, self.embed).to(self.dtype)
-        x = self._forward(x, self.cos[:width][None, None], self.sin[:width][None, None], pos, width,
-                          mask[:, None])
+        x = self._prefill(x, self.cos[:width][None, None], self.sin[:width][None, None], mask[:, None])
         token, logp = self._sample(self._logits(x[:, -1]), self.step)
         self._emit(token, logp)
         self.cur.fill_(width)
 
         # Decode: the remaining tokens, one captured step at a time, checking for the end now and then.
-        if self.use_cuda_graphs and self._graph is None:
+        if self.use_cuda_graphs:
             self._graph = self._capture()
         for t in range(1, s.max_new_tokens):
             if self._graph is not None:
@@ -400,8 +429,7 @@ class FastGenerator:
             if t % 32 == 0 and bool(self.done.all()):
                 break
 
-        tokens = self.out_tokens.tolist()
-        logps = self.out_logps.tolist()
+        tokens, logps = self.out_tokens.tolist(), self.out_logps.tolist()
         eos = set(s.eos_token_ids)
         completions, logprobs = [], []
         for row, lp in zip(tokens, logps):
@@ -409,6 +437,17 @@ class FastGenerator:
             completions.append(row[:end])
             logprobs.append(lp[:end])
         return Generation(completions, logprobs)
+
+
+def _norm(module: Any) -> tuple[torch.Tensor, float]:
+    """(weight, eps) of an RMSNorm layer of the Llama family."""
+    eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", None) or 1e-6
+    return module.weight, float(eps)
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """The Llama-family RMSNorm (normalize in float32, scale in the input dtype), in fewer kernels."""
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

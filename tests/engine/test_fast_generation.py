@@ -45,9 +45,11 @@ def reference_logprobs(model, prompts, completions):
     for i, (p, c) in enumerate(zip(prompts, completions)):
         ids[i, P - len(p):P], mask[i, P - len(p):P] = torch.tensor(p), 1
         ids[i, P:P + len(c)], mask[i, P:P + len(c)] = torch.tensor(c), 1
+    device = next(model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask).logits[:, P - 1:-1].float()
-    return torch.log_softmax(logits, -1).gather(-1, ids[:, P:, None])[..., 0]
+    return torch.log_softmax(logits, -1).gather(-1, ids[:, P:, None])[..., 0].cpu()
 
 
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15]]
