@@ -3,8 +3,10 @@
 Both arms train the same random-init model of a real architecture (Qwen2.5 shapes; a synthetic
 word-level tokenizer in which every id decodes), with the same LoRA, data and GRPO settings, and a
 completion length forced to exactly `max_completion_length` tokens, each arm in its own process:
-    trl     TRL's GRPOTrainer as a user would write it (timed from outside, otherwise untouched)
-    studio  `grpo_studio.engine.run.train` on an equivalent run file (the fast path on)
+    trl            TRL's GRPOTrainer as a user would write it (timed from outside, otherwise untouched)
+    studio         `grpo_studio.engine.run.train` on an equivalent run file (the fast path on)
+    studio-trlgen  the same, generating with TRL's generate (grpo.fast_generation = "off")
+    studio-eager   the fast path without CUDA graphs (what the graphs buy)
 The table reports the median seconds per step after a warm-up step, the generation and training
 parts of it, generated tokens/s, peak VRAM, the fraction of the decode roofline (the bytes of
 weights one decode step must read, over the measured memory bandwidth), and the VRAM estimate.
@@ -33,6 +35,9 @@ ARCHS: dict[str, dict[str, Any]] = {
     "qwen2.5-7b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
                        intermediate_size=18944, vocab_size=152064, tie_word_embeddings=False),
 }
+
+
+ARMS = ("trl", "studio", "studio-trlgen", "studio-eager")
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,8 @@ def run_arm(arm: str, setup: BenchSetup, work: Path, timeout: int = 3600) -> dic
 def prepare(setup: BenchSetup, work: Path) -> None:
     import shutil
 
-    shutil.rmtree(work / "studio-run", ignore_errors=True)  # the studio arm's run folder of an earlier bench
+    for old in work.glob("studio*-run"):  # the studio arms' run folders of an earlier bench
+        shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(work / "trl-out", ignore_errors=True)
     model_dir = build_model_folder(setup.arch, work / f"model-{setup.arch}")
     vocab = ARCHS[setup.arch]["vocab_size"]
@@ -221,9 +227,9 @@ def main(arch: str, quant: str = "16bit", steps: int = 3, arms: list[str] | None
         print(f"error: --arch must be one of {', '.join(ARCHS)}", file=sys.stderr)
         return 2
     arms = arms or ["trl", "studio"]
-    unknown = [a for a in arms if a not in ("trl", "studio")]
+    unknown = [a for a in arms if a not in ARMS]
     if unknown:
-        print(f"error: unknown arm {unknown[0]!r} (use trl, studio)", file=sys.stderr)
+        print(f"error: unknown arm {unknown[0]!r} (use {', '.join(ARMS)})", file=sys.stderr)
         return 2
     setup = BenchSetup.for_arch(arch, quant, steps)
     work_dir = Path(work) if work else Path(tempfile.mkdtemp(prefix="grpo-bench-"))

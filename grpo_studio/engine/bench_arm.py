@@ -7,6 +7,7 @@ each step and of each generation, so that asynchronous kernels are charged to th
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -136,7 +137,7 @@ def run_trl(setup: BenchSetup, work: Path) -> dict[str, Any]:
     return {"step_s": timer.steps, "gen_s": gen_times, "read_bytes": decode_read_bytes(trainer.model)}
 
 
-def run_studio(setup: BenchSetup, work: Path) -> dict[str, Any]:
+def run_studio(setup: BenchSetup, work: Path, arm: str = "studio") -> dict[str, Any]:
     """GRPO Studio's engine on the equivalent run file; timings from its own (synchronized) metrics."""
     import torch
 
@@ -149,7 +150,10 @@ def run_studio(setup: BenchSetup, work: Path) -> dict[str, Any]:
     events: list[Any] = []
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = train(work / "run.toml", output=work / "studio-run", listener=events.append)
+    overrides = ["grpo.fast_generation=off"] if arm == "studio-trlgen" else []
+    if arm == "studio-eager":
+        os.environ["GRPO_STUDIO_CUDA_GRAPHS"] = "0"
+    result = train(work / "run.toml", output=work / f"{arm}-run", listener=events.append, overrides=overrides)
     if result.kind != "finished":
         raise RuntimeError(f"{result.reason}\n{getattr(result, 'details', '')}")
     metrics = [e.values for e in events if e.kind == "metrics"]
@@ -170,7 +174,7 @@ def main(argv: list[str]) -> int:
     setup = BenchSetup(**json.loads(setup_json))
     work_path = Path(work)
     bandwidth = measure_bandwidth()
-    raw = run_trl(setup, work_path) if arm == "trl" else run_studio(setup, work_path)
+    raw = run_trl(setup, work_path) if arm == "trl" else run_studio(setup, work_path, arm)
     measured = raw["step_s"][setup.warmup:] or raw["step_s"]
     gens = raw["gen_s"][setup.warmup:] or raw["gen_s"]
     step = statistics.median(measured)

@@ -9,6 +9,7 @@ checkpoints, and stops the run cleanly on request: finish the step, save, exit.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any, Callable
 
@@ -70,7 +71,8 @@ class StudioGRPOTrainer(GRPOTrainer):
         if reason is None:
             try:
                 extra = dict(self.args.generation_kwargs or {})
-                self._fast = FastGenerator(self.model_wrapped, SamplingSettings(
+                graphs = os.environ.get("GRPO_STUDIO_CUDA_GRAPHS", "1") != "0"  # a troubleshooting switch
+                self._fast = FastGenerator(self.model_wrapped, use_cuda_graphs=graphs, sampling=SamplingSettings(
                     max_new_tokens=self.max_completion_length, temperature=self.temperature, top_p=self.top_p,
                     top_k=self.top_k or 0, min_new_tokens=int(extra.get("min_new_tokens", 0)),
                     eos_token_ids=tuple(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
