@@ -86,7 +86,13 @@ def describe_failure(exc: BaseException) -> Failed:
         return Failed(reason=str(exc).replace("\n", "; "), details=details, input_error=True)
     if isinstance(exc, RewardError):
         # A file that doesn't load is bad input; a function failing mid-run is a failed run.
-        return Failed(reason=str(exc), details=exc.details or details, input_error=exc.function is None)
+        hint = ""
+        if exc.function is not None:
+            hint = ("Fix the function in the run folder's copy of the reward file (rewards.py there), then resume "
+                    "with --resume; try it first with `grpo-studio rewards-check`. rewards.on_error = \"skip\" "
+                    "lets a run continue past occasional failures.")
+        return Failed(reason=str(exc), hint=hint, details=exc.details or details,
+                      input_error=exc.function is None)
     if isinstance(exc, DataError):
         return Failed(reason=str(exc), details=details, input_error=True)
     if isinstance(exc, ModelError):
@@ -177,16 +183,8 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, resume: bool,
            stop: Callable[[], bool], started: float) -> Finished:
     from grpo_studio.engine import data as data_mod
-    from grpo_studio.engine.library_configs import grpo_config, lora_config
-    from grpo_studio.engine.model import (
-        check_target_modules,
-        choose_placement,
-        count_parameters,
-        load_model,
-        load_tokenizer,
-    )
-    from grpo_studio.engine.rewards import load_rewards, trl_reward_funcs
-    from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
+    from grpo_studio.engine.model import choose_placement, load_tokenizer
+    from grpo_studio.engine.rewards import close_rewards, load_rewards
 
     cfg = run.config
     checkpoint = None
@@ -212,16 +210,34 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
         bus(Log(level="warning", message=f"{prompts.missing_answers} rows have no ground truth "
                 "(answer column empty or answer_pattern did not match)"))
     specs = load_rewards(run, columns=list(prompts.dataset.column_names))
+    try:
+        return _train_with_rewards(run, folder, bus, stop, started, specs, tokenizer, prompts, placement,
+                                   checkpoint)
+    finally:
+        close_rewards(specs)  # the reward process, when rewards are isolated
+
+
+def _train_with_rewards(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Callable[[], bool], started: float,
+                        specs: list[Any], tokenizer: Any, prompts: Any, placement: Any,
+                        checkpoint: Path | None) -> Finished:
+    from grpo_studio.engine.alarms import HealthWatch
+    from grpo_studio.engine.library_configs import grpo_config, lora_config
+    from grpo_studio.engine.model import check_target_modules, count_parameters, load_model
+    from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
+
+    cfg = run.config
+    reward_funcs, reward_tokenizers = _reward_funcs(run, specs, placement, bus)
     bus(Log(message=f"loading model on {placement.device} ({placement.dtype}, {cfg.quantization.load_in})"))
     model = load_model(run, placement)
     if cfg.lora.enabled:
         check_target_modules(model, cfg.lora.target_modules)
-    reward_funcs = trl_reward_funcs(specs, run)
     args = grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs])
-    callback = StudioCallback(bus, stop, str(folder.checkpoints))
+    watch = HealthWatch(cfg.alarms, cfg.grpo.max_completion_length)
+    callback = StudioCallback(bus, stop, str(folder.checkpoints), watch=watch)
     trainer = StudioGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
+        reward_processing_classes=reward_tokenizers,
         args=args,
         train_dataset=prompts.dataset,
         processing_class=tokenizer,
@@ -256,6 +272,35 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
     finished = Finished(step=step, stopped=stopped, adapter_dir=str(adapter_dir), seconds=time.time() - started)
     bus(finished)
     return finished
+
+
+def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBus) -> tuple[list[Any], list[Any]]:
+    """What GRPOTrainer takes as reward_funcs and reward_processing_classes: our checked functions
+    (with the skip policy when rewards.on_error = "skip"), and reward models loaded here, so a bad
+    model path fails before the base model loads."""
+    from grpo_studio.engine.reward_guard import SkipFailures
+    from grpo_studio.engine.reward_model import load_reward_model
+
+    cfg = run.config.rewards
+    funcs: list[Any] = []
+    tokenizers: list[Any] = []
+    for spec in specs:
+        if spec.function is None:
+            bus(Log(message=f"loading reward model {spec.model}"))
+            loaded = load_reward_model(run, spec.model, spec.label, dtype=placement.dtype)
+            funcs.append(loaded.model)
+            tokenizers.append(loaded.tokenizer)
+            continue
+        function = spec.function
+        if cfg.on_error == "skip":
+            def report(exc: RewardError, in_a_row: int) -> None:
+                bus(Log(level="warning", message=f"{exc} -- skipped: no scores from it for this batch "
+                        f"({in_a_row} failed call(s) in a row; the run stops at {cfg.max_consecutive_failures})"))
+
+            function = SkipFailures(function, cfg.max_consecutive_failures, report)
+        funcs.append(function)
+        tokenizers.append(None)
+    return funcs, tokenizers
 
 
 def _save_checkpoint_after_failure(trainer: Any, folder: RunFolder, bus: EventBus) -> None:
