@@ -7,6 +7,7 @@
     grpo-studio rewards-check RUN.toml [--set ...] [--completions FILE.jsonl] [--prompts N] [--json]
     grpo-studio eval RUN.toml [--adapter DIR] [--limit N] [--json]
     grpo-studio export RUN_DIR [--to DIR] [--merged]
+    grpo-studio bench [--arch tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b] [--quant 4bit] [--steps N]
 
 Exit codes: 0 success; 1 the run or command failed; 2 bad input (run file, dataset, reward file,
 model path, arguments); 130 stopped on request (Ctrl-C): the checkpoint is saved, `--resume` continues.
@@ -111,6 +112,14 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16",
                    help="dtype of the merged model")
 
+    p = sub.add_parser("bench", help="seconds per GRPO step: plain TRL beside GRPO Studio's engine")
+    p.add_argument("--arch", default="tiny", help="tiny, qwen2.5-0.5b, qwen2.5-1.5b or qwen2.5-7b (random weights)")
+    p.add_argument("--quant", choices=["16bit", "4bit"], default="16bit", help="base weights: bf16, or bnb 4-bit")
+    p.add_argument("--steps", type=int, default=3, metavar="N", help="measured steps after one warm-up step")
+    p.add_argument("--arms", default="trl,studio", help="comma-separated: trl, studio")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--work", metavar="DIR", help="folder for the model, data and runs (default: a temp folder)")
+
     p = sub.add_parser("demo", help="the built-in demo in the terminal: eval, train, eval again")
     p.add_argument("--output", metavar="DIR", help="run folder for the demo run")
     _add_overrides(p)
@@ -123,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:  # plain `grpo-studio` opens the window
         args = parser.parse_args(["gui"])
     handler = {"gui": cmd_gui, "train": cmd_train, "validate": cmd_validate, "eval": cmd_eval,
-               "export": cmd_export, "demo": cmd_demo, "rewards-check": cmd_rewards_check}[args.command]
+               "export": cmd_export, "demo": cmd_demo, "bench": cmd_bench,
+               "rewards-check": cmd_rewards_check}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -353,6 +363,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     print(out)
     return EXIT_OK
+
+
+# ---- bench ---------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from grpo_studio.engine.bench import main as bench_main
+    from grpo_studio.engine.library_noise import quiet_libraries
+
+    quiet_libraries()
+    return bench_main(args.arch, args.quant, args.steps, [a.strip() for a in args.arms.split(",") if a.strip()],
+                      args.json, args.work)
 
 
 # ---- demo -----------------------------------------------------------------------------------

@@ -256,6 +256,10 @@ class GrpoSettings(Section):
         False, "Leave completions cut at max length out of the loss (DAPO).", advanced=True
     )
     seed: int = setting(42, "Random seed (data order, LoRA init, sampling).", ge=0, le=2**32 - 1)
+    fast_generation: Literal["auto", "on", "off"] = setting(
+        "auto", "Sample with GRPO Studio's generator (merged LoRA copy, static KV cache, CUDA graphs); "
+        "auto = on CUDA GPUs for Llama/Qwen/Mistral models, else TRL's generate.", advanced=True
+    )
     extra: dict[str, Any] = setting(
         {}, "Any other TRL GRPOConfig field, e.g. {repetition_penalty = 1.1}.", advanced=True
     )

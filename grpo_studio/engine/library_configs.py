@@ -45,6 +45,14 @@ def lora_config(cfg: RunConfig) -> Any:
     )
 
 
+def optimizer_name(choice: str, on_gpu: bool) -> str:
+    """transformers' optimizer name; plain AdamW runs as the fused kernel on a GPU (same algorithm,
+    one launch per step instead of several per parameter tensor)."""
+    if choice == "adamw_torch" and on_gpu:
+        return "adamw_torch_fused"
+    return OPTIMIZER_NAMES[choice]
+
+
 def grpo_trainer_fields() -> set[str]:
     from trl import GRPOConfig
 
@@ -81,7 +89,7 @@ def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights
         weight_decay=g.weight_decay,
         max_grad_norm=g.max_grad_norm,
         max_steps=g.max_steps,
-        optim=OPTIMIZER_NAMES[g.optimizer],
+        optim=optimizer_name(g.optimizer, on_gpu),
         seed=g.seed,
         # GRPO
         num_generations=g.num_generations,

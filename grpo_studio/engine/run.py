@@ -245,6 +245,9 @@ def _train_with_rewards(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: 
         callbacks=[callback],
         on_samples=bus,
         samples_per_step=cfg.run.samples_per_step,
+        fast_generation=cfg.grpo.fast_generation,
+        max_prompt_length=cfg.data.max_prompt_length,
+        on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
     from transformers.trainer_callback import PrinterCallback
 
