@@ -299,18 +299,22 @@ class RewardProcess:
         return next((i.line for i in infos if i.name == name), None)
 
 
+_START_LOCK = threading.Lock()  # two threads starting children at once must not swap __main__ crosswise
+
+
 @contextlib.contextmanager
 def _main_module_hidden() -> Iterator[None]:
     """Start a spawn child without importing the parent's main script in it.
 
     The child needs nothing from that script; spawn's default would run it again (an unguarded
     script that calls train() would then start a second run) and cost its imports."""
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
+    with _START_LOCK:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
 
 
 def _stop(proc: Any, conn: Any) -> None:

@@ -86,13 +86,7 @@ def describe_failure(exc: BaseException) -> Failed:
         return Failed(reason=str(exc).replace("\n", "; "), details=details, input_error=True)
     if isinstance(exc, RewardError):
         # A file that doesn't load is bad input; a function failing mid-run is a failed run.
-        hint = ""
-        if exc.function is not None:
-            hint = ("Fix the function in the run folder's copy of the reward file (rewards.py there), then resume "
-                    "with --resume; try it first with `grpo-studio rewards-check`. rewards.on_error = \"skip\" "
-                    "lets a run continue past occasional failures.")
-        return Failed(reason=str(exc), hint=hint, details=exc.details or details,
-                      input_error=exc.function is None)
+        return Failed(reason=str(exc), details=exc.details or details, input_error=exc.function is None)
     if isinstance(exc, DataError):
         return Failed(reason=str(exc), details=details, input_error=True)
     if isinstance(exc, ModelError):
@@ -107,6 +101,16 @@ def describe_failure(exc: BaseException) -> Failed:
                            "grpo.max_completion_length, turn on lora.gradient_checkpointing, or load in 4bit.",
                       details=details)
     return Failed(reason=f"{name}: {text}", details=details)
+
+
+def reward_failure_hint(exc: RewardError, folder: RunFolder) -> str:
+    """What to do after a reward function failed mid-run: the run trains the folder's copy of the file."""
+    from grpo_studio.engine.reward_sandbox import RewardTimeout
+
+    slow = "If it is only slow, raise rewards.timeout_s. " if isinstance(exc, RewardTimeout) else ""
+    return (f"{slow}Fix {exc.function} in {folder.rewards} (the run's copy of your reward file), check it with "
+            f"`grpo-studio rewards-check {folder.config}`, then continue with `grpo-studio train {folder.path} "
+            "--resume`. rewards.on_error = \"skip\" lets a run go on past occasional failures.")
 
 
 def train(
@@ -145,6 +149,8 @@ def train(
         else:
             failed = describe_failure(exc)
             failed.step = store.last_step()
+            if isinstance(exc, RewardError) and exc.function is not None:
+                failed.hint = reward_failure_hint(exc, folder)
         bus(failed)
         result = failed
     finally:

@@ -68,8 +68,10 @@ def test_a_failing_reward_stops_the_run_with_a_checkpoint_and_the_reason(tmp_pat
     assert isinstance(result, Failed), result
     assert result.reason.endswith(reason)
     assert not result.input_error and result.step == 1
-    assert "run folder's copy of the reward file" in result.hint
     folder = run_dir(project)
+    assert f"Fix broken_reward in {folder.rewards} (the run's copy of your reward file)" in result.hint
+    assert f"grpo-studio train {folder.path} --resume" in result.hint
+    assert result.hint.startswith("If it is only slow, raise rewards.timeout_s.") == (case == "hang")
     assert folder.newest_checkpoint()[0] == 1  # the completed step is kept
     with RunStore(folder, readonly=True) as store:
         assert store.meta()["status"] == "failed" and store.meta()["failure"] == result.reason
