@@ -11,27 +11,29 @@ the traceback), and the warnings that predict a run that learns nothing:
   same score, or never scores (None everywhere), or has no spread inside any group.
 
 `run_bench` returns a `BenchReport` (dataclasses) that the CLI prints and the window renders.
-
-Completions file (JSONL), one completion per line; lines with the same row form a group:
-
-    {"row": 0, "completion": "... #### 18"}       row: 0-based row of data.source; its prompt and columns
-    {"question": "2+2?", "answer": "4", "completion": "4"}   no row: the line is a row of its own, with
-                                                  the dataset's columns (prompt_column, answer_column...)
+Where the completions come from, and the completions file format: `reward_bench_groups`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from grpo_studio.config import LoadedRun
 from grpo_studio.engine.data import DataError
 from grpo_studio.engine.model import ModelError
+from grpo_studio.engine.reward_bench_groups import (  # noqa: F401 - TypedCompletion, read_completions: API
+    BenchGroup,
+    Group,
+    Progress,
+    TypedCompletion,
+    generated_groups,
+    load_rows,
+    read_completions,
+    typed_groups,
+)
 from grpo_studio.engine.rewards import RewardContractError, RewardError
 
 # ---- the report ---------------------------------------------------------------------------
@@ -58,17 +60,6 @@ class Finding:
         if self.file:
             return f"{self.file}: {text}"
         return text
-
-
-@dataclass
-class BenchGroup:
-    """One prompt and its completions (a GRPO group)."""
-
-    row: int | None  # row of data.source (0-based); None for a row typed in the completions file
-    prompt: str
-    answer: str | None
-    completions: list[str]
-    totals: list[float | None] = field(default_factory=list)  # weighted sum, as the trainer computes it
 
 
 @dataclass
@@ -125,56 +116,7 @@ class BenchReport:
                 "functions": functions, "groups": [asdict(g) for g in self.groups]}
 
 
-# ---- typed completions --------------------------------------------------------------------
-
-
-@dataclass
-class TypedCompletion:
-    """A completion the user wrote, for a row of the dataset or for a row of its own."""
-
-    completion: str
-    row: int | None = None
-    columns: dict[str, Any] | None = None
-    file: str | None = None  # where it was read from, for messages
-    line: int | None = None
-
-
-def read_completions(path: str | Path) -> list[TypedCompletion]:
-    """Parse a completions file (see the module docstring); errors are `FILE:LINE: reason`."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError("completions file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read: {exc}", file=path) from None
-    out = []
-    for number, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            item = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON: {exc.msg} (column {exc.colno})", file=path, line=number) from None
-        if not isinstance(item, dict) or not isinstance(item.get("completion"), str):
-            raise DataError('expected an object with a "completion" string', file=path, line=number)
-        completion = item.pop("completion")
-        row = item.pop("row", None)
-        if row is not None and (isinstance(row, bool) or not isinstance(row, int) or row < 0):
-            raise DataError(f'"row" must be a row number (0 or more), got {row!r}', file=path, line=number)
-        if row is None and not item:
-            raise DataError('give "row" (a row of data.source) or the row\'s columns', file=path, line=number)
-        out.append(TypedCompletion(completion, row=row, columns=item if row is None else None, file=str(path),
-                                   line=number))
-    if not out:
-        raise DataError("no completions in the file", file=path)
-    return out
-
-
 # ---- the bench ----------------------------------------------------------------------------
-
-Progress = Callable[[str, float], None]
-
 
 def run_bench(run: LoadedRun, *, completions: list[TypedCompletion] | None = None, prompts: int = 4,
               source: str | None = None, progress: Progress | None = None,
@@ -194,7 +136,8 @@ def run_bench(run: LoadedRun, *, completions: list[TypedCompletion] | None = Non
         return report
 
     try:
-        tokenizer, data = _load_rows(run, completions is not None, report, say)
+        tokenizer, data = load_rows(run, completions is not None,
+                                    lambda text: report.warnings.append(Finding("input", text)), say)
     except (DataError, ModelError) as exc:
         report.errors.append(Finding("input", str(exc)))
         return done()
@@ -209,14 +152,14 @@ def run_bench(run: LoadedRun, *, completions: list[TypedCompletion] | None = Non
         return done()
     try:
         if completions is None:
-            groups = _generated_groups(run, data, tokenizer, prompts, say)
+            groups = generated_groups(run, data, tokenizer, prompts, say)
         else:
-            groups = _typed_groups(run, data, tokenizer, completions)
+            groups = typed_groups(run, data, tokenizer, completions)
     except (DataError, ModelError) as exc:
         close_rewards(specs)
         report.errors.append(Finding("input", str(exc)))
         return done()
-    report.groups = [g.group for g in groups]
+    report.groups = [g.shown for g in groups]
     try:
         functions = [_bench_function(run, spec) for spec in specs]
         for i, (spec, fn) in enumerate(zip(specs, functions)):
@@ -235,143 +178,6 @@ def run_bench(run: LoadedRun, *, completions: list[TypedCompletion] | None = Non
         report.warnings += f.warnings
     _warn_groups(report)
     return done()
-
-
-@dataclass
-class _Group:
-    """A group with everything a reward function is called with."""
-
-    group: BenchGroup
-    prompt: Any  # text, or chat messages
-    completions: list[Any]  # text, or [{"role": "assistant", "content": ...}] for chat prompts
-    completion_ids: list[list[int]]
-    columns: dict[str, Any]  # the row's other columns (answer, ...)
-
-
-def _load_rows(run: LoadedRun, typed: bool, report: BenchReport, say: Progress) -> tuple[Any, Any]:
-    """The tokenizer (optional for typed completions) and the dataset, mapped as for training."""
-    from grpo_studio.engine.data import load_prompts
-    from grpo_studio.engine.model import load_tokenizer
-
-    say("loading the tokenizer and the data", 0.0)
-    try:
-        tokenizer = load_tokenizer(run)
-    except ModelError as exc:
-        if not typed:
-            raise
-        tokenizer = None
-        report.warnings.append(Finding("input", f"{exc}; prompts are built without the model's tokenizer "
-                                       "(no chat template) and completion_ids are empty"))
-    return tokenizer, load_prompts(run, tokenizer, check_length=False).dataset
-
-
-def _row_columns(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != "prompt"}
-
-
-def _typed_groups(run: LoadedRun, data: Any, tokenizer: Any, typed: list[TypedCompletion]) -> list[_Group]:
-    from grpo_studio.engine.data import extract_answer, format_row, use_chat_template
-
-    settings = run.config.data
-    chat = use_chat_template(settings, tokenizer)
-    pattern = None
-    if settings.answer_pattern:
-        import re
-
-        pattern = re.compile(settings.answer_pattern, re.MULTILINE | re.DOTALL)
-    keyed: dict[str, tuple[int | None, Any, dict[str, Any], list[str]]] = {}
-    for item in typed:
-        if item.row is not None:
-            if item.row >= len(data):
-                raise DataError(f"row {item.row} is out of range: data.source has {len(data)} rows (0 to "
-                                f"{len(data) - 1})", file=item.file, line=item.line)
-            key = f"row {item.row}"
-            if key not in keyed:
-                row = data[item.row]
-                keyed[key] = (item.row, row["prompt"], _row_columns(row), [])
-        else:
-            columns = dict(item.columns or {})
-            key = json.dumps(columns, sort_keys=True, default=str)
-            if key not in keyed:
-                prompt = format_row(columns, settings, chat)
-                if settings.answer_column:
-                    raw = columns.get(settings.answer_column)
-                    # A typed row may give the bare answer ("18") where the dataset has "#### 18".
-                    columns["answer"] = extract_answer(raw, pattern) or extract_answer(raw, None)
-                keyed[key] = (None, prompt, columns, [])
-        keyed[key][3].append(item.completion)
-    return [_group(row, prompt, columns, texts, tokenizer) for row, prompt, columns, texts in keyed.values()]
-
-
-def _group(row: int | None, prompt: Any, columns: dict[str, Any], texts: list[str], tokenizer: Any,
-           ids: list[list[int]] | None = None) -> _Group:
-    from grpo_studio.engine.data import render_prompt
-
-    chat = isinstance(prompt, list)
-    completions: list[Any] = [[{"role": "assistant", "content": t}] for t in texts] if chat else list(texts)
-    if ids is None:
-        ids = [tokenizer(text=t, add_special_tokens=False)["input_ids"] if tokenizer is not None else []
-               for t in texts]
-    answer = columns.get("answer")
-    shown = BenchGroup(row=row, prompt=render_prompt(prompt, tokenizer) if chat else prompt,
-                       answer=None if answer is None else str(answer), completions=list(texts))
-    return _Group(shown, prompt, completions, ids, columns)
-
-
-def _generated_groups(run: LoadedRun, data: Any, tokenizer: Any, n_prompts: int, say: Progress) -> list[_Group]:
-    """`n_prompts` rows (a seeded sample) x grpo.num_generations completions sampled from the model."""
-    cfg = run.config
-    rows = sorted(random.Random(cfg.grpo.seed).sample(range(len(data)), min(n_prompts, len(data))))
-    say(f"loading {cfg.model.name}", 0.1)
-    model = _load_model(run)
-    import torch
-
-    torch.manual_seed(cfg.grpo.seed)  # the same completions each time the bench runs
-    groups = []
-    for i, index in enumerate(rows):
-        say(f"generating {cfg.grpo.num_generations} completions for row {index}", 0.2 + 0.5 * i / len(rows))
-        row = data[index]
-        texts, ids = sample_completions(model, tokenizer, row["prompt"], cfg.grpo.num_generations, run)
-        groups.append(_group(index, row["prompt"], _row_columns(row), texts, tokenizer, ids))
-    return groups
-
-
-def _load_model(run: LoadedRun) -> Any:
-    from grpo_studio.engine.model import choose_placement, load_model
-
-    placement = choose_placement(run.config.model)
-    model = load_model(run, placement)
-    if placement.device == "cpu":
-        model.to("cpu")
-    model.eval()
-    return model
-
-
-def sample_completions(model: Any, tokenizer: Any, prompt: Any, n: int, run: LoadedRun) -> tuple[list[str], list]:
-    """n completions of one prompt, sampled with the run's generation settings (as training samples)."""
-    import torch
-
-    from grpo_studio.engine.data import prompt_token_ids
-
-    g = run.config.grpo
-    device = next(model.parameters()).device
-    input_ids = torch.tensor([prompt_token_ids(prompt, tokenizer)], device=device)
-    eos = model.generation_config.eos_token_id
-    eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
-        eos_ids.insert(0, tokenizer.eos_token_id)
-    with torch.inference_mode():
-        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
-                             num_return_sequences=n, max_new_tokens=g.max_completion_length,
-                             temperature=g.temperature, top_p=g.top_p, top_k=g.top_k or None,
-                             eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
-    generated = out[:, input_ids.shape[1]:].tolist()
-    ids = []
-    for seq in generated:  # up to and including the first EOS, as TRL passes completion_ids
-        end = next((i + 1 for i, t in enumerate(seq) if t in eos_ids), len(seq))
-        ids.append(seq[:end])
-    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return texts, ids
 
 
 def _bench_function(run: LoadedRun, spec: Any) -> Any:
@@ -394,7 +200,7 @@ def _kind(exc: RewardError) -> str:
     return "exception"
 
 
-def _run_function(run: LoadedRun, name: str, weight: float, fn: Any, groups: list[_Group]) -> FunctionResult:
+def _run_function(run: LoadedRun, name: str, weight: float, fn: Any, groups: list[Group]) -> FunctionResult:
     from grpo_studio.engine.reward_sandbox import TrainerStateView
 
     path = getattr(fn, "path", None)
