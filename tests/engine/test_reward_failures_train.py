@@ -78,8 +78,14 @@ def test_a_failing_reward_stops_the_run_with_a_checkpoint_and_the_reason(tmp_pat
         assert store.metrics(["reward"])["reward"][0] == [1]
     if case != "hang":
         return
-    # Fix the function in the run's copy of the reward file and resume: the run ends as if nothing happened.
+    # A first attempt at fixing it has a syntax error: refused before training, the checkpoint untouched.
     source = folder.rewards.read_text()
+    folder.rewards.write_text(source.replace("time.sleep(3600)", "time.sleep(3600"))
+    refused = train(folder.path, resume=True)
+    assert isinstance(refused, Failed) and refused.input_error
+    assert refused.reason == f"{folder.rewards}:21: syntax error: '(' was never closed"
+    assert folder.newest_checkpoint()[0] == 1
+    # Fixed in the run's copy of the reward file: the run resumes and ends as if nothing happened.
     folder.rewards.write_text(source[: source.index("\n\ndef broken_reward")] + FIXED)
     resumed = train(folder.path, resume=True)
     assert isinstance(resumed, Finished), resumed
