@@ -56,7 +56,7 @@ def test_errors_and_warnings_one_per_line_and_exit_2(run_file, tmp_path):
     assert [f["name"] for f in report["functions"]] == ["correctness_reward", "length_reward"]
 
 
-def test_generated_completions_and_input_errors(run_file, tmp_path):
+def test_generated_completions_and_a_bad_completions_file(run_file, tmp_path):
     out = cli("rewards-check", str(run_file), "--prompts", "2", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
@@ -65,7 +65,3 @@ def test_generated_completions_and_input_errors(run_file, tmp_path):
     bad.write_text('{"row": 0, "completion": "1"}\n{"row": 0\n')
     out = cli("rewards-check", str(run_file), "--completions", str(bad))
     assert out.returncode == 2 and out.stderr.startswith(f"{bad}:2: not valid JSON")
-    (run_file.parent / "rewards.py").write_text("def a_reward(completions):\n    return [1.0 for c in x\n")
-    out = cli("rewards-check", str(run_file), "--prompts", "1")
-    assert out.returncode == 2
-    assert out.stderr.strip().endswith("rewards.py:2: syntax error: '[' was never closed")
