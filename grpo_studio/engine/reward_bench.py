@@ -159,6 +159,10 @@ def run_bench(run: LoadedRun, *, completions: list[TypedCompletion] | None = Non
         close_rewards(specs)
         report.errors.append(Finding("input", str(exc)))
         return done()
+    if not groups:
+        close_rewards(specs)
+        report.errors.append(Finding("input", "no completions to score: type some, or let the model generate"))
+        return done()
     report.groups = [g.shown for g in groups]
     try:
         functions = [_bench_function(run, spec) for spec in specs]

@@ -176,6 +176,11 @@ def test_completions_file_errors_name_the_line(tmp_path, text, message):
     assert str(info.value).startswith(f"{path}{message}")
 
 
+def test_nothing_to_score_is_an_input_error(project):
+    report = run_bench(load_run(project / "run.toml"), completions=[])
+    assert [str(e) for e in report.errors] == ["no completions to score: type some, or let the model generate"]
+
+
 def test_a_row_out_of_range_is_an_input_error(project, tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"row": 0, "completion": "a"}\n{"row": 40, "completion": "b"}\n')
