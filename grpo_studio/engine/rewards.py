@@ -44,6 +44,7 @@ class RewardError(Exception):
         self.function = function
         self.message = message
         self.details = details
+        self.hint = ""  # what to do about it, when the caller knows (e.g. where the run's copy of the file is)
         super().__init__(self.location() + message)
 
     def location(self) -> str:
@@ -323,17 +324,3 @@ def close_rewards(specs: list[RewardSpec]) -> None:
         close = getattr(spec.function, "close", None)
         if close is not None:
             close()
-
-
-def trl_reward_funcs(specs: list[RewardSpec], run: LoadedRun) -> list[Any]:
-    """What GRPOTrainer's `reward_funcs` takes: our wrapped functions, and reward models as a local
-    folder path or hub id (TRL loads those as sequence classifiers with one label)."""
-    out: list[Any] = []
-    for spec in specs:
-        if spec.function is not None:
-            out.append(spec.function)
-        else:
-            assert spec.model is not None
-            local = run.resolve(spec.model)
-            out.append(str(local) if local.is_dir() else spec.model)
-    return out

@@ -86,7 +86,8 @@ def describe_failure(exc: BaseException) -> Failed:
         return Failed(reason=str(exc).replace("\n", "; "), details=details, input_error=True)
     if isinstance(exc, RewardError):
         # A file that doesn't load is bad input; a function failing mid-run is a failed run.
-        return Failed(reason=str(exc), details=exc.details or details, input_error=exc.function is None)
+        return Failed(reason=str(exc), hint=exc.hint, details=exc.details or details,
+                      input_error=exc.function is None)
     if isinstance(exc, DataError):
         return Failed(reason=str(exc), details=details, input_error=True)
     if isinstance(exc, ModelError):
@@ -149,8 +150,6 @@ def train(
         else:
             failed = describe_failure(exc)
             failed.step = store.last_step()
-            if isinstance(exc, RewardError) and exc.function is not None:
-                failed.hint = reward_failure_hint(exc, folder)
         bus(failed)
         result = failed
     finally:
@@ -189,8 +188,17 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, resume: bool,
            stop: Callable[[], bool], started: float) -> Finished:
     from grpo_studio.engine import data as data_mod
-    from grpo_studio.engine.model import choose_placement, load_tokenizer
+    from grpo_studio.engine.library_configs import grpo_config, lora_config
+    from grpo_studio.engine.model import (
+        check_target_modules,
+        choose_placement,
+        count_parameters,
+        load_model,
+        load_tokenizer,
+    )
+    from grpo_studio.engine.alarms import HealthWatch
     from grpo_studio.engine.rewards import close_rewards, load_rewards
+    from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
 
     cfg = run.config
     checkpoint = None
@@ -216,30 +224,14 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
         bus(Log(level="warning", message=f"{prompts.missing_answers} rows have no ground truth "
                 "(answer column empty or answer_pattern did not match)"))
     specs = load_rewards(run, columns=list(prompts.dataset.column_names))
-    try:
-        return _train_with_rewards(run, folder, bus, stop, started, specs, tokenizer, prompts, placement,
-                                   checkpoint)
-    finally:
-        close_rewards(specs)  # the reward process, when rewards are isolated
-
-
-def _train_with_rewards(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Callable[[], bool], started: float,
-                        specs: list[Any], tokenizer: Any, prompts: Any, placement: Any,
-                        checkpoint: Path | None) -> Finished:
-    from grpo_studio.engine.alarms import HealthWatch
-    from grpo_studio.engine.library_configs import grpo_config, lora_config
-    from grpo_studio.engine.model import check_target_modules, count_parameters, load_model
-    from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
-
-    cfg = run.config
-    reward_funcs, reward_tokenizers = _reward_funcs(run, specs, placement, bus)
+    reward_funcs, reward_tokenizers = _reward_funcs(run, specs, placement, bus)  # before the model: fail fast
     bus(Log(message=f"loading model on {placement.device} ({placement.dtype}, {cfg.quantization.load_in})"))
     model = load_model(run, placement)
     if cfg.lora.enabled:
         check_target_modules(model, cfg.lora.target_modules)
     args = grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs])
-    watch = HealthWatch(cfg.alarms, cfg.grpo.max_completion_length)
-    callback = StudioCallback(bus, stop, str(folder.checkpoints), watch=watch)
+    callback = StudioCallback(bus, stop, str(folder.checkpoints),
+                              watch=HealthWatch(cfg.alarms, cfg.grpo.max_completion_length))
     trainer = StudioGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -267,9 +259,14 @@ def _train_with_rewards(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: 
                 reward_names=[s.label for s in specs], trainable_params=trainable, total_params=total))
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except RewardError:
+    except RewardError as exc:
         _save_checkpoint_after_failure(trainer, folder, bus)
+        exc.hint = reward_failure_hint(exc, folder)
         raise
+    finally:
+        # The reward process is not needed after training; if loading failed earlier, garbage
+        # collection (or interpreter exit) stops it.
+        close_rewards(specs)
     step = trainer.state.global_step
     adapter_dir = folder.adapter
     if trainer.accelerator.is_main_process:
@@ -291,6 +288,11 @@ def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBu
     from grpo_studio.engine.reward_model import load_reward_model
 
     cfg = run.config.rewards
+
+    def report_skip(exc: RewardError, in_a_row: int) -> None:
+        bus(Log(level="warning", message=f"{exc} -- skipped: no scores from it for this batch "
+                f"({in_a_row} failed call(s) in a row; the run stops at {cfg.max_consecutive_failures})"))
+
     funcs: list[Any] = []
     tokenizers: list[Any] = []
     for spec in specs:
@@ -299,16 +301,12 @@ def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBu
             loaded = load_reward_model(run, spec.model, spec.label, dtype=placement.dtype)
             funcs.append(loaded.model)
             tokenizers.append(loaded.tokenizer)
-            continue
-        function = spec.function
-        if cfg.on_error == "skip":
-            def report(exc: RewardError, in_a_row: int) -> None:
-                bus(Log(level="warning", message=f"{exc} -- skipped: no scores from it for this batch "
-                        f"({in_a_row} failed call(s) in a row; the run stops at {cfg.max_consecutive_failures})"))
-
-            function = SkipFailures(function, cfg.max_consecutive_failures, report)
-        funcs.append(function)
-        tokenizers.append(None)
+        elif cfg.on_error == "skip":
+            funcs.append(SkipFailures(spec.function, cfg.max_consecutive_failures, report_skip))
+            tokenizers.append(None)
+        else:
+            funcs.append(spec.function)
+            tokenizers.append(None)
     return funcs, tokenizers
 
 
