@@ -112,6 +112,10 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16",
                    help="dtype of the merged model")
 
+    p = sub.add_parser("settings", help="every run-file setting with its default, range and help")
+    p.add_argument("section", nargs="?", help="only this section (model, lora, data, grpo, ...)")
+    p.add_argument("--markdown", action="store_true", help="as a Markdown table")
+
     p = sub.add_parser("bench", help="seconds per GRPO step: plain TRL beside GRPO Studio's engine")
     p.add_argument("--arch", default="tiny", help="tiny, qwen2.5-0.5b, qwen2.5-1.5b or qwen2.5-7b (random weights)")
     p.add_argument("--quant", choices=["16bit", "4bit"], default="16bit", help="base weights: bf16, or bnb 4-bit")
@@ -133,12 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["gui"])
     handler = {"gui": cmd_gui, "train": cmd_train, "validate": cmd_validate, "eval": cmd_eval,
                "export": cmd_export, "demo": cmd_demo, "bench": cmd_bench,
-               "rewards-check": cmd_rewards_check}[args.command]
+               "rewards-check": cmd_rewards_check, "settings": cmd_settings}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_STOPPED
+    except BrokenPipeError:  # `grpo-studio settings | head`: the reader left, nothing went wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _err(message: str) -> None:
@@ -237,6 +246,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             summary.append(f"{facts['rows']} training rows")
         if "rewards" in facts:
             summary.append(f"rewards: {', '.join(facts['rewards'])}")
+        if "vram_estimate_gib" in facts:
+            summary.append(f"estimated peak GPU memory {facts['vram_estimate_gib']:.1f} GiB (one GPU, without the "
+                           "CUDA context)")
         print("; ".join(summary))
     return EXIT_OK if report.ok else EXIT_BAD_INPUT
 
@@ -362,6 +374,40 @@ def cmd_export(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_BAD_INPUT
     print(out)
+    return EXIT_OK
+
+
+# ---- settings ------------------------------------------------------------------------------------
+
+
+def describe_range(spec: Any) -> str:
+    if spec.choices:
+        return " | ".join(str(c) for c in spec.choices)
+    parts = []
+    if spec.minimum is not None:
+        parts.append(f"{'>' if spec.exclusive_minimum else '>='} {spec.minimum:g}")
+    if spec.maximum is not None:
+        parts.append(f"{'<' if spec.exclusive_maximum else '<='} {spec.maximum:g}")
+    return ", ".join(parts)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from grpo_studio.config import SECTIONS, all_field_specs
+
+    if args.section and args.section not in SECTIONS:
+        _err(f"error: no section {args.section!r}; sections: {', '.join(SECTIONS)}")
+        return EXIT_BAD_INPUT
+    specs = [s for s in all_field_specs() if not args.section or s.path.startswith(args.section + ".")]
+    if args.markdown:
+        print("| setting | default | range | what it does |\n|---|---|---|---|")
+        for s in specs:
+            default = json.dumps(s.default) if not isinstance(s.default, str) else f'"{s.default}"'
+            print(f"| `{s.path}` | `{default}` | {describe_range(s)} | {s.help.replace('|', '/')} |")
+        return EXIT_OK
+    for s in specs:
+        flag = " (advanced)" if s.advanced else ""
+        rng = describe_range(s)
+        print(f"{s.path} = {json.dumps(s.default)}{flag}\n    {s.help}" + (f"\n    range: {rng}" if rng else ""))
     return EXIT_OK
 
 

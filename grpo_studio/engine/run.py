@@ -123,38 +123,84 @@ def train(
     stop_requested: Callable[[], bool] | None = None,
     overrides: list[str] | None = None,
 ) -> Finished | Failed:
-    """Train one run. `run` is a run file, a loaded run, or (with resume) a run folder."""
-    bus = EventBus(*([listener] if listener else []))
+    """Train one run. `run` is a run file, a loaded run, or (with resume) a run folder.
+
+    Under `accelerate launch` / torchrun every process calls this; the main process makes the run
+    folder and alone writes the store and emits events, the others train in step with it."""
     started = time.time()
+    dist = distributed_state()
+    main = dist is None or dist.is_main_process
+    bus = EventBus(*([listener] if listener and main else []))
     try:
-        folder, run = _open_folder(run, output, resume, overrides)
+        folder, run = _open_folder_on_every_process(dist, run, output, resume, overrides)
     except (ConfigError, RunFolderError, RewardError, DataError, ModelError, OSError) as exc:
         failed = describe_failure(exc)
         bus(failed)
         return failed
-    store = RunStore(folder.database)
-    bus.add(store.record)
-    if folder.stop_request.exists():
-        folder.stop_request.unlink()
-    bus(Opened(run_dir=str(folder.path), resume=resume))
+    store = RunStore(folder.database) if main else None
+    if store is not None:
+        bus.add(store.record)
+        if folder.stop_request.exists():
+            folder.stop_request.unlink()
+        bus(Opened(run_dir=str(folder.path), resume=resume))
 
     def stop() -> bool:
         return folder.stop_request.exists() or bool(stop_requested and stop_requested())
+
+    def last_step() -> int:
+        return store.last_step() if store is not None else 0
 
     try:
         result = _train(run, folder, store, bus, resume, stop, started)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a readable event
         if isinstance(exc, KeyboardInterrupt):
             failed = Failed(reason="interrupted", hint="Resume with --resume from the newest checkpoint.",
-                            step=store.last_step())
+                            step=last_step())
         else:
             failed = describe_failure(exc)
-            failed.step = store.last_step()
+            failed.step = last_step()
         bus(failed)
         result = failed
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     return result
+
+
+def distributed_state() -> Any:
+    """accelerate's process state when several processes train together (WORLD_SIZE > 1), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    # Several CPU processes (gloo) only form a group when asked to; the trainer asks the same way later.
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _open_folder_on_every_process(dist: Any, run: LoadedRun | str | Path, output: str | Path | None, resume: bool,
+                                  overrides: list[str] | None) -> tuple[RunFolder, LoadedRun]:
+    """The main process opens (or creates) the run folder; the others get its path and read the frozen
+    run file from it, so every process trains the same run in the same folder."""
+    if dist is None:
+        return _open_folder(run, output, resume, overrides)
+    from accelerate.utils import broadcast_object_list
+
+    message: list[Any] = [None, None]
+    if dist.is_main_process:
+        try:
+            folder, loaded = _open_folder(run, output, resume, overrides)
+            message = [str(folder.path), None]
+        except Exception as exc:  # noqa: BLE001 - the others must hear about it, or they wait forever
+            message = [None, exc]
+    broadcast_object_list(message, from_process=0)
+    path, error = message
+    if error is not None:
+        raise error
+    if dist.is_main_process:
+        return folder, loaded
+    folder = RunFolder(path)
+    return folder, load_run(folder.config, overrides)
 
 
 def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume: bool,
@@ -185,7 +231,7 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
     return folder, freeze_run_file(run, folder)
 
 
-def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, resume: bool,
+def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,
            stop: Callable[[], bool], started: float) -> Finished:
     from grpo_studio.engine import data as data_mod
     from grpo_studio.engine.library_configs import grpo_config, lora_config
@@ -204,12 +250,13 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
     checkpoint = None
     if resume:
         newest = folder.newest_checkpoint()
+        step = 0 if newest is None else newest[0]
+        if store is not None:
+            store.truncate_after(step)
         if newest is None:
             bus(Log(level="warning", message="no complete checkpoint yet: starting this run from step 0"))
-            store.truncate_after(0)
         else:
-            step, checkpoint = newest
-            store.truncate_after(step)
+            checkpoint = newest[1]
             bus(Log(message=f"resuming from {checkpoint.name} (step {step})"))
 
     placement = choose_placement(cfg.model)
@@ -269,11 +316,11 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
         close_rewards(specs)
     step = trainer.state.global_step
     adapter_dir = folder.adapter
+    trainer.save_model(str(adapter_dir))  # every process: sharded setups gather the weights collectively
     if trainer.accelerator.is_main_process:
-        trainer.save_model(str(adapter_dir))
         tokenizer.save_pretrained(str(adapter_dir))
     stopped = callback.stopped and step < cfg.grpo.max_steps
-    if folder.stop_request.exists():
+    if store is not None and folder.stop_request.exists():
         folder.stop_request.unlink()
     finished = Finished(step=step, stopped=stopped, adapter_dir=str(adapter_dir), seconds=time.time() - started)
     bus(finished)

@@ -136,8 +136,8 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", fast_gene
     micro = g.per_device_train_batch_size
     seq = prompt + completion
     act_per_token = activation_bytes_per_token(shape, lora.gradient_checkpointing, wb)
-    # TRL's fused LM head scores the completion tokens in [<=4096 tokens, <=32768 vocab] fp32 tiles.
-    head_tiles = min(micro * completion, 4096) * min(32768, shape.vocab) * 4 + micro * seq * 4 * 3
+    # TRL's fused LM head scores the completion tokens in [<=4096 tokens, <=32768 vocab] tiles (autocast dtype).
+    head_tiles = min(micro * completion, 4096) * min(32768, shape.vocab) * wb + micro * seq * 4 * 3
     training_peak = micro * seq * act_per_token + head_tiles
     if generation_peak >= training_peak:
         parts["generation (KV cache, sampling)"] = generation_peak
