@@ -76,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "rewards-check", help="run the reward functions on real rows and completions before training",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run every reward function of a run file on real dataset rows, the way training calls them, "
-                    "and report per function: scores, mean, time per call, errors (FILE:LINE) and warnings "
-                    "(a group whose completions all score the same; a function that never rewards anything).",
+        description="Run every reward function of a run file on real dataset rows, the way training calls\n"
+                    "them, and report per function: scores, mean, time per call, errors (FILE:LINE) and\n"
+                    "warnings (a group whose completions all score the same; a function that never\n"
+                    "rewards anything).",
         epilog="""completions: by default the run's model samples --prompts rows x grpo.num_generations completions.
 With --completions FILE.jsonl, yours are used instead, one JSON object per line; lines with the
 same row form a group:
