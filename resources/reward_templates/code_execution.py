@@ -1,4 +1,4 @@
-"""Code execution: run the completion's Python code against tests, in a subprocess with limits.
+"""Code execution: run the completion's Python against tests, in a limited subprocess.
 
 The completion's last ```python block runs in a fresh `python -I` process, in an empty temporary
 folder, without your environment variables, with a wall-clock timeout, and (on Linux and macOS)
@@ -19,6 +19,9 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
+# Limits that keep endless loops, memory bombs and stray files away from training. NOT a
+# security sandbox: the code runs as you, can read your files, use the network and start
+# processes. Train on code you would run yourself, or inside a container or VM.
 CODE_TIMEOUT_S = 5  # wall clock per completion
 CODE_MEMORY_MB = 512  # address space of the test process
 CODE_WORKERS = min(8, os.cpu_count() or 1)  # completions tested at once

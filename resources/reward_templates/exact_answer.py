@@ -1,7 +1,8 @@
-"""Exact answer: 1.0 when the final answer equals the ground truth (case and spacing aside).
+"""Exact answer: 1.0 when the final answer equals the ground truth.
 
-For short factual answers (a name, a word, a label, a number written one way). The final answer is
-the text inside <answer>...</answer>, else the text after the last ####, else the last line.
+Case and spacing aside. For short factual answers (a name, a word, a label, a number written one
+way). The final answer is the text inside <answer>...</answer>, else the text after the last ####,
+else the last line.
 Use the math-verify template for numbers and formulas that can be written several ways.
 """
 

@@ -1,4 +1,4 @@
-"""Format: reasoning in <reasoning>...</reasoning>, then the answer in <answer>...</answer>.
+"""Format: <reasoning>...</reasoning> then <answer>...</answer>.
 
 Two strengths: `strict_format_reward` wants the two blocks and nothing else around them;
 `soft_format_reward` only wants them present and in order. Early in training the soft one gives
@@ -9,6 +9,7 @@ answer inside <answer></answer>."
 
 import re
 
+# Tell the model the format in data.system_prompt, or it has to find it by chance.
 _STRICT_FORMAT = re.compile(r"\s*<reasoning>.+?</reasoning>\s*<answer>.+?</answer>\s*", re.DOTALL)
 _SOFT_FORMAT = re.compile(r"<reasoning>.*?</reasoning>.*?<answer>.*?</answer>", re.DOTALL)
 

@@ -1,12 +1,12 @@
-"""Length shaping: no penalty up to a token budget, then a growing one (DAPO's soft overlong penalty).
+"""Length shaping: a growing penalty past a token budget (DAPO's soft overlong penalty).
 
 Completions cut at grpo.max_completion_length have no final answer; this teaches the model to
 finish in time without rewarding short, lazy answers. Set MAX_TOKENS to grpo.max_completion_length
 and BUFFER_TOKENS to how early the penalty starts. Counts tokens, so it reads `completion_ids`.
 """
 
-MAX_TOKENS = 256
-BUFFER_TOKENS = 64
+MAX_TOKENS = 256  # set to grpo.max_completion_length
+BUFFER_TOKENS = 64  # the penalty grows over the last this many tokens
 
 
 def length_reward(completion_ids, **kwargs):

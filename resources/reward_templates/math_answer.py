@@ -1,4 +1,4 @@
-"""Maths answer: numeric and LaTeX correctness checked with math-verify (GSM8K ####, \\boxed{}).
+"""Maths answer: checked with math-verify (GSM8K ####, LaTeX \\boxed{}).
 
 Equal values count, however they are written: 18 = 18.0 = 1,8e1; 1/2 = \\frac{1}{2} = 0.5. The
 completion's final answer is taken after the last ####, else inside <answer>...</answer>, else

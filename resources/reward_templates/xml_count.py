@@ -1,4 +1,4 @@
-"""XML tag counting: partial credit per tag, so a small model learns the format step by step.
+"""XML tag counting: partial credit per tag, to learn the format step by step.
 
 Each of <reasoning>, </reasoning>, <answer>, </answer> that appears exactly once is worth 0.125
 (0.5 for all four); text after </answer> costs 0.001 per character, so the model learns to stop.
