@@ -1,6 +1,6 @@
 """Maths answer: checked with math-verify (GSM8K ####, LaTeX \\boxed{}).
 
-Equal values count, however they are written: 18 = 18.0 = 1,8e1; 1/2 = \\frac{1}{2} = 0.5. The
+Equal values count, however they are written: 18 = 18.0; 1,080 = 1080; 1/2 = \\frac{1}{2} = 0.5. The
 completion's final answer is taken after the last ####, else inside <answer>...</answer>, else
 math-verify's own search (\\boxed{} first, then "the answer is", then the last expression).
 Ground truths may be GSM8K-style solutions ("... #### 18"), bare numbers or LaTeX.
