@@ -4,6 +4,7 @@
     grpo-studio demo                         the built-in demo in the terminal: eval, train, eval
     grpo-studio train RUN.toml [--output DIR] [--set section.key=value ...] [--resume]
     grpo-studio validate RUN.toml [--set ...]
+    grpo-studio rewards-check RUN.toml [--set ...] [--completions FILE.jsonl] [--prompts N] [--json]
     grpo-studio eval RUN.toml [--adapter DIR] [--limit N] [--json]
     grpo-studio export RUN_DIR [--to DIR] [--merged]
     grpo-studio bench [--arch tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b] [--quant 4bit] [--steps N]
@@ -72,6 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
     _add_overrides(p)
 
+    p = sub.add_parser(
+        "rewards-check", help="run the reward functions on real rows and completions before training",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run every reward function of a run file on real dataset rows, the way training calls\n"
+                    "them, and report per function: scores, mean, time per call, errors (FILE:LINE) and\n"
+                    "warnings (a group whose completions all score the same; a function that never\n"
+                    "rewards anything).",
+        epilog="""completions: by default the run's model samples --prompts rows x grpo.num_generations completions.
+With --completions FILE.jsonl, yours are used instead, one JSON object per line; lines with the
+same row form a group:
+  {"row": 0, "completion": "... #### 18"}        row = 0-based row of data.source (its prompt, answer...)
+  {"question": "2+3?", "answer": "5", "completion": "5"}
+                                                  no row: the line is a row of its own, in the
+                                                  dataset's columns (data.prompt_column, answer_column)
+
+Errors and warnings are printed one per line on stderr as FILE:LINE: message.
+Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function (or the input) erred.""")
+    p.add_argument("run", help="run file (.toml)")
+    p.add_argument("--completions", metavar="FILE.jsonl", help="completions to score instead of generated ones")
+    p.add_argument("--prompts", type=int, default=4, metavar="N",
+                   help="rows to generate completions for (default 4; without --completions)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    _add_overrides(p)
+
     p = sub.add_parser("eval", help="greedy accuracy on the run's held-out split")
     p.add_argument("run", help="run file (.toml), or a run folder (evaluates its adapter)")
     p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder to apply to the base model")
@@ -113,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["gui"])
     handler = {"gui": cmd_gui, "train": cmd_train, "validate": cmd_validate, "eval": cmd_eval,
                "export": cmd_export, "demo": cmd_demo, "bench": cmd_bench,
-               "settings": cmd_settings}[args.command]
+               "rewards-check": cmd_rewards_check, "settings": cmd_settings}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -227,6 +252,50 @@ def cmd_validate(args: argparse.Namespace) -> int:
                            "CUDA context)")
         print("; ".join(summary))
     return EXIT_OK if report.ok else EXIT_BAD_INPUT
+
+
+# ---- rewards-check --------------------------------------------------------------------------
+
+
+def cmd_rewards_check(args: argparse.Namespace) -> int:
+    from grpo_studio.engine.data import DataError
+    from grpo_studio.engine.library_noise import quiet_libraries
+    from grpo_studio.engine.reward_bench import read_completions, run_bench
+
+    run = _load(args.run, args.overrides)
+    if run is None:
+        return EXIT_BAD_INPUT
+    typed = None
+    if args.completions:
+        try:
+            typed = read_completions(args.completions)
+        except DataError as exc:
+            _err(str(exc))
+            return EXIT_BAD_INPUT
+    quiet_libraries()
+
+    def progress(message: str, fraction: float) -> None:
+        if not args.json:
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    report = run_bench(run, completions=typed, prompts=max(1, args.prompts), progress=progress)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        from grpo_studio.cli_report import print_bench
+
+        print_bench(report)
+    for error in report.errors:
+        _err(str(error))
+    for warning in report.warnings:
+        _err(_as_warning(str(warning), warning.file, warning.line))
+    return EXIT_OK if report.ok else EXIT_BAD_INPUT
+
+
+def _as_warning(text: str, file: str | None, line: int | None) -> str:
+    """`FILE:LINE: warning: message`, as compilers write warnings (editors jump to them)."""
+    prefix = f"{file}:{line}: " if file and line else f"{file}: " if file else ""
+    return f"{prefix}warning: {text[len(prefix):]}"
 
 
 # ---- eval -----------------------------------------------------------------------------------

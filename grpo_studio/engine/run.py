@@ -86,7 +86,8 @@ def describe_failure(exc: BaseException) -> Failed:
         return Failed(reason=str(exc).replace("\n", "; "), details=details, input_error=True)
     if isinstance(exc, RewardError):
         # A file that doesn't load is bad input; a function failing mid-run is a failed run.
-        return Failed(reason=str(exc), details=exc.details or details, input_error=exc.function is None)
+        return Failed(reason=str(exc), hint=exc.hint, details=exc.details or details,
+                      input_error=exc.function is None)
     if isinstance(exc, DataError):
         return Failed(reason=str(exc), details=details, input_error=True)
     if isinstance(exc, ModelError):
@@ -101,6 +102,16 @@ def describe_failure(exc: BaseException) -> Failed:
                            "grpo.max_completion_length, turn on lora.gradient_checkpointing, or load in 4bit.",
                       details=details)
     return Failed(reason=f"{name}: {text}", details=details)
+
+
+def reward_failure_hint(exc: RewardError, folder: RunFolder) -> str:
+    """What to do after a reward function failed mid-run: the run trains the folder's copy of the file."""
+    from grpo_studio.engine.reward_sandbox import RewardTimeout
+
+    slow = "If it is only slow, raise rewards.timeout_s. " if isinstance(exc, RewardTimeout) else ""
+    return (f"{slow}Fix {exc.function} in {folder.rewards} (the run's copy of your reward file), check it with "
+            f"`grpo-studio rewards-check {folder.config}`, then continue with `grpo-studio train {folder.path} "
+            "--resume`. rewards.on_error = \"skip\" lets a run go on past occasional failures.")
 
 
 def train(
@@ -231,7 +242,8 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: Event
         load_model,
         load_tokenizer,
     )
-    from grpo_studio.engine.rewards import load_rewards, trl_reward_funcs
+    from grpo_studio.engine.alarms import HealthWatch
+    from grpo_studio.engine.rewards import close_rewards, load_rewards
     from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
 
     cfg = run.config
@@ -259,16 +271,18 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: Event
         bus(Log(level="warning", message=f"{prompts.missing_answers} rows have no ground truth "
                 "(answer column empty or answer_pattern did not match)"))
     specs = load_rewards(run, columns=list(prompts.dataset.column_names))
+    reward_funcs, reward_tokenizers = _reward_funcs(run, specs, placement, bus)  # before the model: fail fast
     bus(Log(message=f"loading model on {placement.device} ({placement.dtype}, {cfg.quantization.load_in})"))
     model = load_model(run, placement)
     if cfg.lora.enabled:
         check_target_modules(model, cfg.lora.target_modules)
-    reward_funcs = trl_reward_funcs(specs, run)
     args = grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs])
-    callback = StudioCallback(bus, stop, str(folder.checkpoints))
+    callback = StudioCallback(bus, stop, str(folder.checkpoints),
+                              watch=HealthWatch(cfg.alarms, cfg.grpo.max_completion_length))
     trainer = StudioGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
+        reward_processing_classes=reward_tokenizers,
         args=args,
         train_dataset=prompts.dataset,
         processing_class=tokenizer,
@@ -292,9 +306,14 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: Event
                 reward_names=[s.label for s in specs], trainable_params=trainable, total_params=total))
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except RewardError:
+    except RewardError as exc:
         _save_checkpoint_after_failure(trainer, folder, bus)
+        exc.hint = reward_failure_hint(exc, folder)
         raise
+    finally:
+        # The reward process is not needed after training; if loading failed earlier, garbage
+        # collection (or interpreter exit) stops it.
+        close_rewards(specs)
     step = trainer.state.global_step
     adapter_dir = folder.adapter
     trainer.save_model(str(adapter_dir))  # every process: sharded setups gather the weights collectively
@@ -306,6 +325,36 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: Event
     finished = Finished(step=step, stopped=stopped, adapter_dir=str(adapter_dir), seconds=time.time() - started)
     bus(finished)
     return finished
+
+
+def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBus) -> tuple[list[Any], list[Any]]:
+    """What GRPOTrainer takes as reward_funcs and reward_processing_classes: our checked functions
+    (with the skip policy when rewards.on_error = "skip"), and reward models loaded here, so a bad
+    model path fails before the base model loads."""
+    from grpo_studio.engine.reward_guard import SkipFailures
+    from grpo_studio.engine.reward_model import load_reward_model
+
+    cfg = run.config.rewards
+
+    def report_skip(exc: RewardError, in_a_row: int) -> None:
+        bus(Log(level="warning", message=f"{exc} -- skipped: no scores from it for this batch "
+                f"({in_a_row} failed call(s) in a row; the run stops at {cfg.max_consecutive_failures})"))
+
+    funcs: list[Any] = []
+    tokenizers: list[Any] = []
+    for spec in specs:
+        if spec.function is None:
+            bus(Log(message=f"loading reward model {spec.model}"))
+            loaded = load_reward_model(run, spec.model, spec.label, dtype=placement.dtype)
+            funcs.append(loaded.model)
+            tokenizers.append(loaded.tokenizer)
+        elif cfg.on_error == "skip":
+            funcs.append(SkipFailures(spec.function, cfg.max_consecutive_failures, report_skip))
+            tokenizers.append(None)
+        else:
+            funcs.append(spec.function)
+            tokenizers.append(None)
+    return funcs, tokenizers
 
 
 def _save_checkpoint_after_failure(trainer: Any, folder: RunFolder, bus: EventBus) -> None:

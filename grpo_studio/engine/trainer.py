@@ -162,12 +162,14 @@ def _none_if_nan(x: Any) -> float | None:
 
 
 class StudioCallback(TrainerCallback):
-    """Metrics and checkpoint events, timing, and a clean stop on request."""
+    """Metrics, alarm and checkpoint events, timing, and a clean stop on request."""
 
-    def __init__(self, emit: Callable[[Any], None], stop_requested: Callable[[], bool], checkpoints_dir: str):
+    def __init__(self, emit: Callable[[Any], None], stop_requested: Callable[[], bool], checkpoints_dir: str,
+                 watch: Any = None):
         self.emit = emit
         self.stop_requested = stop_requested
         self.checkpoints_dir = checkpoints_dir
+        self.watch = watch  # alarms.HealthWatch: turns logged metrics into health alarms
         self.stopped = False
         self._step_started = 0.0
         self._step_seconds: list[float] = []
@@ -220,6 +222,9 @@ class StudioCallback(TrainerCallback):
         if memory is not None:
             values["perf/gpu_memory_gib"] = memory
         self.emit(Metrics(step=state.global_step, max_steps=state.max_steps, values=values))
+        if self.watch is not None:
+            for alarm in self.watch.observe(state.global_step, values):
+                self.emit(alarm)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
