@@ -114,6 +114,7 @@ def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights
         trust_remote_code=cfg.model.trust_remote_code,
         # logging and checkpoints: the run store and our events do the reporting
         logging_steps=cfg.run.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the health alarms, not be hidden from the log
         save_strategy="steps",
         save_steps=cfg.run.save_steps,
         save_total_limit=cfg.run.save_total_limit or None,

@@ -5,7 +5,9 @@ arrive as message lists ([{"role": "assistant", "content": ...}]); `answer` is t
 that data.answer_pattern extracted from GSM8K's "#### 72" line.
 """
 
+import logging
 import re
+import threading
 
 from math_verify import parse, verify
 
@@ -31,13 +33,23 @@ def _final_answer(text):
     return numbers[-1] if numbers else ""
 
 
+def _timeout():
+    # math-verify times itself with signal.alarm, which works only in the main thread; elsewhere (a GUI
+    # worker thread) it runs without, and rewards.timeout_s still bounds the whole call.
+    if threading.current_thread() is threading.main_thread():
+        return 5
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    return None
+
+
 def _same_number(predicted, truth):
     """math-verify equivalence (70,000 == 70000, 1/2 == 0.5); plain string equality as a fallback."""
     if not predicted:
         return False
+    limit = _timeout()
     try:
-        return bool(verify(parse(truth, parsing_timeout=None), parse(predicted, parsing_timeout=None),
-                           timeout_seconds=None))
+        return bool(verify(parse(truth, parsing_timeout=limit), parse(predicted, parsing_timeout=limit),
+                           timeout_seconds=limit))
     except Exception:  # math-verify raises on inputs it cannot parse: not equal
         return predicted.strip() == truth.strip()
 
