@@ -83,6 +83,10 @@ class ModelSettings(Section):
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = setting(
         "auto", "Attention kernel; auto lets transformers choose.", advanced=True
     )
+    cpu_threads: int = setting(
+        0, "Threads PyTorch uses when training on the CPU; 0 = its default. Tiny models run fastest on 1.",
+        ge=0, le=1024, advanced=True
+    )
 
 
 class QuantizationSettings(Section):

@@ -68,6 +68,9 @@ def choose_placement(settings: ModelSettings) -> Placement:
         raise ModelError("float16 training is not supported on the CPU; use float32 or bfloat16",
                          field="model.dtype")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cpu" and settings.cpu_threads:
+        # Small matrices gain nothing from more threads, and threads waiting for a busy core cost a lot.
+        torch.set_num_threads(settings.cpu_threads)
     return Placement(device, dtype, local_rank)
 
 
