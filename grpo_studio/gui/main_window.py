@@ -1,0 +1,511 @@
+"""The main window: menus, toolbar, the page list on the left, and what ties the pages together
+(the open run file, the training run, its samples).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from grpo_studio.config import ConfigError
+from grpo_studio.engine.store import RunFolder
+from grpo_studio.gui.dataset_panel import DatasetView
+from grpo_studio.gui.document import RunDocument
+from grpo_studio.gui.preferences import Preferences
+from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
+from grpo_studio.gui.reward_editor import RewardsView
+from grpo_studio.gui.run_controller import RunController
+from grpo_studio.gui.run_snapshot import is_builtin, output_dir_for, write_snapshot
+from grpo_studio.gui.runs_panel import RunsView, read_run
+from grpo_studio.gui.samples_browser import SamplesBrowser
+from grpo_studio.gui.settings_form import SettingsView
+from grpo_studio.gui.style import icon
+from grpo_studio.gui.training_view import TrainingView
+
+APP_NAME = "GRPO Studio"
+RUN_FILES = "Run files (*.toml);;All files (*)"
+PAGES = [("settings", "Settings"), ("dataset", "Dataset"), ("rewards", "Rewards"), ("training", "Training"),
+         ("samples", "Samples"), ("runs", "Runs")]
+
+
+class MainWindow(QMainWindow):
+    runShown = Signal(object)  # the run folder whose curves and samples are on screen
+
+    def __init__(self, prefs: Preferences | None = None):
+        super().__init__()
+        self.prefs = prefs or Preferences()
+        self.doc = RunDocument(self)
+        self.controller = RunController(self)
+        self.export_dialog: Any = None
+        self._snapshot_dir: Path | None = None
+        self._close_after_run = False
+        self.setWindowIcon(icon("app"))
+        self.resize(1280, 800)
+        self.setMinimumSize(960, 640)
+
+        self.actions = self._make_actions()
+        self.settings_view = SettingsView(self.doc)
+        self.dataset_view = DatasetView(self.doc)
+        self.rewards_view = RewardsView(self.doc)
+        self.training_view = TrainingView(self.actions)
+        self.samples_view = SamplesBrowser()
+        self.runs_view = RunsView()
+        self.views = {"settings": self.settings_view, "dataset": self.dataset_view, "rewards": self.rewards_view,
+                      "training": self.training_view, "samples": self.samples_view, "runs": self.runs_view}
+        self._build_menus()
+        self._build_body()
+        self._connect()
+        self._restore_window()
+        self._update_title()
+        self._update_actions()
+
+    # ---- construction ----------------------------------------------------------------------
+    def _make_actions(self) -> dict[str, QAction]:
+        def make(key: str, text: str, slot, shortcut: Any = None, tip: str = "", icon_name: str = "") -> QAction:
+            action = QAction(icon(icon_name) if icon_name else icon(key), text, self)
+            if shortcut is not None:
+                action.setShortcut(QKeySequence(shortcut))
+            action.setStatusTip(tip or text.replace("&", "").rstrip("…"))
+            action.setToolTip(f"{text.replace('&', '').rstrip('…')}"
+                              + (f" ({QKeySequence(shortcut).toString()})" if shortcut else ""))
+            action.triggered.connect(slot)
+            action.setObjectName(f"action_{key}")
+            return action
+
+        return {
+            "new": make("new", "&New", self.new_run, QKeySequence.StandardKey.New, "Start a new run file"),
+            "open": make("open", "&Open…", self.open_dialog, QKeySequence.StandardKey.Open,
+                         "Open a run file or a run folder"),
+            "open_run": make("open_run", "Open Run &Folder…", self.open_run_dialog, "Ctrl+Shift+O",
+                             "Open a past run to see its curves and samples", "open"),
+            "save": make("save", "&Save", self.save, QKeySequence.StandardKey.Save, "Save the run file and reward file"),
+            "save_as": make("save_as", "Save &As…", self.save_as, QKeySequence.StandardKey.SaveAs,
+                            "Save under a new name", "save"),
+            "quit": make("quit", "&Quit", self.close, QKeySequence.StandardKey.Quit, "Close the window", "none"),
+            "train": make("train", "&Train", self.train, "F5", "Start training what the window shows"),
+            "stop": make("stop", "St&op", self.stop, "Shift+F5", "Finish this step, save a checkpoint and stop"),
+            "resume": make("resume", "&Resume", self.resume, "Ctrl+F5",
+                           "Continue the shown run from its newest checkpoint"),
+            "export": make("export", "&Export…", self.export, "Ctrl+E", "Export the shown run's adapter"),
+        }
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        for key in ("new", "open"):
+            file_menu.addAction(self.actions[key])
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addAction(self.actions["open_run"])
+        file_menu.addSeparator()
+        file_menu.addAction(self.actions["save"])
+        file_menu.addAction(self.actions["save_as"])
+        file_menu.addSeparator()
+        file_menu.addAction(self.actions["quit"])
+        run_menu = bar.addMenu("&Run")
+        for key in ("train", "stop", "resume"):
+            run_menu.addAction(self.actions[key])
+        run_menu.addSeparator()
+        run_menu.addAction(self.actions["export"])
+        view_menu = bar.addMenu("&View")
+        for i, (key, title) in enumerate(PAGES, 1):
+            action = QAction(title, self)
+            action.setShortcut(QKeySequence(f"Ctrl+{i}"))
+            action.triggered.connect(lambda checked=False, k=key: self.show_view(k))
+            view_menu.addAction(action)
+        help_menu = bar.addMenu("&Help")
+        about = help_menu.addAction("&About GRPO Studio")
+        about.triggered.connect(self.about)
+
+        tools = QToolBar("Main")
+        tools.setObjectName("main_toolbar")
+        tools.setMovable(False)
+        tools.setIconSize(QSize(20, 20))
+        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for key in ("new", "open", "save"):
+            tools.addAction(self.actions[key])
+        tools.addSeparator()
+        for key in ("train", "stop", "resume"):
+            tools.addAction(self.actions[key])
+        tools.addSeparator()
+        tools.addAction(self.actions["export"])
+        self.addToolBar(tools)
+
+    def _build_body(self) -> None:
+        self.nav = QListWidget()
+        self.nav.setObjectName("navigation")
+        self.nav.setFixedWidth(170)
+        for key, title in PAGES:
+            self.nav.addItem(title)
+        self.stack = QStackedWidget()
+        for key, _ in PAGES:
+            self.stack.addWidget(self.views[key])
+        self.problems_bar = ProblemsBar(self.doc)
+        self.problems_bar.fieldClicked.connect(self.focus_field)
+        right = QWidget()
+        right_box = QVBoxLayout(right)
+        right_box.setContentsMargins(0, 0, 0, 0)
+        right_box.setSpacing(0)
+        holder = QWidget()
+        holder_box = QVBoxLayout(holder)
+        holder_box.setContentsMargins(24, 12, 24, 0)
+        holder_box.addWidget(self.problems_bar)
+        holder.setVisible(False)
+        self.problems_bar.shown.connect(holder.setVisible)
+        right_box.addWidget(holder)
+        right_box.addWidget(self.stack, 1)
+        body = QWidget()
+        box = QHBoxLayout(body)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(0)
+        box.addWidget(self.nav)
+        box.addWidget(right, 1)
+        self.setCentralWidget(body)
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.nav.setCurrentRow(0)
+        self.state_label = QLabel("Idle")
+        self.problem_label = QLabel()
+        self.problem_label.setStyleSheet("color: #c62828;")
+        self.statusBar().addPermanentWidget(self.problem_label)
+        self.statusBar().addPermanentWidget(self.state_label)
+
+    def _connect(self) -> None:
+        self.doc.modifiedChanged.connect(self._update_title)
+        self.doc.pathChanged.connect(self._update_title)
+        self.doc.pathChanged.connect(self._refresh_runs)
+        self.doc.problemsChanged.connect(self._update_problem_count)
+        self.controller.event.connect(self._on_event)
+        self.controller.logLine.connect(self.training_view.append_output)
+        self.controller.stateChanged.connect(self._on_state)
+        self.controller.runEnded.connect(self._on_run_ended)
+        self.training_view.runDirChanged.connect(lambda _: self._update_actions())
+        self.runs_view.openRequested.connect(self.open_run)
+        self.runs_view.resumeRequested.connect(self.resume)
+        self.runs_view.exportRequested.connect(self.export)
+        self._update_problem_count()
+
+    # ---- pages -----------------------------------------------------------------------------
+    def show_view(self, key: str) -> None:
+        self.nav.setCurrentRow([k for k, _ in PAGES].index(key))
+
+    def current_view(self) -> str:
+        return PAGES[self.nav.currentRow()][0]
+
+    def focus_field(self, path: str) -> None:
+        view = view_of_field(path)
+        self.show_view(view)
+        if view == "settings":
+            self.settings_view.focus_field(path)
+        elif view == "dataset" and path in self.dataset_view.rows:
+            self.dataset_view.rows[path].editor.input_widget().setFocus()
+        elif view == "rewards" and self.rewards_view.editor.error_line:
+            self.rewards_view.editor.go_to_line(self.rewards_view.editor.error_line)
+
+    # ---- files -----------------------------------------------------------------------------
+    def open_initial(self, path: str | Path | None) -> None:
+        """Open what the command line named: a run file, a run folder, or nothing (a new run)."""
+        if path is None:
+            self.doc.new()
+        else:
+            self.open_path(Path(path), remember=False)
+        self._refresh_runs()
+
+    def open_path(self, path: Path, remember: bool = True) -> bool:
+        path = Path(path).expanduser()
+        if path.is_dir():
+            return self.open_run(path, load_config=True)
+        try:
+            self.doc.load(path)
+        except ConfigError as exc:
+            self._show_load_error(path, exc)
+            return False
+        if remember and not is_builtin(self.doc.path):
+            self.prefs.add_recent_file(self.doc.path)
+        self.statusBar().showMessage(f"Opened {path}", 5000)
+        return True
+
+    def _show_load_error(self, path: Path, exc: ConfigError) -> None:
+        lines = "\n".join(f"• {p}" for p in exc.problems)
+        QMessageBox.warning(self, "Cannot open the run file", f"{path} has problems:\n\n{lines}")
+
+    def maybe_save(self) -> bool:
+        """True when it is fine to drop the open file (saved, discarded, or unchanged)."""
+        if not self.doc.is_modified():
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved changes", f"Save the changes to {self.doc.display_name}?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def new_run(self) -> None:
+        if self.maybe_save():
+            self.doc.new()
+            self.show_view("settings")
+
+    def open_dialog(self) -> None:
+        if not self.maybe_save():
+            return
+        start = str(self.doc.base_dir or Path.home())
+        chosen, _ = QFileDialog.getOpenFileName(self, "Open a run file", start, RUN_FILES)
+        if chosen:
+            self.open_path(Path(chosen))
+
+    def open_run_dialog(self) -> None:
+        self.runs_view.browse()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.prefs.recent_files()
+        for path in recent:
+            action = self.recent_menu.addAction(str(path))
+            action.triggered.connect(lambda checked=False, p=path: self.maybe_save() and self.open_path(p))
+        if not recent:
+            self.recent_menu.addAction("No recent files").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list").triggered.connect(self.prefs.clear_recent_files)
+
+    def save(self) -> bool:
+        if self.doc.path is None or is_builtin(self.doc.path):
+            return self.save_as()
+        return self._save_to(self.doc.path)
+
+    def save_as(self) -> bool:
+        start = str(self.doc.path.parent / "run.toml") if self.doc.path and not is_builtin(self.doc.path) \
+            else str(Path.home() / "run.toml")
+        chosen, _ = QFileDialog.getSaveFileName(self, "Save the run file", start, RUN_FILES)
+        if not chosen:
+            return False
+        target = Path(chosen)
+        if target.suffix != ".toml":
+            target = target.with_suffix(".toml")
+        conflicts = self.doc.save_conflicts(target)
+        if conflicts:
+            answer = QMessageBox.question(self, "Replace reward file?",
+                                          f"{conflicts[0]} exists with other code. Replace it with the code "
+                                          "in the editor?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        return self._save_to(target)
+
+    def _save_to(self, path: Path) -> bool:
+        try:
+            self.doc.save(path)
+        except OSError as exc:
+            QMessageBox.warning(self, "Cannot save", f"{path}: {exc.strerror or exc}")
+            return False
+        self.prefs.add_recent_file(self.doc.path)
+        unsaved = [p for p in self.doc.field_errors]
+        note = f" (invalid values not saved: {', '.join(unsaved)})" if unsaved else ""
+        self.statusBar().showMessage(f"Saved {self.doc.path}{note}", 6000)
+        return True
+
+    def _update_title(self, *_: Any) -> None:
+        name = self.doc.display_name + (" (built-in demo)" if is_builtin(self.doc.path) else "")
+        self.setWindowTitle(f"{name}[*] — {APP_NAME}")
+        self.setWindowModified(self.doc.is_modified())
+
+    def _update_problem_count(self) -> None:
+        n = len(self.doc.problems())
+        self.problem_label.setText(f"{n} problem{'s' if n != 1 else ''} to fix before training" if n else "")
+
+    # ---- runs ------------------------------------------------------------------------------
+    def _refresh_runs(self) -> None:
+        folders = [output_dir_for(self.doc.config, self.doc.path)]
+        self.runs_view.set_sources(folders, self.prefs.recent_runs())
+
+    def open_run(self, run_dir: Path, load_config: bool = False) -> bool:
+        """Show a past run's curves and samples (and, from the command line, edit its settings)."""
+        folder = RunFolder(Path(run_dir).resolve())
+        if not folder.is_run():
+            QMessageBox.warning(self, "Not a run folder", f"{folder.path} has no config.toml: not a run folder.")
+            return False
+        if self.controller.is_active():
+            self.statusBar().showMessage("A run is training: open other runs when it has ended.", 6000)
+            return False
+        if load_config:
+            try:
+                self.doc.load(folder.config)
+            except ConfigError as exc:
+                self._show_load_error(folder.config, exc)
+        try:
+            self.training_view.show_run(folder.path)
+        except (OSError, FileNotFoundError) as exc:
+            QMessageBox.warning(self, "Cannot read the run", f"{folder.path}: {exc}")
+            return False
+        self.samples_view.set_run(folder.path)
+        self.prefs.add_recent_run(folder.path)
+        self.show_view("training")
+        self.runShown.emit(folder.path)
+        self._update_actions()
+        return True
+
+    def train(self) -> None:
+        if self.controller.is_active():
+            return
+        problems = self.doc.problems()
+        if problems:
+            self.problems_bar.show_blocking()
+            first = next(iter(problems))
+            self.focus_field(first)
+            self.statusBar().showMessage(f"Cannot train yet: {first}: {problems[first]}", 10000)
+            return
+        try:
+            saved = self.doc.reward_path() if not self.doc.reward_modified() else None
+            run_file = write_snapshot(self.doc.config, self.doc.path, self.doc.reward_source,
+                                      saved_reward_file=saved)
+        except OSError as exc:
+            QMessageBox.warning(self, "Cannot start training", f"Could not write the run snapshot: {exc}")
+            return
+        self._snapshot_dir = run_file.parent
+        self.training_view.begin_live()
+        self.samples_view.set_run(None, live=True)
+        self.controller.start(run_file)
+        self.show_view("training")
+        self.statusBar().showMessage("Training started: loading the model and data…", 5000)
+
+    def resume(self, run_dir: Path | None = None) -> None:
+        run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
+        if run_dir is None or self.controller.is_active():
+            return
+        info = read_run(run_dir)
+        overrides: list[str] = []
+        if info.status == "finished" and info.max_steps:
+            steps, ok = QInputDialog.getInt(self, "Train further", "This run finished. Train it up to step:",
+                                            info.max_steps * 2, info.max_steps + 1, 10_000_000)
+            if not ok:
+                return
+            overrides.append(f"grpo.max_steps={steps}")
+        self.training_view.show_run(run_dir)  # the curves so far; the resumed steps continue them
+        self.training_view.begin_resume()
+        self.samples_view.set_run(run_dir, live=True)
+        self.controller.start(run_dir, resume=True, overrides=overrides)
+        self.show_view("training")
+
+    def stop(self) -> None:
+        if self.controller.state == "stopping":
+            answer = QMessageBox.question(
+                self, "Kill the run?", "The run is finishing its step to save a checkpoint. Kill it now "
+                "instead? (The newest complete checkpoint stays resumable.)")
+            if answer == QMessageBox.StandardButton.Yes:
+                self.controller.kill()
+            return
+        self.controller.stop()
+        self.training_view.set_stopping()
+        self.statusBar().showMessage("Stopping after this step; a checkpoint will be saved…")
+
+    def export(self, run_dir: Path | None = None) -> None:
+        from grpo_studio.gui.export_dialog import ExportDialog
+
+        run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
+        if run_dir is None:
+            return
+        self.export_dialog = ExportDialog(run_dir, self)
+        self.export_dialog.open()
+
+    def _on_event(self, event: Any) -> None:
+        self.training_view.handle_event(event)
+        if event.kind == "opened":
+            self.samples_view.set_run(Path(event.run_dir), live=True)
+            self.prefs.add_recent_run(Path(event.run_dir))
+        elif event.kind == "samples":
+            self.samples_view.samples_arrived(event.step)
+        elif event.kind == "metrics":
+            self.state_label.setText(f"Training · step {event.step} / {event.max_steps}")
+
+    def _on_state(self, state: str) -> None:
+        self.state_label.setText({"idle": "Idle", "running": "Training…", "stopping": "Stopping…"}[state])
+        self.runs_view.set_busy(state != "idle")
+        self._update_actions()
+
+    def _on_run_ended(self, final: Any) -> None:
+        self.samples_view.run_ended()
+        if self._snapshot_dir is not None:
+            shutil.rmtree(self._snapshot_dir, ignore_errors=True)
+            self._snapshot_dir = None
+        if final.kind == "failed":
+            if self.rewards_view.mark_runtime_error(final.reason):
+                self.statusBar().showMessage(f"Training failed in the reward code: {final.reason}", 15000)
+            else:
+                self.statusBar().showMessage(f"Training failed: {final.reason}", 15000)
+        elif final.stopped:
+            self.statusBar().showMessage(f"Stopped at step {final.step}; Resume continues from its checkpoint.")
+        else:
+            self.statusBar().showMessage(f"Finished {final.step} steps.")
+        self._refresh_runs()
+        self._update_actions()
+        if self._close_after_run:
+            QTimer.singleShot(0, self.close)
+
+    def _update_actions(self) -> None:
+        active = self.controller.is_active()
+        run_dir = self.training_view.run_dir
+        self.actions["train"].setEnabled(not active)
+        self.actions["stop"].setEnabled(active)
+        resumable = False
+        exportable = False
+        if run_dir is not None and not active:
+            folder = RunFolder(run_dir)
+            newest = folder.newest_checkpoint()
+            resumable = newest is not None or self.training_view.status in ("stopped", "failed", "interrupted")
+            exportable = newest is not None or (folder.adapter / "adapter_config.json").is_file()
+        self.actions["resume"].setEnabled(resumable)
+        self.actions["export"].setEnabled(exportable)
+        self.actions["open_run"].setEnabled(not active)
+
+    # ---- window ----------------------------------------------------------------------------
+    def about(self) -> None:
+        from grpo_studio import __version__
+
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<b>{APP_NAME}</b> {__version__}<br>Improve a language model's reasoning with GRPO "
+                          "(TRL + PEFT LoRA) on your own workstation.")
+
+    def _restore_window(self) -> None:
+        geometry, state = self.prefs.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._close_after_run:
+            if not self.maybe_save():
+                event.ignore()
+                return
+            if self.controller.is_active():
+                answer = QMessageBox.question(
+                    self, "A run is training", "Stop the run (it saves a checkpoint to resume from) and close?")
+                if answer == QMessageBox.StandardButton.Yes:
+                    self._close_after_run = True
+                    self.controller.stop()
+                    self.training_view.set_stopping()
+                    self.statusBar().showMessage("Closing when the run has saved its checkpoint…")
+                event.ignore()
+                return
+        elif self.controller.is_active():
+            event.ignore()  # still saving its checkpoint; _on_run_ended closes the window
+            return
+        self.prefs.save_window_state(self.saveGeometry(), self.saveState())
+        self.samples_view.model.close()
+        event.accept()
