@@ -88,7 +88,9 @@ def preview(run: LoadedRun, n: int = 5) -> DatasetPreview:
         source = resolve_source(run, cfg.data.source, cfg.data.subset, cfg.data.split)
         raw = _cached_raw(source)
     except DataError as exc:
-        out.problem, out.problem_field = str(exc), exc.field or "data.source"
+        # Shown at the field it names, so the field's name is left out; a file keeps its FILE:LINE.
+        out.problem = exc.message if exc.field else str(exc)
+        out.problem_field = exc.field or "data.source"
         return out
     out.columns = list(raw.column_names)
     out.n_rows = len(raw)

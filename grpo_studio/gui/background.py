@@ -27,11 +27,14 @@ class _Task(QRunnable):
 
     def run(self) -> None:
         try:
-            result = self.fn(*self.args, **self.kwargs)
-        except BaseException as exc:  # noqa: BLE001 - reported on the GUI thread
-            self.relay.errored.emit(exc, traceback.format_exc())
-        else:
-            self.relay.finished.emit(result)
+            try:
+                result = self.fn(*self.args, **self.kwargs)
+            except BaseException as exc:  # noqa: BLE001 - reported on the GUI thread
+                self.relay.errored.emit(exc, traceback.format_exc())
+            else:
+                self.relay.finished.emit(result)
+        except RuntimeError:
+            pass  # the widget that asked was closed meanwhile: nobody is left to tell
 
 
 class Job(QObject):
@@ -59,7 +62,10 @@ class Job(QObject):
 
     def report(self, text: str, fraction: float) -> None:
         """A progress callback safe to call from the worker thread."""
-        self._relay.progressed.emit(text, fraction)
+        try:
+            self._relay.progressed.emit(text, fraction)
+        except RuntimeError:
+            pass  # the dialog was closed
 
 
 def run_in_background(fn: Callable[..., Any], *args: Any, pool: QThreadPool | None = None,

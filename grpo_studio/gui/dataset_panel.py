@@ -202,8 +202,14 @@ class DatasetView(QWidget):
         self._job.done.connect(lambda result: self._show(result, generation))
         self._job.failed.connect(lambda exc, details: self._show_failure(exc, generation))
 
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Let a preview in progress finish before the window goes (a thread must not outlive Python)."""
+        self._generation += 1
+        self._pool.waitForDone(timeout_ms)
+
     def is_loading(self) -> bool:
-        return self._job is not None and self._job.running
+        """A preview is being built, or about to be (edits pause briefly before it starts)."""
+        return self._timer.isActive() or (self._job is not None and self._job.running)
 
     def _show_failure(self, exc: Exception, generation: int) -> None:
         self.reload_button.setEnabled(True)

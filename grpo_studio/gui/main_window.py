@@ -64,7 +64,7 @@ class MainWindow(QMainWindow):
         self.settings_view = SettingsView(self.doc)
         self.dataset_view = DatasetView(self.doc)
         self.rewards_view = RewardsView(self.doc)
-        self.training_view = TrainingView(self.actions)
+        self.training_view = TrainingView()
         self.samples_view = SamplesBrowser()
         self.runs_view = RunsView()
         self.views = {"settings": self.settings_view, "dataset": self.dataset_view, "rewards": self.rewards_view,
@@ -243,16 +243,15 @@ class MainWindow(QMainWindow):
 
     def _show_load_error(self, path: Path, exc: ConfigError) -> None:
         lines = "\n".join(f"• {p}" for p in exc.problems)
-        QMessageBox.warning(self, "Cannot open the run file", f"{path} has problems:\n\n{lines}")
+        self.tell("Cannot open the run file", f"{path} has problems:\n\n{lines}")
 
     def maybe_save(self) -> bool:
         """True when it is fine to drop the open file (saved, discarded, or unchanged)."""
         if not self.doc.is_modified():
             return True
-        answer = QMessageBox.question(
-            self, "Unsaved changes", f"Save the changes to {self.doc.display_name}?",
-            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Save)
+        buttons = QMessageBox.StandardButton
+        answer = self.ask("Unsaved changes", f"Save the changes to {self.doc.display_name}?",
+                          buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
         if answer == QMessageBox.StandardButton.Save:
             return self.save()
         return answer == QMessageBox.StandardButton.Discard
@@ -301,9 +300,8 @@ class MainWindow(QMainWindow):
             target = target.with_suffix(".toml")
         conflicts = self.doc.save_conflicts(target)
         if conflicts:
-            answer = QMessageBox.question(self, "Replace reward file?",
-                                          f"{conflicts[0]} exists with other code. Replace it with the code "
-                                          "in the editor?")
+            answer = self.ask("Replace reward file?",
+                              f"{conflicts[0]} exists with other code. Replace it with the code in the editor?")
             if answer != QMessageBox.StandardButton.Yes:
                 return False
         return self._save_to(target)
@@ -312,7 +310,7 @@ class MainWindow(QMainWindow):
         try:
             self.doc.save(path)
         except OSError as exc:
-            QMessageBox.warning(self, "Cannot save", f"{path}: {exc.strerror or exc}")
+            self.tell("Cannot save", f"{path}: {exc.strerror or exc}")
             return False
         self.prefs.add_recent_file(self.doc.path)
         unsaved = [p for p in self.doc.field_errors]
@@ -338,7 +336,7 @@ class MainWindow(QMainWindow):
         """Show a past run's curves and samples (and, from the command line, edit its settings)."""
         folder = RunFolder(Path(run_dir).resolve())
         if not folder.is_run():
-            QMessageBox.warning(self, "Not a run folder", f"{folder.path} has no config.toml: not a run folder.")
+            self.tell("Not a run folder", f"{folder.path} has no config.toml: not a run folder.")
             return False
         if self.controller.is_active():
             self.statusBar().showMessage("A run is training: open other runs when it has ended.", 6000)
@@ -351,7 +349,7 @@ class MainWindow(QMainWindow):
         try:
             self.training_view.show_run(folder.path)
         except (OSError, FileNotFoundError) as exc:
-            QMessageBox.warning(self, "Cannot read the run", f"{folder.path}: {exc}")
+            self.tell("Cannot read the run", f"{folder.path}: {exc}")
             return False
         self.samples_view.set_run(folder.path)
         self.prefs.add_recent_run(folder.path)
@@ -375,7 +373,7 @@ class MainWindow(QMainWindow):
             run_file = write_snapshot(self.doc.config, self.doc.path, self.doc.reward_source,
                                       saved_reward_file=saved)
         except OSError as exc:
-            QMessageBox.warning(self, "Cannot start training", f"Could not write the run snapshot: {exc}")
+            self.tell("Cannot start training", f"Could not write the run snapshot: {exc}")
             return
         self._snapshot_dir = run_file.parent
         self.training_view.begin_live()
@@ -404,8 +402,8 @@ class MainWindow(QMainWindow):
 
     def stop(self) -> None:
         if self.controller.state == "stopping":
-            answer = QMessageBox.question(
-                self, "Kill the run?", "The run is finishing its step to save a checkpoint. Kill it now "
+            answer = self.ask(
+                "Kill the run?", "The run is finishing its step to save a checkpoint. Kill it now "
                 "instead? (The newest complete checkpoint stays resumable.)")
             if answer == QMessageBox.StandardButton.Yes:
                 self.controller.kill()
@@ -474,6 +472,14 @@ class MainWindow(QMainWindow):
         self.actions["open_run"].setEnabled(not active)
 
     # ---- window ----------------------------------------------------------------------------
+    def ask(self, title: str, text: str, buttons: Any = None, default: Any = None) -> Any:
+        """A question box; one place, so tests (and a future 'don't ask again') can answer it."""
+        b = QMessageBox.StandardButton
+        return QMessageBox.question(self, title, text, buttons or (b.Yes | b.No), default or b.No)
+
+    def tell(self, title: str, text: str) -> None:
+        QMessageBox.warning(self, title, text)
+
     def about(self) -> None:
         from grpo_studio import __version__
 
@@ -494,8 +500,8 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
             if self.controller.is_active():
-                answer = QMessageBox.question(
-                    self, "A run is training", "Stop the run (it saves a checkpoint to resume from) and close?")
+                answer = self.ask(
+                    "A run is training", "Stop the run (it saves a checkpoint to resume from) and close?")
                 if answer == QMessageBox.StandardButton.Yes:
                     self._close_after_run = True
                     self.controller.stop()
@@ -508,4 +514,5 @@ class MainWindow(QMainWindow):
             return
         self.prefs.save_window_state(self.saveGeometry(), self.saveState())
         self.samples_view.model.close()
+        self.dataset_view.shutdown()
         event.accept()

@@ -124,25 +124,55 @@ def _label(name: str, spec: PlotSpec) -> str:
 PLOTS = [
     PlotSpec("reward", "Total reward", ["reward"]),
     PlotSpec("rewards", "Reward by function", pattern=("rewards/", "/mean")),
-    PlotSpec("reward_std", "Reward std (within groups)", ["reward_std"]),
-    PlotSpec("zero_std", "Groups with no reward spread", ["frac_reward_zero_std"]),
+    PlotSpec("reward_std", "Reward std in groups", ["reward_std"]),
+    PlotSpec("zero_std", "Groups without spread", ["frac_reward_zero_std"]),
     PlotSpec("kl", "KL to the base model", ["kl"], empty_note="no KL: beta is 0"),
     PlotSpec("loss", "Loss", ["loss"]),
-    PlotSpec("length", "Completion length (tokens)", ["completions/mean_length", "completions/max_length"]),
-    PlotSpec("clipped", "Clipped ratio (hit max length)", ["completions/clipped_ratio"]),
+    PlotSpec("length", "Completion tokens", ["completions/mean_length", "completions/max_length"]),
+    PlotSpec("clipped", "Cut at max length (ratio)", ["completions/clipped_ratio"]),
     PlotSpec("lr", "Learning rate", ["learning_rate"]),
     PlotSpec("grad_norm", "Grad norm", ["grad_norm"]),
     PlotSpec("entropy", "Entropy", ["entropy"]),
-    PlotSpec("gpu", "GPU memory (GiB, peak)", ["perf/gpu_memory_gib"],
+    PlotSpec("gpu", "Peak GPU memory (GiB)", ["perf/gpu_memory_gib"],
              fallback=PlotSpec("throughput", "Throughput (tokens/s)", ["perf/tokens_per_second"])),
 ]
+
+
+class StepAxis(pg.AxisItem):
+    """Steps are whole numbers: no 1.5 ticks on the x axis."""
+
+    def tickValues(self, minVal, maxVal, size):
+        levels = super().tickValues(minVal, maxVal, size)
+        out = []
+        for spacing, values in levels:
+            if spacing < 1:
+                continue
+            out.append((spacing, [v for v in values if float(v).is_integer()]))
+        return out or [(1.0, [float(v) for v in range(int(math.ceil(minVal)), int(maxVal) + 1)])]
+
+
+class ValueAxis(pg.AxisItem):
+    """Compact tick labels (1e-05, 0.25, 1.2e+04) that fit a narrow axis, without SI prefixes."""
+
+    def tickStrings(self, values, scale, spacing):
+        return [_fmt_tick(v * scale) for v in values]
+
+
+def _fmt_tick(v: float) -> str:
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a < 1e-3 or a >= 1e5:
+        mantissa, exp = f"{v:.1e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
+    return f"{v:.4g}"
 
 
 class MetricPlot(pg.PlotWidget):
     """One small plot: raw values faint, smoothed values bold, values under the mouse on hover."""
 
     def __init__(self, spec: PlotSpec, parent: QWidget | None = None):
-        super().__init__(parent)
+        super().__init__(parent, axisItems={"bottom": StepAxis("bottom"), "left": ValueAxis("left")})
         self.spec = spec
         self.shown_spec = spec
         self.curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
@@ -159,7 +189,8 @@ class MetricPlot(pg.PlotWidget):
             ax = item.getAxis(axis)
             ax.setPen(pg.mkPen(BORDER))
             ax.setTextPen(pg.mkPen(MUTED))
-        item.getAxis("left").setWidth(48)
+        item.getAxis("left").setWidth(54)
+        item.getAxis("left").enableAutoSIPrefix(False)
         self.setMinimumSize(200, 150)
         self.setMouseEnabled(x=False, y=False)
         self.legend: pg.LegendItem | None = None

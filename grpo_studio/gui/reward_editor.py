@@ -191,9 +191,12 @@ class RewardFunctionsTable(QWidget):
                 combo.blockSignals(False)
         if self.table.rowCount() == 0:
             found = reward_functions(self.doc.reward_source)
+            if syntax_problem(self.doc.reward_source) is not None:
+                which = " (fix the syntax error to see which)."
+            else:
+                which = f": {', '.join(found)}." if found else ". The file has none yet."
             self.auto_note.setText(
-                "The list is empty, so every function whose name ends in _reward is used with weight 1"
-                + (f": {', '.join(found)}." if found else ". The file has none yet."))
+                "The list is empty, so every function whose name ends in _reward is used with weight 1" + which)
         else:
             self.auto_note.setText("Total reward = Σ weight × reward. Remove every row to use each *_reward "
                                    "function with weight 1.")

@@ -253,12 +253,14 @@ class SamplesBrowser(QWidget):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
         if n > 3:
             header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        widths = {0: 52, 1: 56, 2: 130}
+        widths = {0: 52, 1: 56, 2: 110}
+        metrics = header.fontMetrics()
         for col in range(n):
             if col in widths:
                 self.table.setColumnWidth(col, widths[col])
             elif col >= 4:
-                self.table.setColumnWidth(col, max(70, min(140, 9 * len(self.model.headers()[col]))))
+                text = self.model.headers()[col]
+                self.table.setColumnWidth(col, max(64, min(150, metrics.horizontalAdvance(text) + 24)))
         if self.model.rowCount():
             # Keep the sample being read selected across refreshes, when it is still listed.
             keep = next((i for i, r in enumerate(self.model.rows) if r.id == self._selected_id), 0)

@@ -143,7 +143,9 @@ class SamplesModel(QAbstractTableModel):
 
     # ---- table -----------------------------------------------------------------------------
     def headers(self) -> list[str]:
-        return ["Step", "Group", "Prompt", "Completion", *self.reward_names, "Total", "Advantage", "Tokens"]
+        # "correctness_reward" -> "correctness": the column is narrow, the tooltip has the full name.
+        short = [n[: -len("_reward")] if n.endswith("_reward") and len(n) > 7 else n for n in self.reward_names]
+        return ["Step", "Group", "Prompt", "Completion", *short, "Total", "Advantage", "Tokens"]
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.rows)
@@ -156,11 +158,13 @@ class SamplesModel(QAbstractTableModel):
             return self.headers()[section]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
             name = self.headers()[section]
+            if 4 <= section < 4 + len(self.reward_names):
+                return f"Reward from {self.reward_names[section - 4]} (unweighted)"
             return {"Group": "Completions of the same prompt within a step form a group; GRPO compares them",
                     "Total": "Weighted sum of the rewards, as the trainer used it",
                     "Advantage": "Reward relative to the group: > 0 is reinforced, < 0 discouraged",
                     "Tokens": "Completion length in tokens (✂ = cut at max_completion_length)"}.get(
-                        name, f"Reward from {name} (unweighted)" if name in self.reward_names else None)
+                        name)
         return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:

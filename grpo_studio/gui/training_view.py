@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -96,7 +95,7 @@ class Banner(QFrame):
 class TrainingView(QWidget):
     runDirChanged = Signal(object)  # Path of the run shown, or None
 
-    def __init__(self, actions: dict[str, QAction] | None = None, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.data = MetricData()
         self.run_dir: Path | None = None
@@ -115,12 +114,6 @@ class TrainingView(QWidget):
         self.run_label.setObjectName("cardSubtitle")
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         head.addWidget(self.run_label, 1)
-        for key in ("train", "stop", "resume"):
-            if actions and key in actions:
-                button = QToolButton()
-                button.setDefaultAction(actions[key])
-                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-                head.addWidget(button)
         outer.addLayout(head)
 
         progress_row = QHBoxLayout()
