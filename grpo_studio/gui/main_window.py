@@ -493,6 +493,9 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        page = self.prefs.value("window/page", "settings")
+        if page in self.views:
+            self.show_view(page)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._close_after_run:
@@ -513,6 +516,7 @@ class MainWindow(QMainWindow):
             event.ignore()  # still saving its checkpoint; _on_run_ended closes the window
             return
         self.prefs.save_window_state(self.saveGeometry(), self.saveState())
+        self.prefs.set_value("window/page", self.current_view())
         self.samples_view.model.close()
         self.dataset_view.shutdown()
         event.accept()

@@ -155,17 +155,27 @@ class ValueAxis(pg.AxisItem):
     """Compact tick labels (1e-05, 0.25, 1.2e+04) that fit a narrow axis, without SI prefixes."""
 
     def tickStrings(self, values, scale, spacing):
-        return [_fmt_tick(v * scale) for v in values]
+        return tick_labels([v * scale for v in values], spacing * scale)
 
 
-def _fmt_tick(v: float) -> str:
-    if v == 0:
-        return "0"
-    a = abs(v)
-    if a < 1e-3 or a >= 1e5:
-        mantissa, exp = f"{v:.1e}".split("e")
-        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
-    return f"{v:.4g}"
+def tick_labels(values: list[float], spacing: float) -> list[str]:
+    """As many digits as the tick spacing needs, so neighbouring ticks never read the same."""
+    if not values:
+        return []
+    biggest = max(abs(v) for v in values)
+    step_digits = math.floor(math.log10(spacing)) if spacing > 0 else 0
+    if biggest and (biggest < 1e-3 or biggest >= 1e5):
+        decimals = max(0, math.floor(math.log10(biggest)) - step_digits)
+        out = []
+        for v in values:
+            if v == 0:
+                out.append("0")
+                continue
+            mantissa, exp = f"{v:.{decimals}e}".split("e")
+            out.append(f"{mantissa}e{int(exp)}")
+        return out
+    decimals = max(0, -step_digits)
+    return [f"{v:.{decimals}f}" for v in values]
 
 
 class MetricPlot(pg.PlotWidget):
@@ -252,7 +262,13 @@ class MetricPlot(pg.PlotWidget):
         has_data = any(data.series[n].n for n in names)
         self.empty.setVisible(not has_data)
         if has_data:
-            self.getPlotItem().enableAutoRange()
+            # Steps set the x range; y follows the data. (Auto-ranging x with clip-to-view on would
+            # only ever see the points already in view, and stay stuck on the first ones.)
+            first = min(data.series[n].steps[0] for n in names if data.series[n].n)
+            last = max(data.series[n].steps[-1] for n in names if data.series[n].n)
+            vb = self.getPlotItem().vb
+            vb.setXRange(first, max(last, first + 1), padding=0.03)
+            vb.enableAutoRange(axis="y")
         else:
             for raw, smoothed in self.curves.values():
                 raw.setData([], [])
@@ -291,14 +307,14 @@ class MetricPlot(pg.PlotWidget):
         """Show the values nearest to step `x`; returns the text (also used by tests)."""
         lines, step = [], None
         for name, (raw, smoothed) in self.curves.items():
-            xs, ys = smoothed.getData()
+            xs, ys = smoothed.getOriginalDataset()  # getData() is clipped to the view
             if xs is None or not len(xs):
                 continue
             i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
             if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
                 i -= 1
             step = xs[i]
-            rx, ry = raw.getData()
+            rx, ry = raw.getOriginalDataset()
             raw_text = ""
             if raw.isVisible() and ry is not None and i < len(ry):
                 raw_text = f" (raw {_fmt(ry[i])})"

@@ -133,12 +133,14 @@ class SamplesBrowser(QWidget):
         self.detail.setOpenLinks(False)
         self.detail.anchorClicked.connect(self._link)
         self.detail.setHtml(f"<p style='color:{MUTED}'>Pick a sample to read it in full.</p>")
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        # The sample in full goes below the table: the table keeps its width for the completion
+        # column, and long completions wrap across the whole page.
+        splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
-        splitter.setSizes([700, 460])
+        splitter.setSizes([380, 280])
         outer.addWidget(splitter, 1)
 
         self._filter_timer = QTimer(self)
@@ -253,6 +255,7 @@ class SamplesBrowser(QWidget):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
         if n > 3:
             header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(40)
         widths = {0: 52, 1: 56, 2: 110}
         metrics = header.fontMetrics()
         for col in range(n):

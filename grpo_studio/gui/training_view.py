@@ -205,6 +205,7 @@ class TrainingView(QWidget):
     # ---- events ----------------------------------------------------------------------------
     def handle_event(self, event: Any, live: bool = True) -> None:
         kind = event.kind
+        when = getattr(event, "time", None)
         if kind == "opened":
             self.run_dir = Path(event.run_dir)
             self.status = "loading"
@@ -212,9 +213,9 @@ class TrainingView(QWidget):
             self.run_label.setText(f"{self.run_dir.name} · loading model and data…")
             self.runDirChanged.emit(self.run_dir)
             if event.resume:
-                self.append_log("info", "resuming the run")
+                self._log_at(when, "info", "resuming the run")
         elif kind == "log":
-            self.append_log(event.level, event.message)
+            self._log_at(when, event.level, event.message)
         elif kind == "started":
             self.status = "running"
             self.max_steps = event.max_steps
@@ -224,7 +225,7 @@ class TrainingView(QWidget):
             self.progress.setRange(0, max(1, event.max_steps))
             self.progress.setValue(self.step)
             trainable = f"{event.trainable_params:,} of {event.total_params:,} parameters trainable"
-            self.append_log("info", f"training {event.model} on {event.device}: {trainable}; rewards: "
+            self._log_at(when, "info", f"training {event.model} on {event.device}: {trainable}; rewards: "
                                     f"{', '.join(event.reward_names)}")
             self._update_label()
         elif kind == "metrics":
@@ -240,10 +241,10 @@ class TrainingView(QWidget):
             self.progress.setValue(min(self.step, self.progress.maximum()))
             self._update_progress_text(live)
         elif kind == "checkpoint":
-            self.append_log("info", f"checkpoint saved at step {event.step}")
+            self._log_at(when, "info", f"checkpoint saved at step {event.step}")
         elif kind == "alarm":
             level = "error" if event.severity == "error" else "warning"
-            self.append_log(level, f"step {event.step}: {event.message}" + (f" — {event.advice}" if event.advice
+            self._log_at(when, level, f"step {event.step}: {event.message}" + (f" — {event.advice}" if event.advice
                                                                             else ""))
             self.banner.show_message(level, f"Step {event.step}: {event.message}", event.advice)
         elif kind == "finished":
@@ -251,9 +252,9 @@ class TrainingView(QWidget):
             self.status = "stopped" if event.stopped else "finished"
             self.step = max(self.step, event.step)
             if event.stopped:
-                self.append_log("info", f"stopped at step {event.step}; Resume continues from the checkpoint")
+                self._log_at(when, "info", f"stopped at step {event.step}; Resume continues from the checkpoint")
             else:
-                self.append_log("info", f"finished {event.step} steps in {format_duration(event.seconds)}; "
+                self._log_at(when, "info", f"finished {event.step} steps in {format_duration(event.seconds)}; "
                                         f"adapter saved in {event.adapter_dir}")
                 self.progress.setRange(0, max(1, self.max_steps or event.step))
                 self.progress.setValue(event.step)
@@ -266,17 +267,20 @@ class TrainingView(QWidget):
             self.status = "failed"
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, 1)
-            self.append_log("error", f"failed: {event.reason}")
+            self._log_at(when, "error", f"failed: {event.reason}")
             if event.details:
-                self.append_log("debug", event.details.rstrip())
+                self._log_at(when, "debug", event.details.rstrip())
             self.banner.show_message("error", f"Training failed: {event.reason}", event.hint, event.details)
             self._update_label()
 
-    def append_log(self, level: str, message: str) -> None:
+    def append_log(self, level: str, message: str, when: float | None = None) -> None:
         color = {"error": ERROR, "warning": WARNING, "debug": MUTED, "output": MUTED}.get(level, "#1f2430")
-        stamp = time.strftime("%H:%M:%S")
+        stamp = time.strftime("%H:%M:%S", time.localtime(when)) if when else time.strftime("%H:%M:%S")
         lines = html.escape(message).replace("\n", "<br>")
         self.log.appendHtml(f"<span style='color:{MUTED}'>{stamp}</span> <span style='color:{color}'>{lines}</span>")
+
+    def _log_at(self, when: float | None, level: str, message: str) -> None:
+        self.append_log(level, message, when)
 
     def append_output(self, line: str) -> None:
         """A line the worker printed (library output), shown muted."""
