@@ -101,6 +101,7 @@ class ExportDialog(QDialog):
         self.dest = QLineEdit(str(self.run_dir / "export-adapter"))
         row.addWidget(self.dest, 1)
         browse = QPushButton("Folder…")
+        browse.setAutoDefault(False)  # Enter exports; it does not open the folder picker
         browse.clicked.connect(self.browse)
         row.addWidget(browse)
         grid.addLayout(row, 0, 1)
@@ -125,6 +126,7 @@ class ExportDialog(QDialog):
         self.buttons = QDialogButtonBox()
         self.export_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         self.export_button.setObjectName("primary")
+        self.export_button.setDefault(True)
         self.show_button = self.buttons.addButton("Show folder", QDialogButtonBox.ButtonRole.ActionRole)
         self.show_button.hide()
         self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
