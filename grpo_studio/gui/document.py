@@ -78,7 +78,11 @@ class RunDocument(QObject):
 
     @property
     def display_name(self) -> str:
-        return self.path.name if self.path else "Untitled run"
+        if self.path is None:
+            return "Untitled run"
+        if self.path.name == "config.toml" and (self.path.parent / "run.db").exists():
+            return f"{self.path.parent.name}/config.toml"  # a run folder's frozen settings
+        return self.path.name
 
     def resolve(self, value: str) -> Path:
         p = Path(value).expanduser()

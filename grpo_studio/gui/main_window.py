@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QStackedWidget,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -28,6 +27,7 @@ from grpo_studio.config import ConfigError
 from grpo_studio.engine.store import RunFolder
 from grpo_studio.gui.dataset_panel import DatasetView
 from grpo_studio.gui.document import RunDocument
+from grpo_studio.gui.menus import build_menus, make_actions
 from grpo_studio.gui.preferences import Preferences
 from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
 from grpo_studio.gui.reward_editor import RewardsView
@@ -60,7 +60,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.setMinimumSize(960, 640)
 
-        self.actions = self._make_actions()
+        self.actions = make_actions(self)
         self.settings_view = SettingsView(self.doc)
         self.dataset_view = DatasetView(self.doc)
         self.rewards_view = RewardsView(self.doc)
@@ -69,7 +69,8 @@ class MainWindow(QMainWindow):
         self.runs_view = RunsView()
         self.views = {"settings": self.settings_view, "dataset": self.dataset_view, "rewards": self.rewards_view,
                       "training": self.training_view, "samples": self.samples_view, "runs": self.runs_view}
-        self._build_menus()
+        self.recent_menu = build_menus(self, self.actions, PAGES)
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._build_body()
         self._connect()
         self._restore_window()
@@ -77,77 +78,6 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     # ---- construction ----------------------------------------------------------------------
-    def _make_actions(self) -> dict[str, QAction]:
-        def make(key: str, text: str, slot, shortcut: Any = None, tip: str = "", icon_name: str = "") -> QAction:
-            action = QAction(icon(icon_name) if icon_name else icon(key), text, self)
-            if shortcut is not None:
-                action.setShortcut(QKeySequence(shortcut))
-            action.setStatusTip(tip or text.replace("&", "").rstrip("…"))
-            action.setToolTip(f"{text.replace('&', '').rstrip('…')}"
-                              + (f" ({QKeySequence(shortcut).toString()})" if shortcut else ""))
-            action.triggered.connect(slot)
-            action.setObjectName(f"action_{key}")
-            return action
-
-        return {
-            "new": make("new", "&New", self.new_run, QKeySequence.StandardKey.New, "Start a new run file"),
-            "open": make("open", "&Open…", self.open_dialog, QKeySequence.StandardKey.Open,
-                         "Open a run file or a run folder"),
-            "open_run": make("open_run", "Open Run &Folder…", self.open_run_dialog, "Ctrl+Shift+O",
-                             "Open a past run to see its curves and samples", "open"),
-            "save": make("save", "&Save", self.save, QKeySequence.StandardKey.Save, "Save the run file and reward file"),
-            "save_as": make("save_as", "Save &As…", self.save_as, QKeySequence.StandardKey.SaveAs,
-                            "Save under a new name", "save"),
-            "quit": make("quit", "&Quit", self.close, QKeySequence.StandardKey.Quit, "Close the window", "none"),
-            "train": make("train", "&Train", self.train, "F5", "Start training what the window shows"),
-            "stop": make("stop", "St&op", self.stop, "Shift+F5", "Finish this step, save a checkpoint and stop"),
-            "resume": make("resume", "&Resume", self.resume, "Ctrl+F5",
-                           "Continue the shown run from its newest checkpoint"),
-            "export": make("export", "&Export…", self.export, "Ctrl+E", "Export the shown run's adapter"),
-        }
-
-    def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        for key in ("new", "open"):
-            file_menu.addAction(self.actions[key])
-        self.recent_menu = file_menu.addMenu("Open &Recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        file_menu.addAction(self.actions["open_run"])
-        file_menu.addSeparator()
-        file_menu.addAction(self.actions["save"])
-        file_menu.addAction(self.actions["save_as"])
-        file_menu.addSeparator()
-        file_menu.addAction(self.actions["quit"])
-        run_menu = bar.addMenu("&Run")
-        for key in ("train", "stop", "resume"):
-            run_menu.addAction(self.actions[key])
-        run_menu.addSeparator()
-        run_menu.addAction(self.actions["export"])
-        view_menu = bar.addMenu("&View")
-        for i, (key, title) in enumerate(PAGES, 1):
-            action = QAction(title, self)
-            action.setShortcut(QKeySequence(f"Ctrl+{i}"))
-            action.triggered.connect(lambda checked=False, k=key: self.show_view(k))
-            view_menu.addAction(action)
-        help_menu = bar.addMenu("&Help")
-        about = help_menu.addAction("&About GRPO Studio")
-        about.triggered.connect(self.about)
-
-        tools = QToolBar("Main")
-        tools.setObjectName("main_toolbar")
-        tools.setMovable(False)
-        tools.setIconSize(QSize(20, 20))
-        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for key in ("new", "open", "save"):
-            tools.addAction(self.actions[key])
-        tools.addSeparator()
-        for key in ("train", "stop", "resume"):
-            tools.addAction(self.actions[key])
-        tools.addSeparator()
-        tools.addAction(self.actions["export"])
-        self.addToolBar(tools)
-
     def _build_body(self) -> None:
         self.nav = QListWidget()
         self.nav.setObjectName("navigation")
