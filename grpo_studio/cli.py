@@ -4,8 +4,10 @@
     grpo-studio demo                         the built-in demo in the terminal: eval, train, eval
     grpo-studio train RUN.toml [--output DIR] [--set section.key=value ...] [--resume]
     grpo-studio validate RUN.toml [--set ...]
+    grpo-studio rewards-check RUN.toml [--set ...] [--completions FILE.jsonl] [--prompts N] [--json]
     grpo-studio eval RUN.toml [--adapter DIR] [--limit N] [--json]
     grpo-studio export RUN_DIR [--to DIR] [--merged]
+    grpo-studio bench [--arch tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b] [--quant 4bit] [--steps N]
 
 Exit codes: 0 success; 1 the run or command failed; 2 bad input (run file, dataset, reward file,
 model path, arguments); 130 stopped on request (Ctrl-C): the checkpoint is saved, `--resume` continues.
@@ -71,6 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
     _add_overrides(p)
 
+    p = sub.add_parser(
+        "rewards-check", help="run the reward functions on real rows and completions before training",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run every reward function of a run file on real dataset rows, the way training calls\n"
+                    "them, and report per function: scores, mean, time per call, errors (FILE:LINE) and\n"
+                    "warnings (a group whose completions all score the same; a function that never\n"
+                    "rewards anything).",
+        epilog="""completions: by default the run's model samples --prompts rows x grpo.num_generations completions.
+With --completions FILE.jsonl, yours are used instead, one JSON object per line; lines with the
+same row form a group:
+  {"row": 0, "completion": "... #### 18"}        row = 0-based row of data.source (its prompt, answer...)
+  {"question": "2+3?", "answer": "5", "completion": "5"}
+                                                  no row: the line is a row of its own, in the
+                                                  dataset's columns (data.prompt_column, answer_column)
+
+Errors and warnings are printed one per line on stderr as FILE:LINE: message.
+Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function (or the input) erred.""")
+    p.add_argument("run", help="run file (.toml)")
+    p.add_argument("--completions", metavar="FILE.jsonl", help="completions to score instead of generated ones")
+    p.add_argument("--prompts", type=int, default=4, metavar="N",
+                   help="rows to generate completions for (default 4; without --completions)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    _add_overrides(p)
+
     p = sub.add_parser("eval", help="greedy accuracy on the run's held-out split")
     p.add_argument("run", help="run file (.toml), or a run folder (evaluates its adapter)")
     p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder to apply to the base model")
@@ -87,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16",
                    help="dtype of the merged model")
 
+    p = sub.add_parser("settings", help="every run-file setting with its default, range and help")
+    p.add_argument("section", nargs="?", help="only this section (model, lora, data, grpo, ...)")
+    p.add_argument("--markdown", action="store_true", help="as a Markdown table")
+
+    p = sub.add_parser("bench", help="seconds per GRPO step: plain TRL beside GRPO Studio's engine")
+    p.add_argument("--arch", default="tiny", help="tiny, qwen2.5-0.5b, qwen2.5-1.5b or qwen2.5-7b (random weights)")
+    p.add_argument("--quant", choices=["16bit", "4bit"], default="16bit", help="base weights: bf16, or bnb 4-bit")
+    p.add_argument("--steps", type=int, default=3, metavar="N", help="measured steps after one warm-up step")
+    p.add_argument("--arms", default="trl,studio", help="comma-separated: trl, studio")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--work", metavar="DIR", help="folder for the model, data and runs (default: a temp folder)")
+
     p = sub.add_parser("demo", help="the built-in demo in the terminal: eval, train, eval again")
     p.add_argument("--output", metavar="DIR", help="run folder for the demo run")
     _add_overrides(p)
@@ -99,12 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:  # plain `grpo-studio` opens the window
         args = parser.parse_args(["gui"])
     handler = {"gui": cmd_gui, "train": cmd_train, "validate": cmd_validate, "eval": cmd_eval,
-               "export": cmd_export, "demo": cmd_demo}[args.command]
+               "export": cmd_export, "demo": cmd_demo, "bench": cmd_bench,
+               "rewards-check": cmd_rewards_check, "settings": cmd_settings}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_STOPPED
+    except BrokenPipeError:  # `grpo-studio settings | head`: the reader left, nothing went wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _err(message: str) -> None:
@@ -203,8 +247,55 @@ def cmd_validate(args: argparse.Namespace) -> int:
             summary.append(f"{facts['rows']} training rows")
         if "rewards" in facts:
             summary.append(f"rewards: {', '.join(facts['rewards'])}")
+        if "vram_estimate_gib" in facts:
+            summary.append(f"estimated peak GPU memory {facts['vram_estimate_gib']:.1f} GiB (one GPU, without the "
+                           "CUDA context)")
         print("; ".join(summary))
     return EXIT_OK if report.ok else EXIT_BAD_INPUT
+
+
+# ---- rewards-check --------------------------------------------------------------------------
+
+
+def cmd_rewards_check(args: argparse.Namespace) -> int:
+    from grpo_studio.engine.data import DataError
+    from grpo_studio.engine.library_noise import quiet_libraries
+    from grpo_studio.engine.reward_bench import read_completions, run_bench
+
+    run = _load(args.run, args.overrides)
+    if run is None:
+        return EXIT_BAD_INPUT
+    typed = None
+    if args.completions:
+        try:
+            typed = read_completions(args.completions)
+        except DataError as exc:
+            _err(str(exc))
+            return EXIT_BAD_INPUT
+    quiet_libraries()
+
+    def progress(message: str, fraction: float) -> None:
+        if not args.json:
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    report = run_bench(run, completions=typed, prompts=max(1, args.prompts), progress=progress)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        from grpo_studio.cli_report import print_bench
+
+        print_bench(report)
+    for error in report.errors:
+        _err(str(error))
+    for warning in report.warnings:
+        _err(_as_warning(str(warning), warning.file, warning.line))
+    return EXIT_OK if report.ok else EXIT_BAD_INPUT
+
+
+def _as_warning(text: str, file: str | None, line: int | None) -> str:
+    """`FILE:LINE: warning: message`, as compilers write warnings (editors jump to them)."""
+    prefix = f"{file}:{line}: " if file and line else f"{file}: " if file else ""
+    return f"{prefix}warning: {text[len(prefix):]}"
 
 
 # ---- eval -----------------------------------------------------------------------------------
@@ -285,6 +376,52 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     print(out)
     return EXIT_OK
+
+
+# ---- settings ------------------------------------------------------------------------------------
+
+
+def describe_range(spec: Any) -> str:
+    if spec.choices:
+        return " | ".join(str(c) for c in spec.choices)
+    parts = []
+    if spec.minimum is not None:
+        parts.append(f"{'>' if spec.exclusive_minimum else '>='} {spec.minimum:g}")
+    if spec.maximum is not None:
+        parts.append(f"{'<' if spec.exclusive_maximum else '<='} {spec.maximum:g}")
+    return ", ".join(parts)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from grpo_studio.config import SECTIONS, all_field_specs
+
+    if args.section and args.section not in SECTIONS:
+        _err(f"error: no section {args.section!r}; sections: {', '.join(SECTIONS)}")
+        return EXIT_BAD_INPUT
+    specs = [s for s in all_field_specs() if not args.section or s.path.startswith(args.section + ".")]
+    if args.markdown:
+        print("| setting | default | range | what it does |\n|---|---|---|---|")
+        for s in specs:
+            default = json.dumps(s.default) if not isinstance(s.default, str) else f'"{s.default}"'
+            print(f"| `{s.path}` | `{default}` | {describe_range(s)} | {s.help.replace('|', '/')} |")
+        return EXIT_OK
+    for s in specs:
+        flag = " (advanced)" if s.advanced else ""
+        rng = describe_range(s)
+        print(f"{s.path} = {json.dumps(s.default)}{flag}\n    {s.help}" + (f"\n    range: {rng}" if rng else ""))
+    return EXIT_OK
+
+
+# ---- bench ---------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from grpo_studio.engine.bench import main as bench_main
+    from grpo_studio.engine.library_noise import quiet_libraries
+
+    quiet_libraries()
+    return bench_main(args.arch, args.quant, args.steps, [a.strip() for a in args.arms.split(",") if a.strip()],
+                      args.json, args.work)
 
 
 # ---- demo -----------------------------------------------------------------------------------

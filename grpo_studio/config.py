@@ -182,6 +182,26 @@ class RewardSettings(Section):
     functions: list[RewardFunction] = setting(
         [], "Reward functions and their weights; empty = every function in the file whose name ends in _reward."
     )
+    isolate: bool = setting(
+        True, "Run the reward file in its own process with a time limit per call, so a hang or crash ends the run "
+        "cleanly; off = in the training process (no overhead, no protection).", advanced=True
+    )
+    timeout_s: float = setting(
+        30.0, "Longest one call of a reward function may take (isolated rewards); then the run stops or skips.",
+        gt=0, le=86_400, advanced=True
+    )
+    load_timeout_s: float = setting(
+        120.0, "Longest the reward file may take to load, imports included (isolated rewards).",
+        gt=0, le=86_400, advanced=True
+    )
+    on_error: Literal["stop", "skip"] = setting(
+        "stop", "When a reward function fails mid-run: stop (checkpoint + reason), or skip (its scores for that "
+        "batch are None and the failure is counted).", advanced=True
+    )
+    max_consecutive_failures: int = setting(
+        3, "With on_error = skip: stop anyway after this many failed calls of one function in a row.",
+        ge=1, le=1_000_000, advanced=True
+    )
 
 
 Optimizer = Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd"]
@@ -236,6 +256,10 @@ class GrpoSettings(Section):
         False, "Leave completions cut at max length out of the loss (DAPO).", advanced=True
     )
     seed: int = setting(42, "Random seed (data order, LoRA init, sampling).", ge=0, le=2**32 - 1)
+    fast_generation: Literal["auto", "on", "off"] = setting(
+        "auto", "Sample with GRPO Studio's generator (merged LoRA copy, static KV cache, CUDA graphs); "
+        "auto = on CUDA GPUs for Llama/Qwen/Mistral models, else TRL's generate.", advanced=True
+    )
     extra: dict[str, Any] = setting(
         {}, "Any other TRL GRPOConfig field, e.g. {repetition_penalty = 1.1}.", advanced=True
     )
@@ -258,6 +282,41 @@ class EvalSettings(Section):
     )
     threshold: float = setting(1.0, "A completion is correct when that reward is at least this.")
     batch_size: int = setting(32, "Prompts generated at once during evaluation.", ge=1, le=4096)
+
+
+class AlarmSettings(Section):
+    """Health alarms: thresholds on the logged metrics. Steps count logged steps (run.logging_steps)."""
+
+    enabled: bool = setting(True, "Watch the training metrics and raise health alarms with advice.")
+    zero_spread_steps: int = setting(
+        5, "Alarm when every group's completions get the same reward for this many steps in a row; 0 = off.",
+        ge=0, le=1_000_000
+    )
+    zero_spread_fraction: float = setting(
+        1.0, "Fraction of groups without reward spread that counts as 'every group'.", gt=0, le=1, advanced=True
+    )
+    truncated_fraction: float = setting(
+        0.5, "Alarm when at least this fraction of completions is cut at grpo.max_completion_length.",
+        gt=0, le=1
+    )
+    truncated_steps: int = setting(
+        3, "Steps in a row with that many truncated completions before the alarm; 0 = off.", ge=0, le=1_000_000
+    )
+    non_finite: bool = setting(True, "Alarm when the loss or the gradient norm is NaN or infinite.")
+    reward_window: int = setting(
+        50, "Alarm when the mean reward has not moved over this many steps; 0 = off.", ge=0, le=1_000_000
+    )
+    reward_min_change: float = setting(
+        0.01, "Smallest change of the mean reward (second half of the window vs first half) that counts as moving.",
+        ge=0, advanced=True
+    )
+    entropy_ratio: float = setting(
+        0.1, "Alarm when the token entropy falls below this fraction of its value at the start; 0 = off.",
+        ge=0, lt=1
+    )
+    entropy_steps: int = setting(
+        3, "Steps in a row with collapsed entropy before the alarm.", ge=1, le=1_000_000, advanced=True
+    )
 
 
 class RunSettings(Section):
@@ -286,6 +345,7 @@ class RunConfig(Section):
     rewards: RewardSettings = RewardSettings()
     grpo: GrpoSettings = GrpoSettings()
     eval: EvalSettings = EvalSettings()
+    alarms: AlarmSettings = AlarmSettings()
     run: RunSettings = RunSettings()
 
     # ---- derived values -------------------------------------------------------------------

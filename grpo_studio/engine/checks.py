@@ -61,6 +61,15 @@ def check_model(run: LoadedRun, report: Report) -> None:
         return
     n_ctx = context_length(model_cfg)
     report.facts["model_context"] = n_ctx
+    try:
+        from grpo_studio.engine.vram import Shape, estimate
+
+        est = estimate(Shape.from_config(model_cfg), cfg, dtype=cfg.model.dtype if cfg.model.dtype != "auto"
+                       else "bfloat16", fast_generation=cfg.grpo.fast_generation != "off")
+        report.facts["vram_estimate_gib"] = round(est.gib(), 2)
+        report.facts["vram_estimate_parts_gib"] = {k: round(v / 2**30, 3) for k, v in est.parts.items()}
+    except (KeyError, TypeError, ValueError):
+        pass  # a config.json without the usual decoder fields: no estimate, not a problem
     if n_ctx and cfg.model.max_seq_length > n_ctx:
         report.problems.append(f"model.max_seq_length: {cfg.model.max_seq_length} exceeds the model's context "
                                f"of {n_ctx} tokens")

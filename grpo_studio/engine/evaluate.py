@@ -74,9 +74,8 @@ def generate_greedy(model: Any, tokenizer: Any, prompts: list[Any], max_new_toke
 def evaluate(run: LoadedRun, adapter: str | Path | None = None, limit: int = 0,
              progress: Callable[[int, int], None] | None = None) -> EvalResult:
     from grpo_studio.engine.data import load_prompts
-    from grpo_studio.engine.model import choose_placement, load_model, load_tokenizer
-    from grpo_studio.engine.rewards import load_rewards
-    from grpo_studio.engine.trainer import message_text
+    from grpo_studio.engine.model import load_tokenizer
+    from grpo_studio.engine.rewards import close_rewards, load_rewards
 
     started = time.time()
     cfg = run.config
@@ -86,7 +85,19 @@ def evaluate(run: LoadedRun, adapter: str | Path | None = None, limit: int = 0,
     tokenizer = load_tokenizer(run)
     data = load_prompts(run, tokenizer, split="eval", check_length=False)
     ds = data.dataset
-    specs = [s for s in load_rewards(run, columns=list(ds.column_names)) if s.function is not None]
+    all_specs = load_rewards(run, columns=list(ds.column_names))
+    try:
+        return _evaluate(run, cfg, tokenizer, ds, [s for s in all_specs if s.function is not None], adapter,
+                         progress, started)
+    finally:
+        close_rewards(all_specs)
+
+
+def _evaluate(run: LoadedRun, cfg: Any, tokenizer: Any, ds: Any, specs: list[Any], adapter: str | Path | None,
+              progress: Callable[[int, int], None] | None, started: float) -> EvalResult:
+    from grpo_studio.engine.model import choose_placement, load_model
+    from grpo_studio.engine.trainer import message_text
+
     judge = correctness_function(run, [s.label for s in specs])
     if judge is None:
         raise EvalError("eval.correctness: no reward function decides correctness; set eval.correctness")
@@ -106,10 +117,13 @@ def evaluate(run: LoadedRun, adapter: str | Path | None = None, limit: int = 0,
     completions = generate_greedy(model, tokenizer, prompts, cfg.grpo.max_completion_length,
                                   cfg.eval.batch_size, progress)
     columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
-    scores: dict[str, list[float | None]] = {}
-    for spec in specs:
-        assert spec.function is not None
-        scores[spec.label] = spec.function(prompts=prompts, completions=completions, **columns)
+    scores: dict[str, list[float | None]] = {spec.label: [] for spec in specs}
+    step = cfg.eval.batch_size  # one call per batch, as in training, so each stays under rewards.timeout_s
+    for start in range(0, len(prompts), step):
+        chunk = {c: v[start:start + step] for c, v in columns.items()}
+        for spec in specs:
+            scores[spec.label] += spec.function(prompts=prompts[start:start + step],
+                                                completions=completions[start:start + step], **chunk)
     verdicts = [s is not None and s >= cfg.eval.threshold for s in scores[judge]]
     means = {name: _mean(vals) for name, vals in scores.items()}
     examples = [

@@ -45,6 +45,14 @@ def lora_config(cfg: RunConfig) -> Any:
     )
 
 
+def optimizer_name(choice: str, on_gpu: bool) -> str:
+    """transformers' optimizer name; plain AdamW runs as the fused kernel on a GPU (same algorithm,
+    one launch per step instead of several per parameter tensor)."""
+    if choice == "adamw_torch" and on_gpu:
+        return "adamw_torch_fused"
+    return OPTIMIZER_NAMES[choice]
+
+
 def grpo_trainer_fields() -> set[str]:
     from trl import GRPOConfig
 
@@ -81,7 +89,7 @@ def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights
         weight_decay=g.weight_decay,
         max_grad_norm=g.max_grad_norm,
         max_steps=g.max_steps,
-        optim=OPTIMIZER_NAMES[g.optimizer],
+        optim=optimizer_name(g.optimizer, on_gpu),
         seed=g.seed,
         # GRPO
         num_generations=g.num_generations,
@@ -106,6 +114,7 @@ def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights
         trust_remote_code=cfg.model.trust_remote_code,
         # logging and checkpoints: the run store and our events do the reporting
         logging_steps=cfg.run.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the health alarms, not be hidden from the log
         save_strategy="steps",
         save_steps=cfg.run.save_steps,
         save_total_limit=cfg.run.save_total_limit or None,

@@ -101,13 +101,28 @@ def context_length(model_config: dict[str, Any]) -> int | None:
     return None
 
 
-def load_tokenizer(run: LoadedRun) -> Any:
-    from transformers import AutoTokenizer
+def tokenizer_class(name: str) -> Any:
+    """AutoTokenizer, except for a local folder whose tokenizer_config.json declares a generic
+    `tokenizers` tokenizer: some transformers versions force a model type's own tokenizer class
+    (e.g. Qwen2's BPE) on such folders, which mangles a custom vocabulary."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    config = Path(name) / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            declared = json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class")
+        except (OSError, json.JSONDecodeError):
+            declared = None
+        if declared in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+            return PreTrainedTokenizerFast
+    return AutoTokenizer
+
+
+def load_tokenizer(run: LoadedRun) -> Any:
     cfg = run.config.model
     name = model_path(run)
     try:
-        tok = AutoTokenizer.from_pretrained(
+        tok = tokenizer_class(name).from_pretrained(
             name, revision=cfg.revision or None, trust_remote_code=cfg.trust_remote_code
         )
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, HF errors...

@@ -7,6 +7,10 @@ A function may name only the arguments it uses: the wrapper passes just those.
 Every call is checked against the contract (a list, one value per completion, each a finite
 number or None). A violation is an error naming the function and what it returned, never a
 silent 0. Problems in the file are reported as `FILE:LINE: reason`.
+
+By default (`rewards.isolate`) the file is loaded and called in a child process with a time limit
+per call (`reward_sandbox`); `isolated=False` runs it here, in the calling process. Both paths use
+the same loading, selection and contract code from this module.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import linecache
 import math
 import sys
 import traceback
@@ -39,6 +44,7 @@ class RewardError(Exception):
         self.function = function
         self.message = message
         self.details = details
+        self.hint = ""  # what to do about it, when the caller knows (e.g. where the run's copy of the file is)
         super().__init__(self.location() + message)
 
     def location(self) -> str:
@@ -62,15 +68,22 @@ def _user_line(tb: Any, path: Path) -> int | None:
     return line
 
 
-def load_module(path: str | Path) -> Any:
-    """Execute the reward file as a module; syntax and import errors come back as FILE:LINE."""
+def load_module(path: str | Path, source: str | None = None) -> Any:
+    """Execute the reward file as a module; syntax and import errors come back as FILE:LINE.
+
+    `source` is the editor's text when it differs from the file on disk (unsaved edits): it is run
+    under the file's name, and tracebacks quote its lines, so line numbers match the editor."""
     path = Path(path)
-    try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RewardError("reward file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RewardError(f"cannot read: {exc}", file=path) from None
+    if source is None:
+        try:
+            source = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RewardError("reward file not found", file=path) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RewardError(f"cannot read: {exc}", file=path) from None
+    else:
+        # mtime None: linecache never replaces these lines with the (older) file on disk.
+        linecache.cache[str(path)] = (len(source), None, source.splitlines(keepends=True), str(path))
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as exc:
@@ -129,6 +142,12 @@ class Signature:
                 if p.default is p.empty:
                     required.append(p.name)
         return cls(params, takes_kwargs, required)
+
+    def select(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The arguments this function accepts, out of everything TRL passes."""
+        if self.takes_kwargs:
+            return dict(args)
+        return {k: v for k, v in args.items() if k in self.params}
 
 
 def check_signature(func: Callable, name: str, path: Path, columns: list[str] | None) -> Signature:
@@ -195,24 +214,34 @@ class RewardFunction:
         self.__name__ = name  # TRL names metrics after this
         self.signature = signature
         self.path = path
+        self.line: int | None = getattr(getattr(func, "__code__", None), "co_firstlineno", None)
 
     def arguments(self, prompts: list, completions: list, **kwargs: Any) -> dict[str, Any]:
-        args = {"prompts": prompts, "completions": completions, **kwargs}
-        if self.signature.takes_kwargs:
-            return args
-        return {k: v for k, v in args.items() if k in self.signature.params}
+        return self.signature.select({"prompts": prompts, "completions": completions, **kwargs})
 
     def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
+        return self.call(self.arguments(prompts, completions, **kwargs), len(completions))
+
+    def call(self, args: dict[str, Any], n: int) -> list[float | None]:
+        """Call with arguments already selected; check the result for n completions."""
         try:
-            result = self.func(**self.arguments(prompts, completions, **kwargs))
+            result = self.func(**args)
         except Exception as exc:  # noqa: BLE001 - user code; re-raised with its line
-            path = self.path or Path(inspect.getsourcefile(self.func) or "?")
-            raise RewardError(
-                f"{self.__name__} raised {type(exc).__name__}: {exc}",
-                file=path, line=_user_line(exc.__traceback__, path), function=self.__name__,
-                details=traceback.format_exc(),
-            ) from None
-        return check_rewards(self.__name__, result, len(completions))
+            raise self.error(exc) from None
+        try:
+            return check_rewards(self.__name__, result, n)
+        except RewardContractError as exc:
+            # Point at the function, so the message reads FILE:LINE like every other reward problem.
+            raise RewardContractError(exc.message, file=self.path, line=self.line, function=self.__name__) from None
+
+    def error(self, exc: BaseException) -> RewardError:
+        """An exception of the user's code as a RewardError at the deepest line of the reward file."""
+        path = self.path or Path(inspect.getsourcefile(self.func) or "?")
+        return RewardError(
+            f"{self.__name__} raised {type(exc).__name__}: {exc}",
+            file=path, line=_user_line(exc.__traceback__, path), function=self.__name__,
+            details="".join(traceback.format_exception(exc)),
+        )
 
 
 @dataclass
@@ -221,7 +250,7 @@ class RewardSpec:
 
     label: str
     weight: float
-    function: RewardFunction | None = None
+    function: Any = None  # RewardFunction, or reward_sandbox.IsolatedRewardFunction (same interface)
     model: str | None = None  # hub id or folder of a sequence-classification model
 
 
@@ -229,48 +258,69 @@ def reward_file(run: LoadedRun) -> Path:
     return run.resolve(run.config.rewards.file)
 
 
-def load_rewards(run: LoadedRun, columns: list[str] | None = None) -> list[RewardSpec]:
-    """The run's reward functions, loaded from its file and checked against the dataset columns."""
-    cfg = run.config.rewards
-    path = reward_file(run)
-    needs_file = not cfg.functions or any(f.name for f in cfg.functions)
-    module = load_module(path) if needs_file else None
-    configured = cfg.functions
-    if not configured:
+def select_functions(module: Any, path: Path, names: list[str] | None,
+                     columns: list[str] | None) -> list[RewardFunction]:
+    """The named functions of a loaded reward file (all `*_reward` ones when `names` is None), wrapped
+    and with their signatures checked against the dataset columns."""
+    if names is None:
         names = discover(module)
         if not names:
             raise RewardError("no reward functions: name them in rewards.functions, or end their names in "
                               "_reward", file=path)
+    out = []
+    for name in names:
+        func = getattr(module, name, None)
+        if func is None:
+            defined = discover(module) or [n for n, o in vars(module).items()
+                                           if inspect.isfunction(o) and o.__module__ == module.__name__]
+            raise RewardError(f"no function {name!r} (rewards.functions); defined: "
+                              f"{', '.join(defined) or 'none'}", file=path)
+        if not callable(func):
+            raise RewardError(f"{name} is a {type(func).__name__}, not a function", file=path)
+        sig = check_signature(func, name, path, columns)
+        out.append(RewardFunction(func, name, sig, path))
+    return out
+
+
+def load_rewards(run: LoadedRun, columns: list[str] | None = None, *, isolated: bool | None = None,
+                 source: str | None = None) -> list[RewardSpec]:
+    """The run's reward functions, loaded from its file and checked against the dataset columns.
+
+    `isolated` (default: rewards.isolate) loads and calls them in a child process with a time limit;
+    `source` is unsaved editor text to use instead of the file. Call `close_rewards` when done."""
+    cfg = run.config.rewards
+    isolated = cfg.isolate if isolated is None else isolated
+    path = reward_file(run)
+    needs_file = not cfg.functions or any(f.name for f in cfg.functions)
+    names = [f.name for f in cfg.functions if f.name] or None
+    functions: dict[str, Any] = {}
+    if needs_file:
+        if isolated:
+            from grpo_studio.engine.reward_sandbox import RewardProcess
+
+            process = RewardProcess(path, names, columns, timeout_s=cfg.timeout_s,
+                                    load_timeout_s=cfg.load_timeout_s, source=source)
+            loaded = process.functions()
+        else:
+            loaded = select_functions(load_module(path, source), path, names, columns)
+        functions = {f.__name__: f for f in loaded}
+    configured = cfg.functions
+    if not configured:
         from grpo_studio.config import RewardFunction as Configured
 
-        configured = [Configured(name=n) for n in names]
+        configured = [Configured(name=n) for n in functions]
     specs = []
     for entry in configured:
         if entry.model:
             specs.append(RewardSpec(entry.label, entry.weight, model=entry.model))
-            continue
-        func = getattr(module, entry.name, None)
-        if func is None:
-            defined = discover(module) or [n for n, o in vars(module).items()
-                                           if inspect.isfunction(o) and o.__module__ == module.__name__]
-            raise RewardError(f"no function {entry.name!r} (rewards.functions); defined: "
-                              f"{', '.join(defined) or 'none'}", file=path)
-        if not callable(func):
-            raise RewardError(f"{entry.name} is a {type(func).__name__}, not a function", file=path)
-        sig = check_signature(func, entry.name, path, columns)
-        specs.append(RewardSpec(entry.name, entry.weight, function=RewardFunction(func, entry.name, sig, path)))
+        else:
+            specs.append(RewardSpec(entry.name, entry.weight, function=functions[entry.name]))
     return specs
 
 
-def trl_reward_funcs(specs: list[RewardSpec], run: LoadedRun) -> list[Any]:
-    """What GRPOTrainer's `reward_funcs` takes: our wrapped functions, and reward models as a local
-    folder path or hub id (TRL loads those as sequence classifiers with one label)."""
-    out: list[Any] = []
+def close_rewards(specs: list[RewardSpec]) -> None:
+    """Stop the reward process behind isolated functions (a no-op for in-process ones)."""
     for spec in specs:
-        if spec.function is not None:
-            out.append(spec.function)
-        else:
-            assert spec.model is not None
-            local = run.resolve(spec.model)
-            out.append(str(local) if local.is_dir() else spec.model)
-    return out
+        close = getattr(spec.function, "close", None)
+        if close is not None:
+            close()

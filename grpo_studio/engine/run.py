@@ -86,7 +86,8 @@ def describe_failure(exc: BaseException) -> Failed:
         return Failed(reason=str(exc).replace("\n", "; "), details=details, input_error=True)
     if isinstance(exc, RewardError):
         # A file that doesn't load is bad input; a function failing mid-run is a failed run.
-        return Failed(reason=str(exc), details=exc.details or details, input_error=exc.function is None)
+        return Failed(reason=str(exc), hint=exc.hint, details=exc.details or details,
+                      input_error=exc.function is None)
     if isinstance(exc, DataError):
         return Failed(reason=str(exc), details=details, input_error=True)
     if isinstance(exc, ModelError):
@@ -103,6 +104,16 @@ def describe_failure(exc: BaseException) -> Failed:
     return Failed(reason=f"{name}: {text}", details=details)
 
 
+def reward_failure_hint(exc: RewardError, folder: RunFolder) -> str:
+    """What to do after a reward function failed mid-run: the run trains the folder's copy of the file."""
+    from grpo_studio.engine.reward_sandbox import RewardTimeout
+
+    slow = "If it is only slow, raise rewards.timeout_s. " if isinstance(exc, RewardTimeout) else ""
+    return (f"{slow}Fix {exc.function} in {folder.rewards} (the run's copy of your reward file), check it with "
+            f"`grpo-studio rewards-check {folder.config}`, then continue with `grpo-studio train {folder.path} "
+            "--resume`. rewards.on_error = \"skip\" lets a run go on past occasional failures.")
+
+
 def train(
     run: LoadedRun | str | Path,
     *,
@@ -112,38 +123,84 @@ def train(
     stop_requested: Callable[[], bool] | None = None,
     overrides: list[str] | None = None,
 ) -> Finished | Failed:
-    """Train one run. `run` is a run file, a loaded run, or (with resume) a run folder."""
-    bus = EventBus(*([listener] if listener else []))
+    """Train one run. `run` is a run file, a loaded run, or (with resume) a run folder.
+
+    Under `accelerate launch` / torchrun every process calls this; the main process makes the run
+    folder and alone writes the store and emits events, the others train in step with it."""
     started = time.time()
+    dist = distributed_state()
+    main = dist is None or dist.is_main_process
+    bus = EventBus(*([listener] if listener and main else []))
     try:
-        folder, run = _open_folder(run, output, resume, overrides)
+        folder, run = _open_folder_on_every_process(dist, run, output, resume, overrides)
     except (ConfigError, RunFolderError, RewardError, DataError, ModelError, OSError) as exc:
         failed = describe_failure(exc)
         bus(failed)
         return failed
-    store = RunStore(folder.database)
-    bus.add(store.record)
-    if folder.stop_request.exists():
-        folder.stop_request.unlink()
-    bus(Opened(run_dir=str(folder.path), resume=resume))
+    store = RunStore(folder.database) if main else None
+    if store is not None:
+        bus.add(store.record)
+        if folder.stop_request.exists():
+            folder.stop_request.unlink()
+        bus(Opened(run_dir=str(folder.path), resume=resume))
 
     def stop() -> bool:
         return folder.stop_request.exists() or bool(stop_requested and stop_requested())
+
+    def last_step() -> int:
+        return store.last_step() if store is not None else 0
 
     try:
         result = _train(run, folder, store, bus, resume, stop, started)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a readable event
         if isinstance(exc, KeyboardInterrupt):
             failed = Failed(reason="interrupted", hint="Resume with --resume from the newest checkpoint.",
-                            step=store.last_step())
+                            step=last_step())
         else:
             failed = describe_failure(exc)
-            failed.step = store.last_step()
+            failed.step = last_step()
         bus(failed)
         result = failed
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     return result
+
+
+def distributed_state() -> Any:
+    """accelerate's process state when several processes train together (WORLD_SIZE > 1), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    # Several CPU processes (gloo) only form a group when asked to; the trainer asks the same way later.
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _open_folder_on_every_process(dist: Any, run: LoadedRun | str | Path, output: str | Path | None, resume: bool,
+                                  overrides: list[str] | None) -> tuple[RunFolder, LoadedRun]:
+    """The main process opens (or creates) the run folder; the others get its path and read the frozen
+    run file from it, so every process trains the same run in the same folder."""
+    if dist is None:
+        return _open_folder(run, output, resume, overrides)
+    from accelerate.utils import broadcast_object_list
+
+    message: list[Any] = [None, None]
+    if dist.is_main_process:
+        try:
+            folder, loaded = _open_folder(run, output, resume, overrides)
+            message = [str(folder.path), None]
+        except Exception as exc:  # noqa: BLE001 - the others must hear about it, or they wait forever
+            message = [None, exc]
+    broadcast_object_list(message, from_process=0)
+    path, error = message
+    if error is not None:
+        raise error
+    if dist.is_main_process:
+        return folder, loaded
+    folder = RunFolder(path)
+    return folder, load_run(folder.config, overrides)
 
 
 def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume: bool,
@@ -174,7 +231,7 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
     return folder, freeze_run_file(run, folder)
 
 
-def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, resume: bool,
+def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,
            stop: Callable[[], bool], started: float) -> Finished:
     from grpo_studio.engine import data as data_mod
     from grpo_studio.engine.library_configs import grpo_config, lora_config
@@ -185,19 +242,21 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
         load_model,
         load_tokenizer,
     )
-    from grpo_studio.engine.rewards import load_rewards, trl_reward_funcs
+    from grpo_studio.engine.alarms import HealthWatch
+    from grpo_studio.engine.rewards import close_rewards, load_rewards
     from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
 
     cfg = run.config
     checkpoint = None
     if resume:
         newest = folder.newest_checkpoint()
+        step = 0 if newest is None else newest[0]
+        if store is not None:
+            store.truncate_after(step)
         if newest is None:
             bus(Log(level="warning", message="no complete checkpoint yet: starting this run from step 0"))
-            store.truncate_after(0)
         else:
-            step, checkpoint = newest
-            store.truncate_after(step)
+            checkpoint = newest[1]
             bus(Log(message=f"resuming from {checkpoint.name} (step {step})"))
 
     placement = choose_placement(cfg.model)
@@ -212,16 +271,18 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
         bus(Log(level="warning", message=f"{prompts.missing_answers} rows have no ground truth "
                 "(answer column empty or answer_pattern did not match)"))
     specs = load_rewards(run, columns=list(prompts.dataset.column_names))
+    reward_funcs, reward_tokenizers = _reward_funcs(run, specs, placement, bus)  # before the model: fail fast
     bus(Log(message=f"loading model on {placement.device} ({placement.dtype}, {cfg.quantization.load_in})"))
     model = load_model(run, placement)
     if cfg.lora.enabled:
         check_target_modules(model, cfg.lora.target_modules)
-    reward_funcs = trl_reward_funcs(specs, run)
     args = grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs])
-    callback = StudioCallback(bus, stop, str(folder.checkpoints))
+    callback = StudioCallback(bus, stop, str(folder.checkpoints),
+                              watch=HealthWatch(cfg.alarms, cfg.grpo.max_completion_length))
     trainer = StudioGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
+        reward_processing_classes=reward_tokenizers,
         args=args,
         train_dataset=prompts.dataset,
         processing_class=tokenizer,
@@ -229,6 +290,9 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
         callbacks=[callback],
         on_samples=bus,
         samples_per_step=cfg.run.samples_per_step,
+        fast_generation=cfg.grpo.fast_generation,
+        max_prompt_length=cfg.data.max_prompt_length,
+        on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
     from transformers.trainer_callback import PrinterCallback
 
@@ -242,20 +306,55 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore, bus: EventBus, re
                 reward_names=[s.label for s in specs], trainable_params=trainable, total_params=total))
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except RewardError:
+    except RewardError as exc:
         _save_checkpoint_after_failure(trainer, folder, bus)
+        exc.hint = reward_failure_hint(exc, folder)
         raise
+    finally:
+        # The reward process is not needed after training; if loading failed earlier, garbage
+        # collection (or interpreter exit) stops it.
+        close_rewards(specs)
     step = trainer.state.global_step
     adapter_dir = folder.adapter
+    trainer.save_model(str(adapter_dir))  # every process: sharded setups gather the weights collectively
     if trainer.accelerator.is_main_process:
-        trainer.save_model(str(adapter_dir))
         tokenizer.save_pretrained(str(adapter_dir))
     stopped = callback.stopped and step < cfg.grpo.max_steps
-    if folder.stop_request.exists():
+    if store is not None and folder.stop_request.exists():
         folder.stop_request.unlink()
     finished = Finished(step=step, stopped=stopped, adapter_dir=str(adapter_dir), seconds=time.time() - started)
     bus(finished)
     return finished
+
+
+def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBus) -> tuple[list[Any], list[Any]]:
+    """What GRPOTrainer takes as reward_funcs and reward_processing_classes: our checked functions
+    (with the skip policy when rewards.on_error = "skip"), and reward models loaded here, so a bad
+    model path fails before the base model loads."""
+    from grpo_studio.engine.reward_guard import SkipFailures
+    from grpo_studio.engine.reward_model import load_reward_model
+
+    cfg = run.config.rewards
+
+    def report_skip(exc: RewardError, in_a_row: int) -> None:
+        bus(Log(level="warning", message=f"{exc} -- skipped: no scores from it for this batch "
+                f"({in_a_row} failed call(s) in a row; the run stops at {cfg.max_consecutive_failures})"))
+
+    funcs: list[Any] = []
+    tokenizers: list[Any] = []
+    for spec in specs:
+        if spec.function is None:
+            bus(Log(message=f"loading reward model {spec.model}"))
+            loaded = load_reward_model(run, spec.model, spec.label, dtype=placement.dtype)
+            funcs.append(loaded.model)
+            tokenizers.append(loaded.tokenizer)
+        elif cfg.on_error == "skip":
+            funcs.append(SkipFailures(spec.function, cfg.max_consecutive_failures, report_skip))
+            tokenizers.append(None)
+        else:
+            funcs.append(spec.function)
+            tokenizers.append(None)
+    return funcs, tokenizers
 
 
 def _save_checkpoint_after_failure(trainer: Any, folder: RunFolder, bus: EventBus) -> None:

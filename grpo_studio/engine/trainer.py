@@ -9,6 +9,7 @@ checkpoints, and stops the run cleanly on request: finish the step, save, exit.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any, Callable
 
@@ -33,10 +34,74 @@ class StudioGRPOTrainer(GRPOTrainer):
     """GRPOTrainer that reports every scored generation batch to `on_samples`."""
 
     def __init__(self, *args: Any, on_samples: Callable[[Samples], None] | None = None,
-                 samples_per_step: int = 0, **kwargs: Any):
+                 samples_per_step: int = 0, fast_generation: str = "off", max_prompt_length: int | None = None,
+                 on_message: Callable[[str, str], None] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.on_samples = on_samples
         self.samples_per_step = samples_per_step
+        self.fast_generation = fast_generation
+        self.max_prompt_length = max_prompt_length
+        self.on_message = on_message or (lambda level, text: None)
+        self._fast: Any = None  # FastGenerator, made on first use (after the model is on its device)
+
+    # ---- generation -----------------------------------------------------------------------
+    def _generate_single_turn(self, prompt_ids: list, images: Any, multimodal_fields: Any, num_generations: int,
+                              has_tool_images: bool = False) -> tuple[list, Any]:
+        started = time.perf_counter()
+        fast = self._fast_generator() if images is None and not multimodal_fields else None
+        if fast is not None:
+            if fast.synced_version != self.state.global_step:
+                fast.sync(self.state.global_step)  # the policy changed: re-merge LoRA
+            result = (fast.generate(prompt_ids, self.max_prompt_length).completion_ids, None)
+        else:
+            result = super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                   has_tool_images)
+        _synchronize()
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["perf/generation_seconds"].append(time.perf_counter() - started)
+        return result
+
+    def _fast_generator(self) -> Any:
+        """The fast generator, or None when it is off or can't serve this model (said once, in the log)."""
+        if self._fast is not None or self.fast_generation == "off":
+            return self._fast or None
+        from grpo_studio.engine.fast_generation import FastGenerator, SamplingSettings, Unsupported
+
+        reason = self._fast_path_blocker()
+        if reason is None:
+            try:
+                extra = dict(self.args.generation_kwargs or {})
+                graphs = os.environ.get("GRPO_STUDIO_CUDA_GRAPHS", "1") != "0"  # a troubleshooting switch
+                self._fast = FastGenerator(self.model_wrapped, use_cuda_graphs=graphs, sampling=SamplingSettings(
+                    max_new_tokens=self.max_completion_length, temperature=self.temperature, top_p=self.top_p,
+                    top_k=self.top_k or 0, min_new_tokens=int(extra.get("min_new_tokens", 0)),
+                    eos_token_ids=tuple(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
+                    suppress_tokens=tuple(extra.get("suppress_tokens") or ())))
+                self.on_message("info", "fast generation on: merged LoRA copy, static KV cache"
+                                + (", CUDA graphs" if self._fast.use_cuda_graphs else ""))
+                return self._fast
+            except Unsupported as exc:
+                reason = str(exc)
+        level = "warning" if self.fast_generation == "on" else "info"
+        self.on_message(level, f"fast generation off ({reason}); using TRL's generate")
+        self.fast_generation = "off"
+        return None
+
+    def _fast_path_blocker(self) -> str | None:
+        if self.fast_generation == "auto" and self.accelerator.device.type != "cuda":
+            return "no CUDA GPU"
+        if self.use_vllm or self.use_transformers_continuous_batching:
+            return "another generation backend is configured"
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return "DeepSpeed/FSDP shard the weights"
+        if self.tools or self.environment_factories:
+            return "tool calling"
+        if self.min_p or self.repetition_penalty != 1.0:
+            return "min_p / repetition_penalty"
+        unsupported = set(self.args.generation_kwargs or {}) - {"min_new_tokens", "suppress_tokens"}
+        if unsupported:
+            return f"generation_kwargs {sorted(unsupported)}"
+        return None
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
@@ -97,12 +162,14 @@ def _none_if_nan(x: Any) -> float | None:
 
 
 class StudioCallback(TrainerCallback):
-    """Metrics and checkpoint events, timing, and a clean stop on request."""
+    """Metrics, alarm and checkpoint events, timing, and a clean stop on request."""
 
-    def __init__(self, emit: Callable[[Any], None], stop_requested: Callable[[], bool], checkpoints_dir: str):
+    def __init__(self, emit: Callable[[Any], None], stop_requested: Callable[[], bool], checkpoints_dir: str,
+                 watch: Any = None):
         self.emit = emit
         self.stop_requested = stop_requested
         self.checkpoints_dir = checkpoints_dir
+        self.watch = watch  # alarms.HealthWatch: turns logged metrics into health alarms
         self.stopped = False
         self._step_started = 0.0
         self._step_seconds: list[float] = []
@@ -114,9 +181,11 @@ class StudioCallback(TrainerCallback):
         self._tokens_at_log = state.num_input_tokens_seen
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        _synchronize()  # charge queued GPU work to the step that queued it
         self._step_started = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        _synchronize()
         self._step_seconds.append(time.perf_counter() - self._step_started)
         if self._should_stop(args):
             self.stopped = True
@@ -153,6 +222,9 @@ class StudioCallback(TrainerCallback):
         if memory is not None:
             values["perf/gpu_memory_gib"] = memory
         self.emit(Metrics(step=state.global_step, max_steps=state.max_steps, values=values))
+        if self.watch is not None:
+            for alarm in self.watch.observe(state.global_step, values):
+                self.emit(alarm)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
@@ -160,6 +232,13 @@ class StudioCallback(TrainerCallback):
 
             path = os.path.join(self.checkpoints_dir, f"checkpoint-{state.global_step}")
             self.emit(Checkpoint(step=state.global_step, path=path))
+
+
+def _synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _gpu_memory_gib() -> float | None:

@@ -1,0 +1,465 @@
+"""Fast sampling of GRPO completions: a merged copy of the policy, a static KV cache, CUDA graphs.
+
+Why: inside TRL's GRPOTrainer, `model.generate` on a PEFT model spends most of every step
+launching small kernels from Python (LoRA doubles the matmuls of every projection); measured on
+an H100, generation ran at 1-3% of the memory-bandwidth bound and took 85-95% of each step.
+
+How:
+- The generator keeps its own bf16 copy of the projection weights with the LoRA update merged in
+  (W + scale * B @ A; a 4-bit base is dequantized first), with q/k/v and gate/up fused into one
+  matmul each. Embeddings, norms and other untouched weights are shared with the trained model,
+  so the extra memory is at most one bf16 copy of the weights. `sync()` re-merges in place after
+  every optimizer step: the policy that samples is the policy being trained.
+- Prompts are prefilled once into a preallocated KV cache; every decode step then has the same
+  shapes, so on CUDA one step (forward, sampling, bookkeeping) is captured as a CUDA graph and
+  replayed, which removes the per-kernel launch cost. On the CPU the same code runs eagerly.
+- Positions are buffer indices, exactly as the training forward sees a left-padded prompt
+  followed by its completion, so log-probs match the training forward (RoPE is shift-invariant).
+
+Supported: decoder-only models of the Llama family (llama, qwen2, qwen3, mistral without a
+sliding window); 16-bit or bitsandbytes 4-bit base weights; LoRA adapters or full fine-tuning.
+Anything else raises `Unsupported` and the trainer falls back to TRL's own generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+SUPPORTED_MODEL_TYPES = {"llama", "qwen2", "qwen3", "mistral"}
+
+
+class Unsupported(Exception):
+    """This model or setting can't use the fast path (the reason says why)."""
+
+
+@dataclass
+class SamplingSettings:
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_new_tokens: int = 0
+    eos_token_ids: tuple[int, ...] = ()
+    pad_token_id: int = 0
+    suppress_tokens: tuple[int, ...] = ()
+
+
+@dataclass
+class Generation:
+    completion_ids: list[list[int]]  # each ends with its EOS token when it stopped before the limit
+    logprobs: list[list[float]]  # log p(token) under the sampling temperature, before top-k/top-p
+
+
+# ---- reading weights out of a (PEFT, bitsandbytes) model -------------------------------------
+
+
+def causal_lm(model: Any) -> Any:
+    """The transformers CausalLM inside DDP / PeftModel wrappers."""
+    while hasattr(model, "module") and not hasattr(model, "config"):
+        model = model.module  # DistributedDataParallel
+    base = getattr(model, "base_model", None)
+    if base is not None and hasattr(base, "model") and hasattr(model, "peft_config"):
+        model = base.model  # PeftModel -> LoraModel -> CausalLM (with LoRA layers inside)
+    return model
+
+
+def _dense(weight: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A plain tensor for a (possibly bitsandbytes-quantized) weight."""
+    cls = type(weight).__name__
+    if cls == "Params4bit":
+        import bitsandbytes.functional as bnbf
+
+        return bnbf.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
+    if cls == "Int8Params":
+        raise Unsupported("8-bit base weights (use 16-bit or 4-bit for the fast path)")
+    return weight.data
+
+
+def _lora_deltas(module: Any) -> list[torch.Tensor]:
+    """The active LoRA updates (scale * B @ A) of a PEFT layer, not yet merged into its base."""
+    if getattr(module, "base_layer", None) is None or getattr(module, "disable_adapters", False) \
+            or getattr(module, "merged", False):
+        return []
+    magnitude = getattr(module, "lora_magnitude_vector", None) or {}
+    if any(name in magnitude for name in module.active_adapters):
+        raise Unsupported("DoRA adapters")
+    return [module.get_delta_weight(name) for name in module.active_adapters if name in module.lora_A]
+
+
+def base_linear(module: Any) -> Any:
+    return getattr(module, "base_layer", None) or module
+
+
+def write_projection(module: Any, dest: torch.Tensor) -> None:
+    """dest <- the layer's weight as the policy computes it now: base + merged LoRA updates."""
+    dest.copy_(_dense(base_linear(module).weight, dest.dtype))
+    for delta in _lora_deltas(module):
+        dest.add_(delta.to(dest.dtype))
+
+
+def is_shared(module: Any, dtype: torch.dtype) -> bool:
+    """A plain 16-bit layer without adapters: the generator can use its weight as it is."""
+    weight = base_linear(module).weight
+    return not _lora_deltas(module) and type(weight).__name__ not in ("Params4bit", "Int8Params") \
+        and weight.dtype == dtype
+
+
+def _module_weight(module: Any) -> torch.Tensor:
+    """Embeddings and norms: PEFT's modules_to_save copies win over the frozen originals."""
+    saved = getattr(module, "modules_to_save", None)
+    if saved is not None:
+        active = module.active_adapter
+        module = saved[active if isinstance(active, str) else active[0]]
+    return module.weight
+
+
+# ---- the generator ------------------------------------------------------------------------------
+
+
+class _Layer:
+    """One decoder layer's weights as the generator uses them: q/k/v and gate/up fused, LoRA merged."""
+
+    def __init__(self, layer: Any, dtype: torch.dtype):
+        attn, mlp = layer.self_attn, layer.mlp
+        self.input_norm = _norm(layer.input_layernorm)
+        self.post_norm = _norm(layer.post_attention_layernorm)
+        self.q_norm = _norm(attn.q_norm) if hasattr(attn, "q_norm") else None  # Qwen3
+        self.k_norm = _norm(attn.k_norm) if hasattr(attn, "k_norm") else None
+        self.act = mlp.act_fn
+        self.qkv = [attn.q_proj, attn.k_proj, attn.v_proj]
+        self.gate_up = [mlp.gate_proj, mlp.up_proj]
+        self.o_proj, self.down_proj = attn.o_proj, mlp.down_proj
+        if any(base_linear(m).bias is not None for m in self.gate_up):
+            raise Unsupported("biases on gate/up projections")
+        device = base_linear(attn.o_proj).weight.device
+        sizes = [base_linear(m).out_features for m in self.qkv]
+        self.q_size, self.kv_size = sizes[0], sizes[1]
+        self.inter = base_linear(mlp.gate_proj).out_features
+        hidden = base_linear(attn.q_proj).in_features
+
+        def empty(rows: int, cols: int) -> torch.Tensor:
+            return torch.empty(rows, cols, dtype=dtype, device=device)
+
+        self.qkv_w = empty(sum(sizes), hidden)
+        self.gu_w = empty(2 * self.inter, hidden)
+        self.o_w = empty(base_linear(attn.o_proj).out_features, base_linear(attn.o_proj).in_features)
+        self.down_w = empty(hidden, self.inter)
+        biases = [base_linear(m).bias for m in self.qkv]
+        self.qkv_b = torch.cat([b.data for b in biases]).to(dtype) if biases[0] is not None else None
+        self.o_b = None if base_linear(attn.o_proj).bias is None else base_linear(attn.o_proj).bias.data.to(dtype)
+        db = base_linear(mlp.down_proj).bias
+        self.down_b = None if db is None else db.data.to(dtype)
+
+    def merge(self) -> None:
+        """Refresh the merged weights in place: CUDA graphs captured earlier keep pointing at them."""
+        offset = 0
+        for module in self.qkv:
+            rows = base_linear(module).out_features
+            write_projection(module, self.qkv_w[offset:offset + rows])
+            offset += rows
+        write_projection(self.gate_up[0], self.gu_w[:self.inter])
+        write_projection(self.gate_up[1], self.gu_w[self.inter:])
+        write_projection(self.o_proj, self.o_w)
+        write_projection(self.down_proj, self.down_w)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.qkv_w, self.gu_w, self.o_w, self.down_w))
+
+
+class FastGenerator:
+    """Samples completions for batches of tokenized prompts from the current policy."""
+
+    def __init__(self, model: Any, sampling: SamplingSettings, *, use_cuda_graphs: bool = True):
+        self.model = causal_lm(model)
+        config = self.model.config.get_text_config()
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise Unsupported(f"model type {config.model_type!r} (supported: {sorted(SUPPORTED_MODEL_TYPES)})")
+        if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
+            raise Unsupported("sliding-window attention")
+        if any(type(p).__name__ == "Int8Params" for p in self.model.parameters()):
+            raise Unsupported("8-bit base weights (use 16-bit or 4-bit for the fast path)")
+        inner = self.model.model
+        self.embed = _module_weight(inner.embed_tokens)
+        self.norm = _norm(inner.norm)
+        self.rotary = inner.rotary_emb
+        self.lm_head = self.model.lm_head
+        self.device = self.embed.device
+        self.dtype = self.embed.dtype  # the model's own compute dtype: sample with the numbers it trains with
+        self.layers = [_Layer(layer, self.dtype) for layer in inner.layers]
+        if is_shared(self.lm_head, self.dtype):
+            self.head_w = base_linear(self.lm_head).weight  # e.g. tied to the embeddings: no copy
+        else:
+            lm = base_linear(self.lm_head)
+            self.head_w = torch.empty(lm.out_features, lm.in_features, dtype=self.dtype, device=self.device)
+        head_b = base_linear(self.lm_head).bias
+        self.head_b = None if head_b is None else head_b.data.to(self.dtype)
+        self.n_heads = config.num_attention_heads
+        self.n_kv = getattr(config, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
+        self.scale = self.head_dim ** -0.5
+        self.sampling = sampling
+        self.use_cuda_graphs = use_cuda_graphs and self.device.type == "cuda"
+        self._graph: Any = None
+        self._rope: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.graph_failures: list[str] = []
+        self.synced_version = -1
+        self.sync()
+
+    # -- weights -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sync(self, version: int = 0) -> None:
+        """Re-merge the LoRA update into the generator's weights (after an optimizer step)."""
+        for layer in self.layers:
+            layer.merge()
+        if not is_shared(self.lm_head, self.dtype):
+            write_projection(self.lm_head, self.head_w)
+        self.synced_version = version
+
+    def extra_bytes(self) -> int:
+        """Memory the generator owns beyond the trained model (the merged weight copies)."""
+        total = sum(layer.nbytes() for layer in self.layers)
+        if not is_shared(self.lm_head, self.dtype):
+            total += self.head_w.numel() * self.head_w.element_size()
+        return total
+
+    # -- the forward pass --------------------------------------------------------------------
+    def _prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states of whole prompts (B, S, H), writing their keys and values at positions 0..S-1."""
+        B, S, _ = x.shape
+        write = torch.arange(S, device=x.device)
+        for i, layer in enumerate(self.layers):
+            h = _rms(x, *layer.input_norm)
+            q, k, v = F.linear(h, layer.qkv_w, layer.qkv_b).split([layer.q_size, layer.kv_size, layer.kv_size], -1)
+            q = q.view(B, S, self.n_heads, self.head_dim)
+            k = k.view(B, S, self.n_kv, self.head_dim)
+            if layer.q_norm is not None:
+                q, k = _rms(q, *layer.q_norm), _rms(k, *layer.k_norm)
+            q, k = q.transpose(1, 2), k.transpose(1, 2)
+            v = v.view(B, S, self.n_kv, self.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            self.k_cache[i].index_copy_(2, write, k)
+            self.v_cache[i].index_copy_(2, write, v)
+            attn = _attention(q, k, v, mask, self.scale)
+            x = x + F.linear(attn.transpose(1, 2).reshape(B, S, -1), layer.o_w, layer.o_b)
+            x = x + self._mlp(layer, _rms(x, *layer.post_norm))
+        return x
+
+    def _mlp(self, layer: _Layer, h: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(h, layer.gu_w).split(layer.inter, dim=-1)
+        return F.linear(layer.act(gate) * up, layer.down_w, layer.down_b)
+
+    def _decode_layers(self, x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+        """One new token per row through every layer, with as few kernels as the math allows:
+        every kernel costs a launch, and at decode sizes the launches are most of the time."""
+        B = x.shape[0]
+        H, KV, D = self.n_heads, self.n_kv, self.head_dim
+        half = D // 2
+        for i, layer in enumerate(self.layers):
+            qkv = F.linear(_rms(x, *layer.input_norm), layer.qkv_w, layer.qkv_b)  # (B, 1, (H + 2 KV) D)
+            qk = qkv[..., :(H + KV) * D].view(B, 1, H + KV, D)
+            if layer.q_norm is not None:
+                qk = torch.cat([_rms(qk[:, :, :H], *layer.q_norm), _rms(qk[:, :, H:], *layer.k_norm)], dim=2)
+            # RoPE on queries and keys at once: rotate_half(x) * sin == roll(x, D/2) * sin_signed.
+            qk = torch.addcmul(qk * cos, qk.roll(half, dims=-1), sin_signed)
+            self.k_cache[i].index_copy_(2, self.cur, qk[:, :, H:].transpose(1, 2))
+            self.v_cache[i].index_copy_(2, self.cur, qkv[..., (H + KV) * D:].view(B, 1, KV, D).transpose(1, 2))
+            # Grouped-query attention without repeating keys: the G query heads that share a key head
+            # become G "query positions" of that head, all under the same mask.
+            q = qk[:, 0, :H].view(B, KV, H // KV, D)
+            attn = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=mask,
+                                                  scale=self.scale)
+            x = x + F.linear(attn.reshape(B, 1, H * D), layer.o_w, layer.o_b)
+            x = x + self._mlp(layer, _rms(x, *layer.post_norm))
+        return x
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(_rms(x, *self.norm), self.head_w, self.head_b).float()
+
+    # -- sampling -----------------------------------------------------------------------------
+    def _sample(self, logits: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per row and its log-prob, with no host sync (so it can live in a CUDA graph).
+
+        Gumbel-max sampling, exact for a categorical: argmax(logits - log E) with E ~ Exp(1)."""
+        s = self.sampling
+        if s.temperature != 1.0:
+            logits = logits / s.temperature
+        if s.suppress_tokens:
+            logits.index_fill_(1, self.suppress, float("-inf"))
+        if s.min_new_tokens and s.eos_token_ids:
+            # Index tensors live on the device: a host-side index would copy memory mid-capture.
+            block = torch.where(step < s.min_new_tokens, float("-inf"), 0.0).expand(logits.shape[0], len(self.eos))
+            logits.index_add_(1, self.eos, block)
+        normalizer = torch.logsumexp(logits, dim=-1)
+        filtered = logits
+        if s.top_k and s.top_k < logits.shape[-1]:
+            kth = torch.topk(filtered, s.top_k, dim=-1).values[:, -1:]
+            filtered = filtered.masked_fill(filtered < kth, float("-inf"))
+        if s.top_p < 1.0:
+            sorted_logits, order = torch.sort(filtered, descending=True, dim=-1)
+            probs = torch.softmax(sorted_logits, dim=-1)
+            drop = probs.cumsum(-1) - probs > s.top_p
+            sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+            filtered = torch.full_like(filtered, float("-inf")).scatter(-1, order, sorted_logits)
+        noise = torch.empty_like(filtered).exponential_()
+        token = torch.argmax(noise.log_().neg_().add_(filtered), dim=-1)
+        return token, logits.gather(-1, token[:, None])[:, 0] - normalizer
+
+    # -- generation ---------------------------------------------------------------------------
+    def _allocate(self, batch: int, length: int) -> None:
+        shape = (batch, self.n_kv, length, self.head_dim)
+        self.k_cache = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        self.v_cache = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        n = self.sampling.max_new_tokens
+        self.tok = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self.cur = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.step = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.done = torch.zeros(batch, dtype=torch.bool, device=self.device)
+        self.valid = torch.zeros(batch, 1, 1, length, dtype=torch.bool, device=self.device)
+        self.out_tokens = torch.zeros(batch, n, dtype=torch.long, device=self.device)
+        self.out_logps = torch.zeros(batch, n, dtype=torch.float32, device=self.device)
+        self.positions = torch.arange(length, device=self.device)
+        self.eos = torch.tensor(self.sampling.eos_token_ids or [-1], device=self.device)
+        self.suppress = torch.tensor(self.sampling.suppress_tokens or [0], device=self.device)
+
+    def _release(self) -> None:
+        """Give the KV cache and the graph's memory back between generations: training needs it."""
+        self._graph = None
+        for name in ("k_cache", "v_cache", "tok", "cur", "step", "done", "valid", "out_tokens", "out_logps"):
+            self.__dict__.pop(name, None)
+
+    def _rope_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """cos, sin and sign-folded sin (see _decode_layers) for positions 0..length-1, shape (length, D)."""
+        if self._rope is None or self._rope[0] < length:
+            dummy = torch.zeros(1, 1, self.head_dim, dtype=self.dtype, device=self.device)
+            cos, sin = self.rotary(dummy, torch.arange(length, device=self.device)[None])
+            cos, sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
+            half = self.head_dim // 2
+            signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
+            self._rope = (length, cos, sin, signed)
+        return self._rope[1], self._rope[2], self._rope[3]
+
+    def _decode_step(self) -> None:
+        """One token for every row, entirely on the device (capturable as a CUDA graph)."""
+        x = F.embedding(self.tok, self.embed)[:, None, :].to(self.dtype)
+        cos = self.cos.index_select(0, self.cur)[None, None]  # (1, 1, 1, D)
+        sin_signed = self.sin_signed.index_select(0, self.cur)[None, None]
+        mask = self.valid & (self.positions <= self.cur)
+        x = self._decode_layers(x, cos, sin_signed, mask)
+        token, logp = self._sample(self._logits(x[:, -1]), self.step)
+        self._emit(token, logp)
+        self.cur.add_(1)
+
+    def _emit(self, token: torch.Tensor, logp: torch.Tensor) -> None:
+        token = torch.where(self.done, self.sampling.pad_token_id, token)
+        logp = torch.where(self.done, 0.0, logp)
+        self.out_tokens.index_copy_(1, self.step, token[:, None])
+        self.out_logps.index_copy_(1, self.step, logp[:, None])
+        self.done |= (token[:, None] == self.eos[None, :]).any(dim=1)
+        self.tok.copy_(token)
+        self.step.add_(1)
+
+    def _capture(self) -> Any:
+        """A CUDA graph of one decode step, or None when capture fails (then steps run eagerly)."""
+        state = (self.tok, self.cur, self.step, self.done, self.out_tokens, self.out_logps)
+        saved = [t.clone() for t in state]
+        try:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):  # warm-up: lazy inits and kernel selection happen outside the capture
+                    self._decode_step()
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._decode_step()
+        except Exception as exc:  # noqa: BLE001 - a model we can't capture still generates, eagerly
+            self.graph_failures.append(f"{type(exc).__name__}: {exc}")
+            self.use_cuda_graphs = False
+            graph = None
+        for t, s in zip(state, saved):
+            t.copy_(s)  # undo the warm-up steps (their cache writes are overwritten before being read)
+        return graph
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[list[int]], max_prompt_length: int | None = None) -> Generation:
+        try:
+            return self._generate(prompt_ids, max_prompt_length)
+        finally:
+            self._release()
+
+    def _generate(self, prompt_ids: list[list[int]], max_prompt_length: int | None) -> Generation:
+        s = self.sampling
+        batch = len(prompt_ids)
+        width = max(len(p) for p in prompt_ids)
+        length = max(width, max_prompt_length or 0) + s.max_new_tokens
+        self._allocate(batch, length)
+        self.cos, self.sin, self.sin_signed = self._rope_tables(length)
+        ids = torch.full((batch, width), s.pad_token_id, dtype=torch.long)
+        for i, p in enumerate(prompt_ids):
+            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        ids = ids.to(self.device)
+        starts = torch.tensor([width - len(p) for p in prompt_ids], device=self.device)
+        self.valid.copy_((self.positions[None, :] >= starts[:, None])[:, None, None, :])
+
+        # Prefill: the prompts' keys and values, and the first token. Positions are buffer indices,
+        # as in the training forward of a left-padded batch.
+        pos = torch.arange(width, device=self.device)
+        mask = (pos[None, :] <= pos[:, None])[None] & self.valid[:, 0, :, :width]
+        mask |= torch.eye(width, dtype=torch.bool, device=self.device)[None]  # pad rows attend to themselves
+        x = F.embedding(ids, self.embed).to(self.dtype)
+        x = self._prefill(x, self.cos[:width][None, None], self.sin[:width][None, None], mask[:, None])
+        token, logp = self._sample(self._logits(x[:, -1]), self.step)
+        self._emit(token, logp)
+        self.cur.fill_(width)
+
+        # Decode: the remaining tokens, one captured step at a time, checking for the end now and then.
+        if self.use_cuda_graphs:
+            self._graph = self._capture()
+        for t in range(1, s.max_new_tokens):
+            if self._graph is not None:
+                self._graph.replay()
+            else:
+                self._decode_step()
+            if t % 32 == 0 and bool(self.done.all()):
+                break
+
+        tokens, logps = self.out_tokens.tolist(), self.out_logps.tolist()
+        eos = set(s.eos_token_ids)
+        completions, logprobs = [], []
+        for row, lp in zip(tokens, logps):
+            end = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+            completions.append(row[:end])
+            logprobs.append(lp[:end])
+        return Generation(completions, logprobs)
+
+
+def _norm(module: Any) -> tuple[torch.Tensor, float]:
+    """(weight, eps) of an RMSNorm layer of the Llama family."""
+    eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", None) or 1e-6
+    return module.weight, float(eps)
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """The Llama-family RMSNorm (normalize in float32, scale in the input dtype), in fewer kernels."""
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
+    if q.shape[1] != k.shape[1]:
+        try:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
+        except TypeError:  # torch < 2.5
+            rep = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)

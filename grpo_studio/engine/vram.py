@@ -1,0 +1,171 @@
+"""VRAM estimate of a run before anything is loaded: weights, LoRA, optimizer, activations, KV cache.
+
+Computed from the model's config.json alone (no weights), so `validate` and the window can show
+it in a fraction of a second. It predicts PyTorch's peak allocated memory on one GPU (the CUDA
+context, ~0.5 GiB, and allocator slack come on top). `grpo-studio bench` prints it beside the
+measured peak; the activation factors below were checked against those measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from grpo_studio.config import RunConfig
+
+GIB = 2**30
+
+# Bytes per parameter of a bitsandbytes 4-bit weight: packed nibbles plus the block scales
+# (64-value blocks; with double quantization the scales themselves take 8 bits + a second level).
+BNB4_BYTES = {True: 0.5 + 1.0 / 64 + 4.0 / (64 * 256), False: 0.5 + 4.0 / 64}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes of a decoder-only transformer, read from its config.json."""
+
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Shape":
+        c = config.get("text_config", config)
+        heads = c["num_attention_heads"]
+        return cls(
+            hidden=c["hidden_size"], layers=c["num_hidden_layers"], heads=heads,
+            kv_heads=c.get("num_key_value_heads") or heads,
+            head_dim=c.get("head_dim") or c["hidden_size"] // heads,
+            intermediate=c.get("intermediate_size") or 4 * c["hidden_size"], vocab=c["vocab_size"],
+            tied=bool(c.get("tie_word_embeddings", False)),
+        )
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) of each projection of one layer."""
+        h, q, kv, i = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim, self.intermediate
+        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+    @property
+    def linear_params(self) -> int:
+        return self.layers * sum(a * b for a, b in self.linear_shapes().values())
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def params(self) -> int:
+        return self.linear_params + self.embedding_params + self.layers * 2 * self.hidden + self.hidden
+
+    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        return self.layers * 2 * self.kv_heads * self.head_dim * dtype_bytes
+
+
+@dataclass
+class VramEstimate:
+    parts: dict[str, float] = field(default_factory=dict)  # bytes by component
+    peak_phase: str = ""  # "generation" or "training": the phase that sets the peak
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+    def gib(self) -> float:
+        return self.total / GIB
+
+    def lines(self) -> list[str]:
+        width = max(len(k) for k in self.parts)
+        out = [f"{k:<{width}}  {v / GIB:7.2f} GiB" for k, v in self.parts.items()]
+        return out + [f"{'total (peak, ' + self.peak_phase + ')':<{width}}  {self.gib():7.2f} GiB"]
+
+
+def _dtype_bytes(dtype: str) -> int:
+    return 4 if dtype == "float32" else 2
+
+
+def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", fast_generation: bool = False,
+             world_size: int = 1) -> VramEstimate:
+    """Peak allocated bytes on one GPU for this run's model, LoRA, batch and generation settings."""
+    g, lora = cfg.grpo, cfg.lora
+    wb = _dtype_bytes(dtype)
+    quant = cfg.quantization.load_in
+    parts: dict[str, float] = {}
+
+    # Weights: quantized projections, 16-bit embeddings / head / norms.
+    other = shape.params - shape.linear_params
+    if quant == "4bit":
+        parts["weights"] = shape.linear_params * BNB4_BYTES[cfg.quantization.double_quant] + other * wb
+    elif quant == "8bit":
+        parts["weights"] = shape.linear_params * (1 + 4.0 / shape.hidden) + other * wb
+    else:
+        parts["weights"] = shape.params * wb
+
+    # Trainable parameters, their gradients and the optimizer's state.
+    if lora.enabled:
+        targets = shape.linear_shapes() if lora.target_modules == "all-linear" else {
+            k: v for k, v in shape.linear_shapes().items() if k in lora.target_modules}
+        trainable = shape.layers * sum(lora.r * (a + b) for a, b in targets.values())
+        # PEFT keeps adapters in float32 over a 16-bit base; TRL casts them to bf16 over a quantized one.
+        pb = 2 if quant != "16bit" else 4
+    else:
+        trainable, pb = shape.params, wb
+    state = {"adamw_torch": 2 * pb, "adamw_8bit": 2, "paged_adamw_8bit": 2, "adafactor": 1, "sgd": 0}[g.optimizer]
+    parts["trainable params"] = trainable * pb if lora.enabled else 0
+    parts["gradients"] = trainable * pb
+    parts["optimizer state"] = trainable * state
+
+    # Generation: the KV cache of one generation batch, and the sampling buffers over the vocabulary.
+    batch = cfg.generation_batch(world_size) // world_size
+    prompt, completion = cfg.data.max_prompt_length, g.max_completion_length
+    kv = shape.kv_bytes_per_token(wb) * batch * (prompt + completion)
+    sampling = batch * shape.vocab * 4 * 4  # fp32 logits, scaled copy, noise, log-softmax
+    if fast_generation:
+        copy = shape.layers * sum(a * b for a, b in shape.linear_shapes().values()) * 2
+        parts["generation weight copy"] = copy
+        parts["KV cache (static)"] = kv
+        generation_peak = sampling
+    else:
+        # transformers' dynamic cache grows by concatenation: briefly two copies of the last layer's.
+        generation_peak = kv + sampling
+    micro = g.per_device_train_batch_size
+    seq = prompt + completion
+    act_per_token = activation_bytes_per_token(shape, lora.gradient_checkpointing, wb)
+    # TRL's fused LM head scores the completion tokens in [<=4096 tokens, <=32768 vocab] tiles (autocast dtype).
+    head_tiles = min(micro * completion, 4096) * min(32768, shape.vocab) * wb + micro * seq * 4 * 3
+    training_peak = micro * seq * act_per_token + head_tiles
+    if generation_peak >= training_peak:
+        parts["generation (KV cache, sampling)"] = generation_peak
+        phase = "generation"
+    else:
+        parts["training activations"] = training_peak
+        phase = "training"
+    return VramEstimate(parts, phase)
+
+
+def activation_bytes_per_token(shape: Shape, checkpointing: bool, wb: int) -> float:
+    """Bytes kept for the backward pass per token of a micro-batch."""
+    h, i = shape.hidden, shape.intermediate
+    per_layer_full = wb * (10 * h + 4 * i) + 4 * h  # attention + MLP intermediates, fp32 norm inputs
+    if checkpointing:
+        # One checkpointed input per layer, and one layer's intermediates during its recompute.
+        return shape.layers * h * wb + per_layer_full
+    return shape.layers * per_layer_full
+
+
+def estimate_for_run(run: Any, fast_generation: bool | None = None) -> VramEstimate | None:
+    """The estimate for a loaded run file, or None when the model's config.json isn't at hand."""
+    from grpo_studio.engine.model import model_path, read_model_config
+
+    config = read_model_config(model_path(run), run.config.model.revision)
+    if config is None:
+        return None
+    dtype = run.config.model.dtype if run.config.model.dtype != "auto" else "bfloat16"
+    if fast_generation is None:
+        fast_generation = run.config.grpo.fast_generation != "off"
+    return estimate(Shape.from_config(config), run.config, dtype=dtype, fast_generation=fast_generation)
