@@ -34,7 +34,7 @@ from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.field_editors import guard_wheel
 from grpo_studio.gui.reward_source import defined_functions, reward_functions, syntax_problem
 from grpo_studio.gui.reward_templates import list_templates, merge_template
-from grpo_studio.gui.settings_form import Card, setting_path
+from grpo_studio.gui.settings_form import Card, SectionCard, scrolling, setting_path
 from grpo_studio.gui.style import ERROR, OK, set_invalid
 
 SYNTAX_CHECK_DELAY_MS = 250
@@ -62,6 +62,7 @@ class RewardFunctionsTable(QWidget):
         self.table.setColumnWidth(1, 100)
         self.table.setColumnWidth(2, 36)
         self.table.verticalHeader().setDefaultSectionSize(34)
+        self.table.setMinimumHeight(34 * 4 + 30)  # room for a few functions before it scrolls
         layout.addWidget(self.table)
         buttons = QHBoxLayout()
         self.add_button = QPushButton("+ Add function")
@@ -236,13 +237,12 @@ class RewardsView(QWidget):
         self.file_label = QLabel()
         self.file_label.setObjectName("cardSubtitle")
         top.addWidget(self.file_label, 1)
-        self.templates_button = QToolButton()
-        self.templates_button.setText("Insert template")
-        self.templates_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.templates_button = QPushButton("Insert template  ▾")
+        self.templates_button.setToolTip("Add a ready-made reward function to the file")
         self.templates_menu = QMenu(self.templates_button)
         self.templates_menu.aboutToShow.connect(self._fill_templates)
         self.templates_button.setMenu(self.templates_menu)
-        self.templates_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.templates_button.setStyleSheet("QPushButton::menu-indicator { image: none; width: 0; }")
         top.addWidget(self.templates_button)
         self.open_button = QPushButton("Use another file…")
         self.open_button.setToolTip("Point rewards.file at another Python file")
@@ -266,33 +266,44 @@ class RewardsView(QWidget):
         left_box.addWidget(self.syntax_label)
         splitter.addWidget(left)
 
-        right = QWidget()
-        right_box = QVBoxLayout(right)
-        right_box.setContentsMargins(12, 0, 0, 0)
+        right_content = QWidget()
+        right_box = QVBoxLayout(right_content)
+        right_box.setContentsMargins(12, 0, 4, 0)
         right_box.setSpacing(12)
         functions_card = Card("Reward functions", "Which functions of the file score completions, and their "
                                                   "weights.")
         self.functions = RewardFunctionsTable(doc)
         functions_card.body.addWidget(self.functions)
-        right_box.addWidget(functions_card, 1)
+        right_box.addWidget(functions_card)
+        # The rest of the [rewards] section (process isolation, time limits, what a failure does).
+        self.settings_card = SectionCard(doc, "rewards", "Running the rewards",
+                                         "Limits that keep a hanging or crashing reward from taking the run down.",
+                                         skip=("rewards.file",), label_width=0)
+        if self.settings_card.rows:
+            right_box.addWidget(self.settings_card)
         help_card = Card("How a reward function looks")
         help_text = QLabel(
             "<p>Each function scores a batch: it gets the <code>completions</code> (and <code>prompts</code>) "
             "as lists of strings, every dataset column by name (e.g. <code>answer</code>, the ground truth), and "
             "returns <b>one number per completion</b> (or <code>None</code> to skip one).</p>"
-            "<pre>def my_reward(completions, answer, **kwargs):\n"
+            "<pre>def my_reward(completions, answer, **kw):\n"
             "    return [1.0 if a in c else 0.0\n"
-            "            for c, a in zip(completions, answer)]</pre>"
+            "            for c, a in zip(completions,\n"
+            "                            answer)]</pre>"
             "<p>GRPO compares completions of the same prompt: a reward that tells them apart teaches; one that "
             "gives every completion the same score teaches nothing.</p>")
         help_text.setWordWrap(True)
         help_text.setTextFormat(Qt.TextFormat.RichText)
         help_card.body.addWidget(help_text)
         right_box.addWidget(help_card)
+        right_box.addStretch(0)
+        right = scrolling(right_content)
+        right.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        right.setMinimumWidth(440)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
-        splitter.setSizes([760, 420])
+        splitter.setSizes([620, 460])
         outer.addWidget(splitter, 1)
 
         self._check_timer = QTimer(self)

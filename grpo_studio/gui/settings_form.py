@@ -57,6 +57,16 @@ LABELS = {
     "run.name": "Run name", "run.output_dir": "Runs folder", "run.logging_steps": "Log every (steps)",
     "run.save_steps": "Checkpoint every (steps)", "run.save_total_limit": "Checkpoints kept (0 = all)",
     "run.samples_per_step": "Samples stored per step (0 = all)",
+    "grpo.fast_generation": "Fast generation",
+    "alarms.enabled": "Watch the run", "alarms.zero_spread_steps": "No reward spread for (steps)",
+    "alarms.zero_spread_fraction": "Share of groups without spread", "alarms.truncated_fraction":
+    "Truncated share (of completions)", "alarms.truncated_steps": "Truncated for (steps)",
+    "alarms.non_finite": "NaN / infinite loss", "alarms.reward_window": "Reward flat over (steps)",
+    "alarms.reward_min_change": "Smallest reward change", "alarms.entropy_ratio": "Entropy below (of start)",
+    "alarms.entropy_steps": "Low entropy for (steps)",
+    "rewards.isolate": "Run rewards in their own process", "rewards.timeout_s": "Time limit per call (s)",
+    "rewards.load_timeout_s": "Time limit to load the file (s)", "rewards.on_error": "When a reward fails",
+    "rewards.max_consecutive_failures": "Failures in a row before stopping",
 }
 
 
@@ -154,13 +164,13 @@ class FieldRow:
 LABEL_WIDTH = 215  # one label column width for every card, so the editors line up
 
 
-def form_grid() -> QGridLayout:
+def form_grid(label_width: int = LABEL_WIDTH) -> QGridLayout:
     grid = QGridLayout()
     grid.setContentsMargins(0, 0, 0, 0)
     grid.setHorizontalSpacing(14)
     grid.setVerticalSpacing(8)
     grid.setColumnStretch(1, 1)
-    grid.setColumnMinimumWidth(0, LABEL_WIDTH)
+    grid.setColumnMinimumWidth(0, label_width)
     return grid
 
 
@@ -188,16 +198,18 @@ class SectionCard(Card):
 
     def __init__(self, doc: RunDocument, section: str, title: str, subtitle: str = "", *,
                  skip: tuple[str, ...] = (), editors: dict[str, Callable[[FieldSpec], FieldEditor]] | None = None,
-                 parent: QWidget | None = None):
+                 label_width: int = LABEL_WIDTH, parent: QWidget | None = None):
         super().__init__(title, subtitle, parent)
         self.rows: dict[str, FieldRow] = {}
         editors = editors or {}
-        basic, advanced = form_grid(), form_grid()
+        basic, advanced = form_grid(label_width), form_grid(label_width)
         for spec in specs_of(section):
             if spec.path in skip or spec.kind == "table":
                 continue
             make = editors.get(spec.path)
             row = FieldRow(doc, spec, make(spec) if make else None)
+            if label_width == 0:
+                row.label.setWordWrap(True)  # a narrow card: long labels take two lines
             row.add_to(advanced if spec.advanced else basic)
             self.rows[spec.path] = row
         self.body.addLayout(basic)
@@ -279,10 +291,14 @@ class SettingsView(QWidget):
                                     doc, spec, folder=False, file_filter="Data (*.jsonl *.json *.csv *.parquet)",
                                     placeholder="empty = data.source")}),
         }
-        for name in ("model", "quantization", "lora"):
+        if "alarms" in SECTIONS:
+            self.cards["alarms"] = SectionCard(doc, "alarms", "Health alarms",
+                                               "Warnings (with advice) when the metrics show a run going wrong.")
+        for name in ("model", "quantization", "lora", "eval"):
             left.addWidget(self.cards[name])
-        for name in ("grpo", "run", "eval"):
-            right.addWidget(self.cards[name])
+        for name in ("grpo", "run", "alarms"):
+            if name in self.cards:
+                right.addWidget(self.cards[name])
         left.addStretch(1)
         right.addStretch(1)
         columns.addLayout(left, 1)
