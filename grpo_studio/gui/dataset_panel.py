@@ -172,7 +172,7 @@ class DatasetView(QWidget):
         if path == "" or path.startswith("data.") or path in ("model.name", "model.revision"):
             self._stale = True
             self._generation += 1
-            self.doc.set_external_problems({})  # they were about the old settings; the preview re-checks
+            self.doc.set_found_problems("dataset", {})  # about the old settings; the preview looks again
             if self.isVisible():
                 self._timer.start()
 
@@ -224,7 +224,7 @@ class DatasetView(QWidget):
             self.columns = result.columns
             self.prompt_column.set_columns(result.columns)
             self.answer_column.set_columns(result.columns)
-        self.doc.set_external_problems({result.problem_field: result.problem} if result.problem else {})
+        self.doc.set_found_problems("dataset", {result.problem_field: result.problem} if result.problem else {})
         if result.problem:
             where = result.problem_field
             self.status.setText(f"<span style='color:#c62828'><b>{html.escape(where)}</b>: "

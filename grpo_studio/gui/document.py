@@ -63,8 +63,9 @@ class RunDocument(QObject):
         self.path: Path | None = None
         self.reward_source = STARTER_REWARDS
         self.field_errors: dict[str, str] = {}
-        # Problems found by looking at files (e.g. the dataset has no such column), by field path.
-        self.external_problems: dict[str, str] = {}
+        # Problems found by looking at files, by who found them ("dataset" preview, "check"), then field
+        # path: e.g. the dataset has no such column. Edits make them stale; their finder looks again.
+        self.found_problems: dict[str, dict[str, str]] = {}
         self._saved_config = dumps_run(self.config)
         self._saved_rewards: str | None = None
         self._modified = False
@@ -116,7 +117,7 @@ class RunDocument(QObject):
         self.path = path
         self.reward_source = rewards
         self.field_errors = {}
-        self.external_problems = {}
+        self.found_problems = {}
         self._saved_config = dumps_run(config)
         self._saved_rewards = saved_rewards
         self.pathChanged.emit()
@@ -215,9 +216,9 @@ class RunDocument(QObject):
             self.field_errors[path] = reason
             self._refresh_problems()
 
-    def set_external_problems(self, problems: dict[str, str]) -> None:
-        if problems != self.external_problems:
-            self.external_problems = dict(problems)
+    def set_found_problems(self, finder: str, problems: dict[str, str]) -> None:
+        if problems != self.found_problems.get(finder, {}):
+            self.found_problems[finder] = dict(problems)
             self._refresh_problems()
 
     def set_reward_source(self, text: str) -> None:
@@ -242,6 +243,7 @@ class RunDocument(QObject):
         return self._modified
 
     def _after_edit(self) -> None:
+        self.found_problems.pop("check", None)  # a check speaks of the settings it saw, not these
         modified = dumps_run(self.config) != self._saved_config or self.reward_source != self._saved_rewards
         if modified != self._modified:
             self._modified = modified
@@ -258,8 +260,9 @@ class RunDocument(QObject):
         found.update(self._reward_problems())  # more specific than the config's own message
         for problem in self.config.problems():
             found.setdefault(problem.field, problem.message)
-        for field, message in self.external_problems.items():
-            found.setdefault(field, message)
+        for problems in self.found_problems.values():
+            for field, message in problems.items():
+                found.setdefault(field, message)
         if found != self._problems:
             self._problems = found
             if emit:

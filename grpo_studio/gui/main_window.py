@@ -47,6 +47,7 @@ PAGES = [("settings", "Settings"), ("dataset", "Dataset"), ("rewards", "Rewards"
 
 class MainWindow(QMainWindow):
     runShown = Signal(object)  # the run folder whose curves and samples are on screen
+    checkFinished = Signal(object)  # a CheckResult
 
     def __init__(self, prefs: Preferences | None = None):
         super().__init__()
@@ -54,6 +55,7 @@ class MainWindow(QMainWindow):
         self.doc = RunDocument(self)
         self.controller = RunController(self)
         self.export_dialog: Any = None
+        self.check_job: Any = None
         self._snapshot_dir: Path | None = None
         self._close_after_run = False
         self.setWindowIcon(icon("app"))
@@ -311,6 +313,47 @@ class MainWindow(QMainWindow):
         self.controller.start(run_file)
         self.show_view("training")
         self.statusBar().showMessage("Training started: loading the model and data…", 5000)
+
+    def check(self) -> None:
+        """Validate in a child process; findings are marked at their fields like any other problem."""
+        from grpo_studio.gui.background import run_in_background
+        from grpo_studio.gui.run_check import run_check
+
+        if self.check_job is not None and self.check_job.running:
+            return
+        self.actions["check"].setEnabled(False)
+        self.statusBar().showMessage("Checking the dataset, reward file and model…")
+        seen = self.doc.config.model_copy(deep=True), self.doc.reward_source
+        self.check_job = run_in_background(run_check, seen[0], self.doc.path, seen[1], parent=self)
+        self.check_job.done.connect(lambda result: self._check_done(result, seen))
+        self.check_job.failed.connect(lambda exc, details: self._check_done(None, seen, f"{exc}"))
+
+    def _check_done(self, result: Any, seen: tuple, error: str = "") -> None:
+        from grpo_studio.gui.run_check import problems_by_field
+
+        self.actions["check"].setEnabled(True)
+        if result is None:
+            self.statusBar().showMessage(f"The check could not run: {error}", 10000)
+            return
+        if (self.doc.config, self.doc.reward_source) != seen:
+            self.statusBar().showMessage("The settings changed during the check: check again (F7).", 8000)
+            return
+        reward_file = Path(self.doc.config.rewards.file).name
+        data_file = Path(self.doc.config.data.source).name
+        found = problems_by_field(result.problems, reward_file, data_file)
+        self.doc.set_found_problems("check", found)
+        for line in result.problems:
+            self.rewards_view.mark_runtime_error(line, "(found by the check)")
+        warnings = f" · {len(result.warnings)} warning(s): {result.warnings[0]}" if result.warnings else ""
+        if found:
+            self.problems_bar.show_blocking()
+            self.statusBar().showMessage(f"Check: {len(found)} problem(s){warnings}", 15000)
+        else:
+            facts = result.facts
+            summary = [f"{facts['rows']:,} training rows" if "rows" in facts else "",
+                       "rewards: " + ", ".join(facts["rewards"]) if facts.get("rewards") else ""]
+            self.statusBar().showMessage("Check passed: " + "; ".join(s for s in summary if s) + warnings, 15000)
+        self.checkFinished.emit(result)
 
     def resume(self, run_dir: Path | None = None) -> None:
         run_dir = Path(run_dir) if run_dir else self.training_view.run_dir

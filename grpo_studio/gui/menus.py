@@ -34,6 +34,8 @@ def make_actions(window: Any) -> dict[str, QAction]:
         "save": make("save", "&Save", window.save, keys.Save, "Save the run file and the reward file"),
         "save_as": make("save_as", "Save &As…", window.save_as, keys.SaveAs, "Save under a new name", "save"),
         "quit": make("quit", "&Quit", window.close, keys.Quit, "Close the window", "none"),
+        "check": make("check", "&Check", window.check, "F7",
+                      "Check the dataset, reward file and model the way training will, without training"),
         "train": make("train", "&Train", window.train, "F5", "Start training what the window shows"),
         "stop": make("stop", "St&op", window.stop, "Shift+F5", "Finish this step, save a checkpoint and stop"),
         "resume": make("resume", "&Resume", window.resume, "Ctrl+F5",
@@ -56,7 +58,7 @@ def build_menus(window: QMainWindow, actions: dict[str, QAction], pages: list[tu
     file_menu.addSeparator()
     file_menu.addAction(actions["quit"])
     run_menu = bar.addMenu("&Run")
-    for key in ("train", "stop", "resume"):
+    for key in ("check", "train", "stop", "resume"):
         run_menu.addAction(actions[key])
     run_menu.addSeparator()
     run_menu.addAction(actions["export"])
@@ -73,7 +75,7 @@ def build_menus(window: QMainWindow, actions: dict[str, QAction], pages: list[tu
     tools.setMovable(False)
     tools.setIconSize(QSize(20, 20))
     tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-    for group in (("new", "open", "save"), ("train", "stop", "resume"), ("export",)):
+    for group in (("new", "open", "save"), ("check", "train", "stop", "resume"), ("export",)):
         if tools.actions():
             tools.addSeparator()
         for key in group:

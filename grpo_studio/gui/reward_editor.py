@@ -350,14 +350,14 @@ class RewardsView(QWidget):
             self.syntax_label.setStyleSheet(f"color: {ERROR}; font-weight: 600;")
         self.functions.refresh_names()
 
-    def mark_runtime_error(self, reason: str) -> bool:
-        """Mark the line of a reward error from a failed run ("…/rewards.py:12: …"); True if marked."""
+    def mark_runtime_error(self, reason: str, context: str = "failed in the last run") -> bool:
+        """Mark the line of a reward error ("…/rewards.py:12: …") from a run or a check; True if marked."""
         name = re.escape(Path(self.doc.config.rewards.file).name)
         m = re.search(name + r":(\d+):\s*(.*)", reason)
         if not m:
             return False
         self.editor.mark_error(int(m.group(1)), m.group(2))
-        self.syntax_label.setText(f"✗ Line {m.group(1)} failed in the last run: {m.group(2)}")
+        self.syntax_label.setText(f"✗ Line {m.group(1)} {context}: {m.group(2)}")
         self.syntax_label.setStyleSheet(f"color: {ERROR}; font-weight: 600;")
         return True
 

@@ -100,3 +100,24 @@ def test_keyboard_shortcuts(window):
     shortcuts = {k: a.shortcut().toString() for k, a in window.actions.items()}
     assert shortcuts["save"] == "Ctrl+S" and shortcuts["open"] == "Ctrl+O" and shortcuts["new"] == "Ctrl+N"
     assert shortcuts["train"] == "F5" and shortcuts["stop"] == "Shift+F5"
+
+
+def test_check_validates_in_a_child_process_and_marks_what_it_finds(opened, qtbot):
+    with qtbot.waitSignal(opened.checkFinished, timeout=120_000) as done:
+        opened.actions["check"].trigger()
+    assert done.args[0].ok
+    assert opened.statusBar().currentMessage().startswith("Check passed: 64 training rows; rewards: ")
+
+    editor = opened.rewards_view.editor
+    editor.setPlainText(editor.toPlainText() + "\n\ndef odd_reward(completions, difficulty, **kw):\n"
+                                               "    return [0.0] * len(completions)\n")
+    line = editor.blockCount() - 2  # the def line
+    with qtbot.waitSignal(opened.checkFinished, timeout=120_000) as done:
+        opened.actions["check"].trigger()
+    assert not done.args[0].ok
+    problem = opened.doc.problems()["rewards.file"]
+    assert problem.startswith(f"rewards.py line {line}: odd_reward needs argument 'difficulty'")
+    assert editor.error_line == line
+    assert opened.problems_bar.isVisible()
+    editor.setPlainText(editor.toPlainText().replace(", difficulty", ""))  # an edit makes the finding stale
+    assert "rewards.file" not in opened.doc.problems()

@@ -51,3 +51,23 @@ def test_runs_of_the_builtin_demo_go_to_the_user_folder(qapp):
 
     assert output_dir_for(RunConfig(), demo_run_file()) == user_runs_dir() / "demo"
     assert output_dir_for(RunConfig(), None) == user_runs_dir()
+
+
+def test_check_findings_are_keyed_by_the_setting_to_fix():
+    from grpo_studio.gui.run_check import problems_by_field
+
+    found = problems_by_field([
+        "model.max_seq_length: 4096 exceeds the model's context of 2048 tokens",
+        "/home/me/project/rewards.py:12: odd_reward needs argument 'difficulty'",
+        "/home/me/project/rewards.py: no function 'nope_reward' (rewards.functions); defined: a_reward",
+        "/home/me/project/train.jsonl:57: not valid JSON: Expecting value (column 1)",
+        "rewards.functions[0]: give either name (a function) or model, not both",
+        "something without a field",
+    ], "rewards.py", "train.jsonl")
+    assert found == {
+        "model.max_seq_length": "4096 exceeds the model's context of 2048 tokens",
+        "rewards.file": "rewards.py line 12: odd_reward needs argument 'difficulty'",
+        "data.source": "/home/me/project/train.jsonl:57: not valid JSON: Expecting value (column 1)",
+        "rewards.functions[0]": "give either name (a function) or model, not both",
+        "run": "something without a field",
+    }

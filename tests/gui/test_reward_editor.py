@@ -86,9 +86,9 @@ def test_inserting_a_template_merges_imports_and_lists_its_functions(opened, qtb
     assert opened.doc.problems() == {}
 
 
-def test_merge_template_adds_missing_imports_after_the_existing_ones():
+def test_merge_template_adds_missing_imports_after_the_existing_ones(tmp_path):
     source = '"""My rewards."""\n\nimport math\n\n\ndef a_reward(completions, **kw):\n    return [math.pi]\n'
-    merged = merge_template(source, next(t for t in list_templates() if t.key == "correctness"))
+    merged = merge_template(source, next(t for t in list_templates(tmp_path) if t.key == "correctness"))
     ast.parse(merged)
     lines = merged.splitlines()
     assert lines.index("import math") < lines.index("import re") < lines.index("def a_reward(completions, **kw):")
@@ -114,3 +114,18 @@ def test_saving_writes_the_reward_file_beside_the_run_file(opened, run_file):
     opened.actions["save"].trigger()
     assert "def extra_reward" in (run_file.parent / "rewards.py").read_text()
     assert not opened.isWindowModified()
+
+
+def test_every_shipped_template_inserts_into_a_reward_file_cleanly():
+    import tiny
+    from grpo_studio.gui.reward_source import defined_functions
+
+    templates = list_templates()  # resources/reward_templates, or the built-in ones
+    assert templates
+    for template in templates:
+        assert template.title and template.function_names(), template.key
+        merged = merge_template(tiny.REWARDS, template)
+        ast.parse(merged)
+        names = [f.name for f in defined_functions(merged)]
+        assert names[:2] == ["correctness_reward", "length_reward"], template.key  # the file kept its own
+        assert set(template.function_names()) <= set(names), template.key
