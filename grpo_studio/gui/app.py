@@ -95,7 +95,11 @@ def run_app(run: str | None = None, screenshot: str | None = None, view: str = "
         return take_screenshot(app, window, Path(screenshot), view)
     window.show()
     window.paint_probe = paint
-    return app.exec()
+    code = app.exec()
+    from PySide6.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(30000)  # no worker thread may outlive the interpreter
+    return code
 
 
 def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:

@@ -143,6 +143,15 @@ def test_export_dialog_writes_the_adapter(window, trained_run, tmp_path, qtbot):
         pass
     assert "already exists and is not empty" in dialog.status.text()
 
+    dialog.merged.setChecked(True)  # the base model with the adapter folded in
+    merged = tmp_path / "merged"
+    dialog.dest.setText(str(merged))
+    dialog.dtype.setCurrentText("float32")
+    dialog.start()
+    with qtbot.waitSignal(dialog.job.done, timeout=120000):
+        pass
+    assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors"))
+
 
 def test_bad_model_path_fails_with_a_clear_message_and_the_window_keeps_working(opened, qtbot):
     opened.doc.set_field("model.name", "/no/such/model")

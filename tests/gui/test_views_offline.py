@@ -86,3 +86,17 @@ def test_reopened_store_fills_plots_and_progress(qtbot, tmp_path):
     plot = view.plots.plots["reward"]
     assert plot.show_values_at(10).startswith("step 10\nTotal reward: ")
     assert plot.getPlotItem().vb.viewRange()[0][1] >= 20  # the whole run in view
+
+
+def test_gpu_memory_replaces_throughput_when_there_is_a_gpu(qtbot, tmp_path):
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.show()
+    view.handle_event(Metrics(step=1, max_steps=5, values={"reward": 0.1, "perf/tokens_per_second": 900.0}))
+    view.plots.redraw()
+    slot = view.plots.plots["gpu"]
+    assert slot.shown_spec.title == "Throughput (tokens/s)"
+    view.handle_event(Metrics(step=2, max_steps=5, values={"reward": 0.2, "perf/gpu_memory_gib": 7.5}))
+    view.plots.redraw()
+    assert slot.shown_spec.title == "Peak GPU memory (GiB)"
+    assert list(slot.curves) == ["perf/gpu_memory_gib"]
