@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+from PySide6.QtWidgets import QMessageBox
+
 from conftest import shot
 from grpo_studio.engine.store import RunFolder, RunStore
 
@@ -80,11 +82,22 @@ def test_stop_ends_with_a_checkpoint_and_resume_continues_the_curves(opened, qtb
     opened.actions["resume"].trigger()
     assert data.get("reward").n == stopped_at  # the curves so far stay on screen
     qtbot.waitUntil(lambda: data.get("reward").n >= stopped_at + 1, timeout=RUN_TIMEOUT_MS)
-    with qtbot.waitSignal(opened.controller.runEnded, timeout=RUN_TIMEOUT_MS) as ended:
-        opened.actions["stop"].trigger()
     assert resumed == [stopped_at]
+
+    # Closing the window while it trains: unsaved edits are asked about first, then the run is
+    # stopped with a checkpoint, and the window closes once the worker has saved it.
+    answers = {"Unsaved changes": QMessageBox.StandardButton.Discard,
+               "A run is training": QMessageBox.StandardButton.Yes}
+    opened.ask = lambda title, *args, **kwargs: answers[title]
+    with qtbot.waitSignal(opened.controller.runEnded, timeout=RUN_TIMEOUT_MS) as ended:
+        opened.close()
+        assert opened.isVisible() and opened.controller.state == "stopping"
+    qtbot.waitUntil(lambda: not opened.isVisible(), timeout=10000)
+    final = ended.args[0]
+    assert final.kind == "finished" and final.stopped
+    assert RunFolder(run_dir).newest_checkpoint()[0] == final.step
     steps = list(data.get("reward").steps)
-    assert steps == list(range(1, ended.args[0].step + 1))  # one unbroken curve
+    assert steps == list(range(1, final.step + 1))  # one unbroken curve across the resume
     assert opened.training_view.run_dir == run_dir
 
 
