@@ -71,8 +71,10 @@ def make_app() -> QApplication:
     app.setApplicationName("GRPO Studio")
     app.setOrganizationName("GRPO Studio")
     app.setDesktopFileName("grpo-studio")
+    from grpo_studio.gui import refcount_guard
     from grpo_studio.gui.style import apply_style
 
+    refcount_guard.install(app)  # PySide6 6.12.0 on CPython < 3.12 (see the module)
     apply_style(app)
     return app
 

@@ -7,6 +7,7 @@ they are on this machine (a local folder, or a hub id already in the cache).
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
@@ -178,7 +179,7 @@ class ExportDialog(QDialog):
         from grpo_studio.engine.export import ExportError
 
         text = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
-        self.status.setText(f"<span style='color:#c62828'>Export failed: {text}</span>")
+        self.status.setText(f"<span style='color:#c62828'>Export failed: {html.escape(text)}</span>")
         self.progress.setValue(0)
         for w in (self.adapter, self.dest, self.export_button):
             w.setEnabled(True)

@@ -142,13 +142,11 @@ class StepAxis(pg.AxisItem):
     """Steps are whole numbers: no 1.5 ticks on the x axis."""
 
     def tickValues(self, minVal, maxVal, size):
-        levels = super().tickValues(minVal, maxVal, size)
-        out = []
-        for spacing, values in levels:
-            if spacing < 1:
-                continue
-            out.append((spacing, [v for v in values if float(v).is_integer()]))
-        return out or [(1.0, [float(v) for v in range(int(math.ceil(minVal)), int(maxVal) + 1)])]
+        levels = [(spacing, [v for v in values if float(v).is_integer()])
+                  for spacing, values in super().tickValues(minVal, maxVal, size) if spacing >= 1]
+        if not levels:
+            return [(1.0, [float(v) for v in range(int(math.ceil(minVal)), int(maxVal) + 1)])]
+        return levels[:1]  # the major ticks only: step labels never crowd into each other
 
 
 class ValueAxis(pg.AxisItem):
@@ -164,7 +162,7 @@ def tick_labels(values: list[float], spacing: float) -> list[str]:
         return []
     biggest = max(abs(v) for v in values)
     step_digits = math.floor(math.log10(spacing)) if spacing > 0 else 0
-    if biggest and (biggest < 1e-3 or biggest >= 1e5):
+    if biggest and (biggest < 1e-3 or biggest >= 1e5 or -step_digits > 4):
         decimals = max(0, math.floor(math.log10(biggest)) - step_digits)
         out = []
         for v in values:
@@ -199,8 +197,8 @@ class MetricPlot(pg.PlotWidget):
             ax = item.getAxis(axis)
             ax.setPen(pg.mkPen(BORDER))
             ax.setTextPen(pg.mkPen(MUTED))
-        item.getAxis("left").setWidth(54)
         item.getAxis("left").enableAutoSIPrefix(False)
+        item.getAxis("left").setStyle(autoExpandTextSpace=True)
         self.setMinimumSize(200, 150)
         self.setMouseEnabled(x=False, y=False)
         self.legend: pg.LegendItem | None = None

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -134,6 +134,7 @@ class RunsView(QWidget):
         outer.addWidget(self.table, 1)
 
         self.detail = QLabel()
+        self.detail.setTextFormat(Qt.TextFormat.PlainText)  # paths and failure reasons, never markup
         self.detail.setWordWrap(True)
         self.detail.setObjectName("cardSubtitle")
         outer.addWidget(self.detail)

@@ -11,6 +11,14 @@ import pytest
 import tiny
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _refcount_guard(qapp):
+    """The window's guard against PySide6 6.12.0 losing references on CPython < 3.12 (see the module)."""
+    from grpo_studio.gui import refcount_guard
+
+    refcount_guard.install(qapp)
+
+
 @pytest.fixture(autouse=True)
 def _own_settings(tmp_path, monkeypatch):
     """Every test gets its own settings file: nothing read from or written to the user's."""

@@ -100,3 +100,20 @@ def test_gpu_memory_replaces_throughput_when_there_is_a_gpu(qtbot, tmp_path):
     view.plots.redraw()
     assert slot.shown_spec.title == "Peak GPU memory (GiB)"
     assert list(slot.curves) == ["perf/gpu_memory_gib"]
+
+
+def test_refcount_guard_gives_back_lost_references(qapp):
+    import ctypes
+    import sys
+
+    from grpo_studio.gui import refcount_guard
+
+    guard = refcount_guard.RefcountGuard()
+    before = sys.getrefcount(None)
+    lost = 1000
+    for _ in range(lost):  # what a buggy binding does: drop references it never took
+        ctypes.pythonapi.Py_DecRef(ctypes.py_object(None))
+    assert sys.getrefcount(None) <= before - lost + 10
+    assert guard.top_up() >= lost - 10
+    assert sys.getrefcount(None) >= before - 10
+    guard.timer.stop()
