@@ -12,11 +12,14 @@ import tiny
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _refcount_guard(qapp):
-    """The window's guard against PySide6 6.12.0 losing references on CPython < 3.12 (see the module)."""
+def _app_like_the_real_one(qapp):
+    """Style and guard the test QApplication once, as `grpo-studio` does (styling it again per test would
+    re-polish every widget earlier tests left behind)."""
     from grpo_studio.gui import refcount_guard
+    from grpo_studio.gui.style import apply_style
 
-    refcount_guard.install(qapp)
+    refcount_guard.install(qapp)  # PySide6 6.12.0 losing references on CPython < 3.12 (see the module)
+    apply_style(qapp)
 
 
 @pytest.fixture(autouse=True)
@@ -26,14 +29,12 @@ def _own_settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def window(qtbot, qapp):
+def window(qtbot):
     """An empty main window, shown at the screenshot size; a run still going at the end is killed."""
     from PySide6.QtWidgets import QMessageBox
 
     from grpo_studio.gui.main_window import MainWindow
-    from grpo_studio.gui.style import apply_style
 
-    apply_style(qapp)
     win = MainWindow()
     # No modal dialogs in tests: questions are recorded and answered "Discard" (or "No"), warnings
     # recorded. Tests about a question replace `win.ask` with their own answer.
