@@ -112,7 +112,7 @@ def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:
     result = {"ok": False}
 
     def grab() -> None:
-        window.training_view.plots.redraw()
+        window.training_view._redraw()
         app.processEvents()
         target.parent.mkdir(parents=True, exist_ok=True)
         result["ok"] = window.grab().save(str(target))

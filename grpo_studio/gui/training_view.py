@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from grpo_studio.gui.plots import MetricData, PlotGrid
+from grpo_studio.gui.metric_data import MetricData
 from grpo_studio.gui.style import ERROR, MUTED, WARNING, monospace_font
 
 LOG_LINES = 5000
@@ -143,7 +143,11 @@ class TrainingView(QWidget):
         self.banner = Banner()
         outer.addWidget(self.banner)
 
-        self.plots = PlotGrid(self.data)
+        # The plots (and pyqtgraph) are made when the page is first shown, not at start-up: the
+        # window paints sooner, and metrics wait in `self.data` meanwhile.
+        self._plots: Any = None
+        self.plot_area = QWidget()
+        QVBoxLayout(self.plot_area).setContentsMargins(0, 0, 0, 0)
         self.smoothing.valueChanged.connect(self._smoothing_changed)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -151,12 +155,33 @@ class TrainingView(QWidget):
         self.log.setFont(monospace_font(9))
         self.log.setPlaceholderText("Messages from the run appear here.")
         splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.plots)
+        splitter.addWidget(self.plot_area)
         splitter.addWidget(self.log)
         splitter.setStretchFactor(0, 5)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([560, 130])
         outer.addWidget(splitter, 1)
+
+    @property
+    def plots(self) -> Any:
+        """The grid of plots, made on first use."""
+        if self._plots is None:
+            from grpo_studio.gui.plots import PlotGrid
+
+            self._plots = PlotGrid(self.data)
+            self._plots.smoothing = self.smoothing.value() / 100
+            self.plot_area.layout().addWidget(self._plots)
+            if self.isVisible():
+                self._plots.show()  # now, not at the layout's next pass: it may be asked to draw at once
+        return self._plots
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.plots.redraw()
+
+    def _redraw(self) -> None:
+        if self._plots is not None:
+            self._plots.redraw()
 
     # ---- state -----------------------------------------------------------------------------
     def reset_state(self) -> None:
@@ -179,7 +204,7 @@ class TrainingView(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress_text.setText("")
-        self.plots.redraw()
+        self._redraw()
 
     def begin_live(self) -> None:
         """A new run is starting: forget the shown one."""
@@ -202,7 +227,8 @@ class TrainingView(QWidget):
     def _smoothing_changed(self, value: int) -> None:
         weight = value / 100
         self.smoothing_value.setText(f"{weight:.2f}")
-        self.plots.set_smoothing(weight)
+        if self._plots is not None:
+            self._plots.set_smoothing(weight)
 
     # ---- events ----------------------------------------------------------------------------
     def handle_event(self, event: Any, live: bool = True) -> None:
@@ -339,4 +365,4 @@ class TrainingView(QWidget):
         self._update_label()
         self._update_progress_text(live=False)
         self.runDirChanged.emit(self.run_dir)
-        self.plots.redraw()
+        self._redraw()
