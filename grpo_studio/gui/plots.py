@@ -118,7 +118,8 @@ class MetricPlot(pg.PlotWidget):
             ax.setPen(pg.mkPen(BORDER))
             ax.setTextPen(pg.mkPen(MUTED))
         item.getAxis("left").enableAutoSIPrefix(False)
-        item.getAxis("left").setStyle(autoExpandTextSpace=True)
+        # Room for "-0.250" from the start; longer labels ("9.95e-4") widen the axis when they come.
+        item.getAxis("left").setStyle(autoExpandTextSpace=True, tickTextWidth=44)
         self.setMinimumSize(200, 150)
         self.setMouseEnabled(x=False, y=False)
         self.legend: pg.LegendItem | None = None

@@ -65,6 +65,7 @@ def test_stop_ends_with_a_checkpoint_and_resume_continues_the_curves(opened, qtb
     data = opened.training_view.data
     qtbot.waitUntil(lambda: data.get("reward") is not None and data.get("reward").n >= 2, timeout=RUN_TIMEOUT_MS)
     opened.training_view.plots.redraw()  # what the redraw timer shows a moment later
+    qtbot.wait(300)  # and the axes' second layout pass, which makes room for longer tick labels
     shot(opened, "training-live")
     with qtbot.waitSignal(opened.controller.runEnded, timeout=RUN_TIMEOUT_MS) as ended:
         opened.actions["stop"].trigger()
