@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from grpo_studio import config as c
@@ -123,7 +125,7 @@ def test_relative_paths_resolve_against_the_run_file(tmp_path):
     c.save_run(valid(), path)
     run = c.load_run(path)
     assert run.resolve("rewards.py") == (tmp_path / "sub" / "rewards.py").resolve()
-    assert run.resolve("/abs/x") == c.Path("/abs/x")
+    assert run.resolve("/abs/x") == Path("/abs/x")
 
 
 def test_set_value_validates():
