@@ -1,0 +1,125 @@
+"""Start the window: `grpo-studio`, `grpo-studio gui [RUN.toml | RUN_DIR]`, and `--screenshot`.
+
+Nothing here (or in the pages) imports torch, transformers or datasets: they load in the worker
+process, or on a background thread when a page needs them (the dataset preview, an export), so
+the window paints in about a second.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication
+
+SCREENSHOT_SIZE = (1280, 800)
+
+
+def process_start_time() -> float | None:
+    """When this process started (epoch seconds), from /proc on Linux; None elsewhere."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of stat; the split above drops the first two
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return None
+
+
+class FirstPaint(QObject):
+    """Notes when the window is first painted (for the launch-time figure)."""
+
+    def __init__(self, target: QObject, report: bool):
+        super().__init__(target)
+        self.report = report
+        self.seconds: float | None = None
+        target.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint and self.seconds is None:
+            t0 = float(os.environ.get("GRPO_STUDIO_LAUNCH_T0", 0)) or process_start_time()
+            self.seconds = time.time() - t0 if t0 else None
+            if self.report and self.seconds is not None:
+                print(f"first paint {self.seconds:.2f} s after launch", file=sys.stderr, flush=True)
+            obj.removeEventFilter(self)
+        return False
+
+
+def _headless_if_needed() -> None:
+    """Screenshots work without a display (CI, SSH): fall back to Qt's offscreen platform."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def initial_run(run: str | None) -> Path | None:
+    """The command line's run file or folder; else the built-in demo; else nothing (a new run)."""
+    if run:
+        return Path(run)
+    from grpo_studio.cli import demo_run_file
+
+    demo = demo_run_file()
+    return demo if demo.is_file() else None
+
+
+def make_app() -> QApplication:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("GRPO Studio")
+    app.setOrganizationName("GRPO Studio")
+    app.setDesktopFileName("grpo-studio")
+    from grpo_studio.gui import refcount_guard
+    from grpo_studio.gui.style import apply_style
+
+    refcount_guard.install(app)  # PySide6 6.12.0 on CPython < 3.12 (see the module)
+    apply_style(app)
+    return app
+
+
+def run_app(run: str | None = None, screenshot: str | None = None, view: str = "settings") -> int:
+    if screenshot:
+        _headless_if_needed()
+    app = make_app()
+    from grpo_studio.gui.main_window import MainWindow
+    from grpo_studio.gui.preferences import Preferences
+
+    window = MainWindow(Preferences(ephemeral=bool(screenshot)))
+    paint = FirstPaint(window, report=bool(os.environ.get("GRPO_STUDIO_REPORT_FIRST_PAINT")))
+    path = initial_run(run)
+    if path is not None and not path.exists():
+        print(f"error: {path}: no such run file or run folder", file=sys.stderr)
+        return 2
+    window.open_initial(path)
+    if screenshot:
+        return take_screenshot(app, window, Path(screenshot), view)
+    window.show()
+    window.paint_probe = paint
+    code = app.exec()
+    from PySide6.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(30000)  # no worker thread may outlive the interpreter
+    return code
+
+
+def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:
+    """Paint one view at a fixed size, save it as PNG, exit (documentation and checks)."""
+    window.resize(*SCREENSHOT_SIZE)
+    window.show_view(view)
+    window.show()
+    result = {"ok": False}
+
+    def grab() -> None:
+        window.training_view._redraw()
+        app.processEvents()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result["ok"] = window.grab().save(str(target))
+        if not result["ok"]:
+            print(f"error: could not write {target}", file=sys.stderr)
+        app.quit()  # not window.close(): that would ask about unsaved changes
+
+    QTimer.singleShot(300, grab)  # let layouts settle and the plots draw once
+    app.exec()
+    return 0 if result["ok"] else 1

@@ -1,0 +1,495 @@
+"""The main window: menus, toolbar, the page list on the left, and what ties the pages together
+(the open run file, the training run, its samples).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from grpo_studio.config import ConfigError
+from grpo_studio.engine.store import RunFolder
+from grpo_studio.gui.dataset_panel import DatasetView
+from grpo_studio.gui.document import RunDocument
+from grpo_studio.gui.menus import build_menus, make_actions
+from grpo_studio.gui.preferences import Preferences
+from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
+from grpo_studio.gui.reward_editor import RewardsView
+from grpo_studio.gui.run_controller import RunController
+from grpo_studio.gui.run_snapshot import is_builtin, output_dir_for, write_snapshot
+from grpo_studio.gui.runs_panel import RunsView, read_run
+from grpo_studio.gui.samples_browser import SamplesBrowser
+from grpo_studio.gui.settings_form import SettingsView
+from grpo_studio.gui.style import icon
+from grpo_studio.gui.training_view import TrainingView
+
+APP_NAME = "GRPO Studio"
+RUN_FILES = "Run files (*.toml);;All files (*)"
+PAGES = [("settings", "Settings"), ("dataset", "Dataset"), ("rewards", "Rewards"), ("training", "Training"),
+         ("samples", "Samples"), ("runs", "Runs")]
+
+
+class MainWindow(QMainWindow):
+    runShown = Signal(object)  # the run folder whose curves and samples are on screen
+    checkFinished = Signal(object)  # a CheckResult
+
+    def __init__(self, prefs: Preferences | None = None):
+        super().__init__()
+        self.prefs = prefs or Preferences()
+        self.doc = RunDocument(self)
+        self.controller = RunController(self)
+        self.export_dialog: Any = None
+        self.check_job: Any = None
+        self._snapshot_dir: Path | None = None
+        self._close_after_run = False
+        self.setWindowIcon(icon("app"))
+        self.resize(1280, 800)
+        self.setMinimumSize(960, 640)
+
+        self.actions = make_actions(self)
+        self.settings_view = SettingsView(self.doc)
+        self.dataset_view = DatasetView(self.doc)
+        self.rewards_view = RewardsView(self.doc)
+        self.training_view = TrainingView()
+        self.samples_view = SamplesBrowser()
+        self.runs_view = RunsView()
+        self.views = {"settings": self.settings_view, "dataset": self.dataset_view, "rewards": self.rewards_view,
+                      "training": self.training_view, "samples": self.samples_view, "runs": self.runs_view}
+        self.recent_menu = build_menus(self, self.actions, PAGES)
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self._build_body()
+        self._connect()
+        self._restore_window()
+        self._update_title()
+        self._update_actions()
+
+    # ---- construction ----------------------------------------------------------------------
+    def _build_body(self) -> None:
+        self.nav = QListWidget()
+        self.nav.setObjectName("navigation")
+        self.nav.setFixedWidth(170)
+        for key, title in PAGES:
+            self.nav.addItem(title)
+        self.stack = QStackedWidget()
+        for key, _ in PAGES:
+            self.stack.addWidget(self.views[key])
+        self.problems_bar = ProblemsBar(self.doc)
+        self.problems_bar.fieldClicked.connect(self.focus_field)
+        right = QWidget()
+        right_box = QVBoxLayout(right)
+        right_box.setContentsMargins(0, 0, 0, 0)
+        right_box.setSpacing(0)
+        holder = QWidget()
+        holder_box = QVBoxLayout(holder)
+        holder_box.setContentsMargins(24, 12, 24, 0)
+        holder_box.addWidget(self.problems_bar)
+        holder.setVisible(False)
+        self.problems_bar.shown.connect(holder.setVisible)
+        right_box.addWidget(holder)
+        right_box.addWidget(self.stack, 1)
+        body = QWidget()
+        box = QHBoxLayout(body)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(0)
+        box.addWidget(self.nav)
+        box.addWidget(right, 1)
+        self.setCentralWidget(body)
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.nav.setCurrentRow(0)
+        self.state_label = QLabel("Idle")
+        self.problem_label = QLabel()
+        self.problem_label.setStyleSheet("color: #c62828;")
+        self.statusBar().addPermanentWidget(self.problem_label)
+        self.statusBar().addPermanentWidget(self.state_label)
+
+    def _connect(self) -> None:
+        self.doc.modifiedChanged.connect(self._update_title)
+        self.doc.pathChanged.connect(self._update_title)
+        self.doc.pathChanged.connect(self._refresh_runs)
+        self.doc.problemsChanged.connect(self._update_problem_count)
+        self.controller.event.connect(self._on_event)
+        self.controller.logLine.connect(self.training_view.append_output)
+        self.controller.stateChanged.connect(self._on_state)
+        self.controller.runEnded.connect(self._on_run_ended)
+        self.training_view.runDirChanged.connect(lambda _: self._update_actions())
+        self.runs_view.openRequested.connect(self.open_run)
+        self.runs_view.resumeRequested.connect(self.resume)
+        self.runs_view.exportRequested.connect(self.export)
+        self._update_problem_count()
+
+    # ---- pages -----------------------------------------------------------------------------
+    def show_view(self, key: str) -> None:
+        self.nav.setCurrentRow([k for k, _ in PAGES].index(key))
+
+    def current_view(self) -> str:
+        return PAGES[self.nav.currentRow()][0]
+
+    def focus_field(self, path: str) -> None:
+        view = view_of_field(path)
+        self.show_view(view)
+        if view == "settings":
+            self.settings_view.focus_field(path)
+        elif view == "dataset" and path in self.dataset_view.rows:
+            self.dataset_view.rows[path].editor.input_widget().setFocus()
+        elif view == "rewards" and self.rewards_view.editor.error_line:
+            self.rewards_view.editor.go_to_line(self.rewards_view.editor.error_line)
+
+    # ---- files -----------------------------------------------------------------------------
+    def open_initial(self, path: str | Path | None) -> None:
+        """Open what the command line named: a run file, a run folder, or nothing (a new run)."""
+        if path is None:
+            self.doc.new()
+        else:
+            self.open_path(Path(path), remember=False)
+        self._refresh_runs()
+
+    def open_path(self, path: Path, remember: bool = True) -> bool:
+        path = Path(path).expanduser()
+        if path.is_dir():
+            return self.open_run(path, load_config=True)
+        try:
+            self.doc.load(path)
+        except ConfigError as exc:
+            self._show_load_error(path, exc)
+            return False
+        if remember and not is_builtin(self.doc.path):
+            self.prefs.add_recent_file(self.doc.path)
+        self.statusBar().showMessage(f"Opened {path}", 5000)
+        return True
+
+    def _show_load_error(self, path: Path, exc: ConfigError) -> None:
+        lines = "\n".join(f"• {p}" for p in exc.problems)
+        self.tell("Cannot open the run file", f"{path} has problems:\n\n{lines}")
+
+    def maybe_save(self) -> bool:
+        """True when it is fine to drop the open file (saved, discarded, or unchanged)."""
+        if not self.doc.is_modified():
+            return True
+        buttons = QMessageBox.StandardButton
+        answer = self.ask("Unsaved changes", f"Save the changes to {self.doc.display_name}?",
+                          buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def new_run(self) -> None:
+        if self.maybe_save():
+            self.doc.new()
+            self.show_view("settings")
+
+    def open_dialog(self) -> None:
+        if not self.maybe_save():
+            return
+        start = str(self.doc.base_dir or Path.home())
+        chosen, _ = QFileDialog.getOpenFileName(self, "Open a run file", start, RUN_FILES)
+        if chosen:
+            self.open_path(Path(chosen))
+
+    def open_run_dialog(self) -> None:
+        self.runs_view.browse()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.prefs.recent_files()
+        for path in recent:
+            action = self.recent_menu.addAction(str(path))
+            action.triggered.connect(lambda checked=False, p=path: self.maybe_save() and self.open_path(p))
+        if not recent:
+            self.recent_menu.addAction("No recent files").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list").triggered.connect(self.prefs.clear_recent_files)
+
+    def save(self) -> bool:
+        if self.doc.path is None or is_builtin(self.doc.path):
+            return self.save_as()
+        return self._save_to(self.doc.path)
+
+    def save_as(self) -> bool:
+        start = str(self.doc.path.parent / "run.toml") if self.doc.path and not is_builtin(self.doc.path) \
+            else str(Path.home() / "run.toml")
+        chosen, _ = QFileDialog.getSaveFileName(self, "Save the run file", start, RUN_FILES)
+        if not chosen:
+            return False
+        target = Path(chosen)
+        if target.suffix != ".toml":
+            target = target.with_suffix(".toml")
+        conflicts = self.doc.save_conflicts(target)
+        if conflicts:
+            answer = self.ask("Replace reward file?",
+                              f"{conflicts[0]} exists with other code. Replace it with the code in the editor?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        return self._save_to(target)
+
+    def _save_to(self, path: Path) -> bool:
+        try:
+            self.doc.save(path)
+        except OSError as exc:
+            self.tell("Cannot save", f"{path}: {exc.strerror or exc}")
+            return False
+        self.prefs.add_recent_file(self.doc.path)
+        unsaved = [p for p in self.doc.field_errors]
+        note = f" (invalid values not saved: {', '.join(unsaved)})" if unsaved else ""
+        self.statusBar().showMessage(f"Saved {self.doc.path}{note}", 6000)
+        return True
+
+    def _update_title(self, *_: Any) -> None:
+        name = self.doc.display_name + (" (built-in demo)" if is_builtin(self.doc.path) else "")
+        self.setWindowTitle(f"{name}[*] — {APP_NAME}")
+        self.setWindowModified(self.doc.is_modified())
+
+    def _update_problem_count(self) -> None:
+        n = len(self.doc.problems())
+        self.problem_label.setText(f"{n} problem{'s' if n != 1 else ''} to fix before training" if n else "")
+
+    # ---- runs ------------------------------------------------------------------------------
+    def _refresh_runs(self) -> None:
+        folders = [output_dir_for(self.doc.config, self.doc.path)]
+        self.runs_view.set_sources(folders, self.prefs.recent_runs())
+
+    def open_run(self, run_dir: Path, load_config: bool = False) -> bool:
+        """Show a past run's curves and samples (and, from the command line, edit its settings)."""
+        folder = RunFolder(Path(run_dir).resolve())
+        if not folder.is_run():
+            self.tell("Not a run folder", f"{folder.path} has no config.toml: not a run folder.")
+            return False
+        if self.controller.is_active():
+            self.statusBar().showMessage("A run is training: open other runs when it has ended.", 6000)
+            return False
+        if load_config:
+            try:
+                self.doc.load(folder.config)
+            except ConfigError as exc:
+                self._show_load_error(folder.config, exc)
+        try:
+            self.training_view.show_run(folder.path)
+        except (OSError, FileNotFoundError) as exc:
+            self.tell("Cannot read the run", f"{folder.path}: {exc}")
+            return False
+        self.samples_view.set_run(folder.path)
+        self.prefs.add_recent_run(folder.path)
+        self.show_view("training")
+        self.runShown.emit(folder.path)
+        self._update_actions()
+        return True
+
+    def train(self) -> None:
+        if self.controller.is_active():
+            return
+        problems = self.doc.problems()
+        if problems:
+            self.problems_bar.show_blocking()
+            first = next(iter(problems))
+            self.focus_field(first)
+            self.statusBar().showMessage(f"Cannot train yet: {first}: {problems[first]}", 10000)
+            return
+        try:
+            saved = self.doc.reward_path() if not self.doc.reward_modified() else None
+            run_file = write_snapshot(self.doc.config, self.doc.path, self.doc.reward_source,
+                                      saved_reward_file=saved)
+        except OSError as exc:
+            self.tell("Cannot start training", f"Could not write the run snapshot: {exc}")
+            return
+        self._snapshot_dir = run_file.parent
+        self.training_view.begin_live()
+        self.samples_view.set_run(None, live=True)
+        self.controller.start(run_file)
+        self.show_view("training")
+        self.statusBar().showMessage("Training started: loading the model and data…", 5000)
+
+    def check(self) -> None:
+        """Validate in a child process; findings are marked at their fields like any other problem."""
+        from grpo_studio.gui.background import run_in_background
+        from grpo_studio.gui.run_check import run_check
+
+        if self.check_job is not None and self.check_job.running:
+            return
+        self.actions["check"].setEnabled(False)
+        self.statusBar().showMessage("Checking the dataset, reward file and model…")
+        seen = self.doc.config.model_copy(deep=True), self.doc.reward_source
+        self.check_job = run_in_background(run_check, seen[0], self.doc.path, seen[1], parent=self)
+        self.check_job.done.connect(lambda result: self._check_done(result, seen))
+        self.check_job.failed.connect(lambda exc, details: self._check_done(None, seen, f"{exc}"))
+
+    def _check_done(self, result: Any, seen: tuple, error: str = "") -> None:
+        from grpo_studio.gui.run_check import problems_by_field
+
+        self.actions["check"].setEnabled(True)
+        if result is None:
+            self.statusBar().showMessage(f"The check could not run: {error}", 10000)
+            return
+        if (self.doc.config, self.doc.reward_source) != seen:
+            self.statusBar().showMessage("The settings changed during the check: check again (F7).", 8000)
+            return
+        reward_file = Path(self.doc.config.rewards.file).name
+        data_file = Path(self.doc.config.data.source).name
+        found = problems_by_field(result.problems, reward_file, data_file)
+        self.doc.set_found_problems("check", found)
+        for line in result.problems:
+            self.rewards_view.mark_runtime_error(line, "(found by the check)")
+        warnings = f" · {len(result.warnings)} warning(s): {result.warnings[0]}" if result.warnings else ""
+        if found:
+            self.problems_bar.show_blocking()
+            self.statusBar().showMessage(f"Check: {len(found)} problem(s){warnings}", 15000)
+        else:
+            facts = result.facts
+            summary = [f"{facts['rows']:,} training rows" if "rows" in facts else "",
+                       "rewards: " + ", ".join(facts["rewards"]) if facts.get("rewards") else ""]
+            self.statusBar().showMessage("Check passed: " + "; ".join(s for s in summary if s) + warnings, 15000)
+        self.checkFinished.emit(result)
+
+    def resume(self, run_dir: Path | None = None) -> None:
+        run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
+        if run_dir is None or self.controller.is_active():
+            return
+        info = read_run(run_dir)
+        overrides: list[str] = []
+        if info.status == "finished" and info.max_steps:
+            steps, ok = QInputDialog.getInt(self, "Train further", "This run finished. Train it up to step:",
+                                            info.max_steps * 2, info.max_steps + 1, 10_000_000)
+            if not ok:
+                return
+            overrides.append(f"grpo.max_steps={steps}")
+        self.training_view.show_run(run_dir)  # the curves so far; the resumed steps continue them
+        self.training_view.begin_resume()
+        self.samples_view.set_run(run_dir, live=True)
+        self.controller.start(run_dir, resume=True, overrides=overrides)
+        self.show_view("training")
+
+    def stop(self) -> None:
+        if self.controller.state == "stopping":
+            answer = self.ask(
+                "Kill the run?", "The run is finishing its step to save a checkpoint. Kill it now "
+                "instead? (The newest complete checkpoint stays resumable.)")
+            if answer == QMessageBox.StandardButton.Yes:
+                self.controller.kill()
+            return
+        self.controller.stop()
+        self.training_view.set_stopping()
+        self.statusBar().showMessage("Stopping after this step; a checkpoint will be saved…")
+
+    def export(self, run_dir: Path | None = None) -> None:
+        from grpo_studio.gui.export_dialog import ExportDialog
+
+        run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
+        if run_dir is None:
+            return
+        self.export_dialog = ExportDialog(run_dir, self)
+        self.export_dialog.open()
+
+    def _on_event(self, event: Any) -> None:
+        self.training_view.handle_event(event)
+        if event.kind == "opened":
+            self.samples_view.set_run(Path(event.run_dir), live=True)
+            self.prefs.add_recent_run(Path(event.run_dir))
+        elif event.kind == "samples":
+            self.samples_view.samples_arrived(event.step)
+        elif event.kind == "metrics":
+            self.state_label.setText(f"Training · step {event.step} / {event.max_steps}")
+
+    def _on_state(self, state: str) -> None:
+        self.state_label.setText({"idle": "Idle", "running": "Training…", "stopping": "Stopping…"}[state])
+        self.runs_view.set_busy(state != "idle")
+        self._update_actions()
+
+    def _on_run_ended(self, final: Any) -> None:
+        self.samples_view.run_ended()
+        if self._snapshot_dir is not None:
+            shutil.rmtree(self._snapshot_dir, ignore_errors=True)
+            self._snapshot_dir = None
+        if final.kind == "failed":
+            if self.rewards_view.mark_runtime_error(final.reason):
+                self.statusBar().showMessage(f"Training failed in the reward code: {final.reason}", 15000)
+            else:
+                self.statusBar().showMessage(f"Training failed: {final.reason}", 15000)
+        elif final.stopped:
+            self.statusBar().showMessage(f"Stopped at step {final.step}; Resume continues from its checkpoint.")
+        else:
+            self.statusBar().showMessage(f"Finished {final.step} steps.")
+        self._refresh_runs()
+        self._update_actions()
+        if self._close_after_run:
+            QTimer.singleShot(0, self.close)
+
+    def _update_actions(self) -> None:
+        active = self.controller.is_active()
+        run_dir = self.training_view.run_dir
+        self.actions["train"].setEnabled(not active)
+        self.actions["stop"].setEnabled(active)
+        resumable = False
+        exportable = False
+        if run_dir is not None and not active:
+            folder = RunFolder(run_dir)
+            newest = folder.newest_checkpoint()
+            resumable = newest is not None or self.training_view.status in ("stopped", "failed", "interrupted")
+            exportable = newest is not None or (folder.adapter / "adapter_config.json").is_file()
+        self.actions["resume"].setEnabled(resumable)
+        self.actions["export"].setEnabled(exportable)
+        self.actions["open_run"].setEnabled(not active)
+
+    # ---- window ----------------------------------------------------------------------------
+    def ask(self, title: str, text: str, buttons: Any = None, default: Any = None) -> Any:
+        """A question box; one place, so tests (and a future 'don't ask again') can answer it."""
+        b = QMessageBox.StandardButton
+        return QMessageBox.question(self, title, text, buttons or (b.Yes | b.No), default or b.No)
+
+    def tell(self, title: str, text: str) -> None:
+        QMessageBox.warning(self, title, text)
+
+    def about(self) -> None:
+        from grpo_studio import __version__
+
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<b>{APP_NAME}</b> {__version__}<br>Improve a language model's reasoning with GRPO "
+                          "(TRL + PEFT LoRA) on your own workstation.")
+
+    def _restore_window(self) -> None:
+        geometry, state = self.prefs.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        page = self.prefs.value("window/page", "settings")
+        if page in self.views:
+            self.show_view(page)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._close_after_run:
+            if not self.maybe_save():
+                event.ignore()
+                return
+            if self.controller.is_active():
+                answer = self.ask(
+                    "A run is training", "Stop the run (it saves a checkpoint to resume from) and close?")
+                if answer == QMessageBox.StandardButton.Yes:
+                    self._close_after_run = True
+                    self.controller.stop()
+                    self.training_view.set_stopping()
+                    self.statusBar().showMessage("Closing when the run has saved its checkpoint…")
+                event.ignore()
+                return
+        elif self.controller.is_active():
+            event.ignore()  # still saving its checkpoint; _on_run_ended closes the window
+            return
+        self.prefs.save_window_state(self.saveGeometry(), self.saveState())
+        self.prefs.set_value("window/page", self.current_view())
+        self.samples_view.model.close()
+        self.dataset_view.shutdown()
+        event.accept()

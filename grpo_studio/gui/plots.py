@@ -1,0 +1,301 @@
+"""Live metric plots: whole arrays (metric_data.py) redrawn on a timer.
+
+Events may arrive faster than is worth painting; they only append to arrays and mark the grid
+dirty, and a timer redraws at most a few times a second. Curves use pyqtgraph's downsampling and
+clip-to-view, so runs of tens of thousands of steps stay smooth. Hovering a plot shows the step
+and the values under the mouse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+from grpo_studio.gui.metric_data import MetricData, smooth
+from grpo_studio.gui.style import BORDER, CURVE_COLORS, MUTED, TEXT
+
+REDRAW_MS = 250
+pg.setConfigOptions(antialias=True, background="w", foreground=TEXT)
+
+
+@dataclass
+class PlotSpec:
+    key: str
+    title: str
+    metrics: list[str] = field(default_factory=list)  # exact names
+    pattern: tuple[str, str] | None = None  # (prefix, suffix): one curve per matching metric
+    empty_note: str = "no data yet"
+    fallback: "PlotSpec | None" = None  # shown instead while this one has no data (GPU memory on a CPU)
+
+
+def _label(name: str, spec: PlotSpec) -> str:
+    if spec.pattern:
+        prefix, suffix = spec.pattern
+        return name[len(prefix): len(name) - len(suffix)]
+    return {"completions/mean_length": "mean", "completions/max_length": "max"}.get(name, spec.title)
+
+
+PLOTS = [
+    PlotSpec("reward", "Total reward", ["reward"]),
+    PlotSpec("rewards", "Reward by function", pattern=("rewards/", "/mean")),
+    PlotSpec("reward_std", "Reward std in groups", ["reward_std"]),
+    PlotSpec("zero_std", "Groups without spread", ["frac_reward_zero_std"]),
+    PlotSpec("kl", "KL to the base model", ["kl"], empty_note="no KL: beta is 0"),
+    PlotSpec("loss", "Loss", ["loss"]),
+    PlotSpec("length", "Completion tokens", ["completions/mean_length", "completions/max_length"]),
+    PlotSpec("clipped", "Cut at max length (ratio)", ["completions/clipped_ratio"]),
+    PlotSpec("lr", "Learning rate", ["learning_rate"]),
+    PlotSpec("grad_norm", "Grad norm", ["grad_norm"]),
+    PlotSpec("entropy", "Entropy", ["entropy"]),
+    PlotSpec("gpu", "Peak GPU memory (GiB)", ["perf/gpu_memory_gib"],
+             fallback=PlotSpec("throughput", "Throughput (tokens/s)", ["perf/tokens_per_second"])),
+]
+
+
+class StepAxis(pg.AxisItem):
+    """Steps are whole numbers: no 1.5 ticks on the x axis."""
+
+    def tickValues(self, minVal, maxVal, size):
+        levels = [(spacing, [v for v in values if float(v).is_integer()])
+                  for spacing, values in super().tickValues(minVal, maxVal, size) if spacing >= 1]
+        if not levels:
+            return [(1.0, [float(v) for v in range(int(math.ceil(minVal)), int(maxVal) + 1)])]
+        return levels[:1]  # the major ticks only: step labels never crowd into each other
+
+
+class ValueAxis(pg.AxisItem):
+    """Compact tick labels (1e-05, 0.25, 1.2e+04) that fit a narrow axis, without SI prefixes."""
+
+    def tickStrings(self, values, scale, spacing):
+        return tick_labels([v * scale for v in values], spacing * scale)
+
+
+def tick_labels(values: list[float], spacing: float) -> list[str]:
+    """As many digits as the tick spacing needs, so neighbouring ticks never read the same."""
+    if not values:
+        return []
+    biggest = max(abs(v) for v in values)
+    step_digits = math.floor(math.log10(spacing)) if spacing > 0 else 0
+    if biggest and (biggest < 1e-3 or biggest >= 1e5 or -step_digits > 4):
+        decimals = max(0, math.floor(math.log10(biggest)) - step_digits)
+        out = []
+        for v in values:
+            if v == 0:
+                out.append("0")
+                continue
+            mantissa, exp = f"{v:.{decimals}e}".split("e")
+            out.append(f"{mantissa}e{int(exp)}")
+        return out
+    decimals = max(0, -step_digits)
+    return [f"{v:.{decimals}f}" for v in values]
+
+
+class MetricPlot(pg.PlotWidget):
+    """One small plot: raw values faint, smoothed values bold, values under the mouse on hover."""
+
+    def __init__(self, spec: PlotSpec, parent: QWidget | None = None):
+        super().__init__(parent, axisItems={"bottom": StepAxis("bottom"), "left": ValueAxis("left")})
+        self.spec = spec
+        self.shown_spec = spec
+        self.curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
+        self._drawn_version = -1
+        self._smoothing = -1.0
+        item = self.getPlotItem()
+        item.setTitle(f"<span style='font-size:10pt; font-weight:600'>{spec.title}</span>")
+        item.showGrid(x=True, y=True, alpha=0.15)
+        item.setDownsampling(auto=True, mode="peak")
+        item.setClipToView(True)
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        for axis in ("left", "bottom"):
+            ax = item.getAxis(axis)
+            ax.setPen(pg.mkPen(BORDER))
+            ax.setTextPen(pg.mkPen(MUTED))
+        item.getAxis("left").enableAutoSIPrefix(False)
+        # Room for "-0.250" from the start; longer labels ("9.95e-4") widen the axis when they come.
+        item.getAxis("left").setStyle(autoExpandTextSpace=True, tickTextWidth=44)
+        self.setMinimumSize(200, 150)
+        self.setMouseEnabled(x=False, y=False)
+        self.legend: pg.LegendItem | None = None
+        self.empty = pg.TextItem(spec.empty_note, color=MUTED, anchor=(0.5, 0.5))
+        self.empty.setPos(0.5, 0.5)
+        item.addItem(self.empty, ignoreBounds=True)
+        item.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+        self.cursor_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#9aa1ad", style=Qt.PenStyle.DashLine))
+        self.cursor_line.hide()
+        item.addItem(self.cursor_line, ignoreBounds=True)
+        self.hover = pg.TextItem(color=TEXT, fill=pg.mkBrush(255, 255, 255, 230), border=pg.mkPen(BORDER))
+        self.hover.setZValue(100)
+        self.hover.hide()
+        item.addItem(self.hover, ignoreBounds=True)
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.hover_text = ""
+
+    # ---- data ------------------------------------------------------------------------------
+    def names(self, data: MetricData) -> list[str]:
+        spec = self.active_spec(data)
+        if spec.pattern:
+            prefix, suffix = spec.pattern
+            return sorted(n for n in data.series if n.startswith(prefix) and n.endswith(suffix))
+        return [n for n in spec.metrics if n in data.series]
+
+    def active_spec(self, data: MetricData) -> PlotSpec:
+        spec = self.spec
+        if spec.fallback is not None and not any(n in data.series for n in spec.metrics):
+            return spec.fallback
+        return spec
+
+    def redraw(self, data: MetricData, smoothing: float) -> None:
+        if data.version == self._drawn_version and smoothing == self._smoothing:
+            return
+        self._drawn_version, self._smoothing = data.version, smoothing
+        spec = self.active_spec(data)
+        if spec is not self.shown_spec:
+            self.shown_spec = spec
+            self.getPlotItem().setTitle(f"<span style='font-size:10pt; font-weight:600'>{spec.title}</span>")
+            self.empty.setText(spec.empty_note)
+            for raw, smoothed in self.curves.values():
+                self.removeItem(raw)
+                self.removeItem(smoothed)
+            self.curves.clear()
+        names = self.names(data)
+        for i, name in enumerate(names):
+            if name not in self.curves:
+                self._add_curve(name, len(self.curves))
+            raw, smoothed = self.curves[name]
+            series = data.series[name]
+            steps, values = series.steps, series.values
+            if smoothing > 0 and len(values) > 1:
+                raw.setData(steps, values)
+                raw.show()
+                smoothed.setData(steps, smooth(values, smoothing))
+            else:
+                raw.hide()
+                smoothed.setData(steps, values)
+        has_data = any(data.series[n].n for n in names)
+        self.empty.setVisible(not has_data)
+        if has_data:
+            # Steps set the x range; y follows the data. (Auto-ranging x with clip-to-view on would
+            # only ever see the points already in view, and stay stuck on the first ones.)
+            first = min(data.series[n].steps[0] for n in names if data.series[n].n)
+            last = max(data.series[n].steps[-1] for n in names if data.series[n].n)
+            vb = self.getPlotItem().vb
+            vb.setXRange(first, max(last, first + 1), padding=0.03)
+            vb.enableAutoRange(axis="y")
+        else:
+            for raw, smoothed in self.curves.values():
+                raw.setData([], [])
+                smoothed.setData([], [])
+            self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+        if len(names) > 1 and self.legend is None:
+            self.legend = self.getPlotItem().addLegend(offset=(-4, 4), labelTextSize="8pt",
+                                                       brush=pg.mkBrush(255, 255, 255, 200))
+            for name, (raw, smoothed) in self.curves.items():
+                self.legend.addItem(smoothed, _label(name, self.shown_spec))
+
+    def _add_curve(self, name: str, index: int) -> None:
+        color = QColor(CURVE_COLORS[index % len(CURVE_COLORS)])
+        faint = QColor(color)
+        faint.setAlpha(70)
+        raw = self.plot(pen=pg.mkPen(faint, width=1))
+        smoothed = self.plot(pen=pg.mkPen(color, width=2))
+        for curve in (raw, smoothed):
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+        self.curves[name] = (raw, smoothed)
+        if self.legend is not None:
+            self.legend.addItem(smoothed, _label(name, self.shown_spec))
+
+    # ---- hover -----------------------------------------------------------------------------
+    def _mouse_moved(self, pos: QPointF) -> None:
+        item = self.getPlotItem()
+        if not item.sceneBoundingRect().contains(pos) or not self.curves:
+            self.cursor_line.hide()
+            self.hover.hide()
+            return
+        x = item.vb.mapSceneToView(pos).x()
+        self.show_values_at(x)
+
+    def show_values_at(self, x: float) -> str:
+        """Show the values nearest to step `x`; returns the text (also used by tests)."""
+        lines, step = [], None
+        for name, (raw, smoothed) in self.curves.items():
+            xs, ys = smoothed.getOriginalDataset()  # getData() is clipped to the view
+            if xs is None or not len(xs):
+                continue
+            i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
+            if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
+                i -= 1
+            step = xs[i]
+            rx, ry = raw.getOriginalDataset()
+            raw_text = ""
+            if raw.isVisible() and ry is not None and i < len(ry):
+                raw_text = f" (raw {_fmt(ry[i])})"
+            lines.append(f"{_label(name, self.shown_spec)}: {_fmt(ys[i])}{raw_text}")
+        if step is None:
+            return ""
+        self.hover_text = f"step {int(step)}\n" + "\n".join(lines)
+        self.hover.setText(self.hover_text)
+        vb = self.getPlotItem().vb
+        (x0, x1), (y0, y1) = vb.viewRange()
+        self.hover.setAnchor((1, 0) if step > (x0 + x1) / 2 else (0, 0))
+        self.hover.setPos(step, y1)
+        self.cursor_line.setPos(step)
+        self.cursor_line.show()
+        self.hover.show()
+        return self.hover_text
+
+    def leaveEvent(self, event) -> None:
+        self.cursor_line.hide()
+        self.hover.hide()
+        super().leaveEvent(event)
+
+
+def _fmt(v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    a = abs(v)
+    if a != 0 and (a < 1e-3 or a >= 1e5):
+        return f"{v:.3e}"
+    return f"{v:.4g}"
+
+
+class PlotGrid(QWidget):
+    """The training view's plots, redrawn together on a timer when new metrics arrived."""
+
+    COLUMNS = 4
+
+    def __init__(self, data: MetricData, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.data = data
+        self.smoothing = 0.6
+        self.plots = {spec.key: MetricPlot(spec) for spec in PLOTS}
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(6)
+        for i, plot in enumerate(self.plots.values()):
+            grid.addWidget(plot, i // self.COLUMNS, i % self.COLUMNS)
+        self.timer = QTimer(self)
+        self.timer.setInterval(REDRAW_MS)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+
+    def set_smoothing(self, weight: float) -> None:
+        self.smoothing = weight
+        self.redraw()
+
+    def redraw(self) -> None:
+        if not self.isVisible():
+            return  # drawn when shown again; the arrays keep growing meanwhile
+        for plot in self.plots.values():
+            plot.redraw(self.data, self.smoothing)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.redraw()

@@ -1,0 +1,76 @@
+"""Train exactly what the window shows, saved or not (pure Python, no Qt).
+
+The worker process needs a run file on disk. Rather than forcing a save (or writing into the
+built-in demo's folder), the window writes a snapshot: the current config with local paths made
+absolute and the reward editor's text beside it, in a temporary folder. The worker then freezes
+that snapshot into the run folder as usual, so the run records what was really trained.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from grpo_studio.config import LoadedRun, RunConfig, save_run
+
+SNAPSHOT_FIELDS = ("model.name", "data.source", "eval.source")
+
+
+def user_runs_dir() -> Path:
+    """Where runs go when the run file has no folder of its own to keep them (new, or the built-in demo)."""
+    import platformdirs
+
+    return platformdirs.user_data_path("grpo-studio", appauthor=False) / "runs"
+
+
+def is_builtin(path: Path | None) -> bool:
+    """The run file ships with the app (the demo): its folder may be read-only, and is not the user's."""
+    if path is None:
+        return False
+    from grpo_studio.cli import resources_dir
+
+    try:
+        Path(path).resolve().relative_to(resources_dir().resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def output_dir_for(config: RunConfig, run_path: Path | None) -> Path:
+    if run_path is None:
+        return user_runs_dir()
+    if is_builtin(run_path):
+        return user_runs_dir() / run_path.parent.name
+    out = Path(config.run.output_dir).expanduser()
+    return out if out.is_absolute() else run_path.parent / out
+
+
+def write_snapshot(config: RunConfig, run_path: Path | None, reward_source: str,
+                   folder: Path | None = None, saved_reward_file: Path | None = None) -> Path:
+    """Write the snapshot run file (and its reward file); returns the run file's path.
+
+    `saved_reward_file`: the reward file on disk when the editor's text equals it; the snapshot then
+    points at it, so helper modules imported from beside it are found."""
+    base = run_path.parent if run_path else Path.cwd()
+    run = LoadedRun(config, run_path, base)
+    cfg = config.model_copy(deep=True)
+    for section, key in (f.split(".") for f in SNAPSHOT_FIELDS):
+        node = getattr(cfg, section)
+        value = getattr(node, key)
+        if value and run.resolve(value).exists():
+            setattr(node, key, str(run.resolve(value).resolve()))
+    for fn in cfg.rewards.functions:
+        if fn.model and run.resolve(fn.model).is_dir():
+            fn.model = str(run.resolve(fn.model).resolve())
+    folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="grpo-studio-train-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if saved_reward_file is not None and saved_reward_file.is_file():
+        cfg.rewards.file = str(saved_reward_file.resolve())
+    else:
+        reward_name = Path(cfg.rewards.file).name or "rewards.py"
+        (folder / reward_name).write_text(reward_source, encoding="utf-8")
+        cfg.rewards.file = reward_name
+    cfg.run.output_dir = str(output_dir_for(config, run_path).resolve())
+    target = folder / "run.toml"
+    save_run(cfg, target)
+    return target

@@ -1,0 +1,237 @@
+"""The Runs page: past runs of this run file (and any run folder opened before), to reopen, resume or
+export.
+
+A run folder is found by its config.toml; what it did (status, steps, model) comes from the meta
+table of its run store, which is a few rows: reading a few dozen of them is instant.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from grpo_studio.engine.store import RunFolder
+
+STATUS_WORDS = {"running": "running or interrupted", "finished": "finished", "stopped": "stopped (resumable)",
+                "failed": "failed", "": "not started"}
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    status: str = ""
+    last_step: int = 0
+    max_steps: int = 0
+    started: float = 0.0
+    model: str = ""
+    failure: str = ""
+    checkpoint_step: int = 0
+
+    @property
+    def resumable(self) -> bool:
+        return self.checkpoint_step > 0 or self.status in ("stopped", "failed", "running")
+
+
+def read_run(path: Path) -> RunInfo:
+    from grpo_studio.engine.store import RunStore
+
+    info = RunInfo(path)
+    folder = RunFolder(path)
+    newest = folder.newest_checkpoint()
+    info.checkpoint_step = newest[0] if newest else 0
+    if folder.database.is_file():
+        try:
+            with RunStore(path, readonly=True) as store:
+                meta = store.meta()
+        except Exception:  # noqa: BLE001 - a damaged or foreign database: list the folder anyway
+            meta = {}
+        info.status = meta.get("status", "")
+        info.last_step = int(meta.get("last_step", 0) or 0)
+        info.max_steps = int(meta.get("max_steps", 0) or 0)
+        info.started = float(meta.get("started", 0) or 0)
+        info.model = str(meta.get("model", ""))
+        info.failure = str(meta.get("failure", ""))
+    if not info.started:
+        info.started = folder.config.stat().st_mtime
+    return info
+
+
+def find_runs(folders: list[Path], extra: list[Path]) -> list[RunInfo]:
+    """Run folders directly inside `folders`, plus `extra` run folders; newest first."""
+    seen: set[Path] = set()
+    runs = []
+    candidates = [p for f in folders if f.is_dir() for p in f.iterdir()] + list(extra)
+    for path in candidates:
+        try:
+            resolved = path.resolve()
+        except OSError:
+            continue
+        if resolved in seen or not RunFolder(resolved).is_run():
+            continue
+        seen.add(resolved)
+        runs.append(read_run(resolved))
+    return sorted(runs, key=lambda r: r.started, reverse=True)
+
+
+class RunsView(QWidget):
+    openRequested = Signal(object)  # Path
+    resumeRequested = Signal(object)
+    exportRequested = Signal(object)
+
+    COLUMNS = ["Run", "Status", "Steps", "Started", "Model"]
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.folders: list[Path] = []
+        self.extra: list[Path] = []
+        self.runs: list[RunInfo] = []
+        self.busy = False
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(24, 18, 24, 18)
+        outer.setSpacing(10)
+        head = QHBoxLayout()
+        title = QLabel("Runs")
+        title.setObjectName("pageTitle")
+        head.addWidget(title)
+        head.addSpacing(12)
+        self.where = QLabel()
+        self.where.setObjectName("cardSubtitle")
+        self.where.setWordWrap(True)
+        head.addWidget(self.where, 1)
+        outer.addLayout(head)
+
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setShowGrid(False)
+        self.table.verticalHeader().setDefaultSectionSize(28)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((1, 170), (2, 90), (3, 140), (4, 260)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            self.table.setColumnWidth(col, width)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.itemDoubleClicked.connect(lambda item: self._emit(self.openRequested))
+        outer.addWidget(self.table, 1)
+
+        self.detail = QLabel()
+        self.detail.setTextFormat(Qt.TextFormat.PlainText)  # paths and failure reasons, never markup
+        self.detail.setWordWrap(True)
+        self.detail.setObjectName("cardSubtitle")
+        outer.addWidget(self.detail)
+
+        buttons = QHBoxLayout()
+        self.open_button = QPushButton("Open")
+        self.open_button.setToolTip("Show this run's curves and samples")
+        self.open_button.clicked.connect(lambda: self._emit(self.openRequested))
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue from its newest complete checkpoint")
+        self.resume_button.clicked.connect(lambda: self._emit(self.resumeRequested))
+        self.export_button = QPushButton("Export…")
+        self.export_button.clicked.connect(lambda: self._emit(self.exportRequested))
+        self.folder_button = QPushButton("Show folder")
+        self.folder_button.clicked.connect(self._show_folder)
+        browse = QPushButton("Open run folder…")
+        browse.setToolTip("Open any run folder (one with config.toml and run.db)")
+        browse.clicked.connect(self.browse)
+        refresh = QPushButton("Refresh")
+        refresh.clicked.connect(self.refresh)
+        for b in (self.open_button, self.resume_button, self.export_button, self.folder_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(browse)
+        buttons.addWidget(refresh)
+        outer.addLayout(buttons)
+        self._update_buttons()
+
+    def set_sources(self, folders: list[Path], extra: list[Path]) -> None:
+        self.folders, self.extra = folders, extra
+        self.refresh()
+
+    def refresh(self) -> None:
+        selected = self.selected()
+        self.runs = find_runs(self.folders, self.extra)
+        self.where.setText("Run folders in " + ", ".join(str(f) for f in self.folders) if self.folders
+                           else "Save the run file to keep its runs beside it.")
+        self.table.setRowCount(len(self.runs))
+        for row, run in enumerate(self.runs):
+            steps = f"{run.last_step} / {run.max_steps}" if run.max_steps else str(run.last_step or "–")
+            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
+            values = [run.path.name, STATUS_WORDS.get(run.status, run.status), steps, started,
+                      Path(run.model).name if run.model else ""]
+            for col, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                item.setToolTip(str(run.path) if col == 0 else run.model if col == 4 else value)
+                self.table.setItem(row, col, item)
+            if selected is not None and run.path == selected.path:
+                self.table.selectRow(row)
+        if self.table.currentRow() < 0 and self.runs:
+            self.table.selectRow(0)
+        self._update_buttons()
+
+    def selected(self) -> RunInfo | None:
+        row = self.table.currentRow()
+        return self.runs[row] if 0 <= row < len(self.runs) else None
+
+    def select(self, path: Path) -> bool:
+        for row, run in enumerate(self.runs):
+            if run.path == Path(path).resolve():
+                self.table.selectRow(row)
+                return True
+        return False
+
+    def set_busy(self, busy: bool) -> None:
+        """While a run trains, nothing else can be opened into the training view or resumed."""
+        self.busy = busy
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        run = self.selected()
+        self.open_button.setEnabled(run is not None and not self.busy)
+        self.resume_button.setEnabled(run is not None and run.resumable and not self.busy)
+        self.export_button.setEnabled(run is not None and (run.checkpoint_step > 0 or run.status == "finished"))
+        self.folder_button.setEnabled(run is not None)
+        if run is None:
+            self.detail.setText("")
+            return
+        text = str(run.path)
+        if run.checkpoint_step:
+            text += f" · newest checkpoint: step {run.checkpoint_step}"
+        if run.failure:
+            text += f" · failed: {run.failure}"
+        self.detail.setText(text)
+
+    def _emit(self, signal) -> None:
+        run = self.selected()
+        if run is not None:
+            signal.emit(run.path)
+
+    def _show_folder(self) -> None:
+        run = self.selected()
+        if run is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(run.path)))
+
+    def browse(self) -> None:
+        start = str(self.folders[0]) if self.folders else str(Path.home())
+        chosen = QFileDialog.getExistingDirectory(self, "Open a run folder", start)
+        if chosen:
+            self.openRequested.emit(Path(chosen))

@@ -1,0 +1,119 @@
+"""Training view and samples browser fed from a hand-made run store: no training needed."""
+
+from __future__ import annotations
+
+from grpo_studio.engine.events import Alarm, Failed, Metrics, Sample, Samples, Started
+from grpo_studio.engine.store import RunStore
+from grpo_studio.gui.samples_model import PAGE
+from grpo_studio.gui.samples_browser import SamplesBrowser
+from grpo_studio.gui.training_view import TrainingView
+
+
+def make_store(run_dir, steps=50, per_step=32):
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.toml").write_text("")
+    with RunStore(run_dir) as store:
+        store.record(Started(run_dir=str(run_dir), max_steps=steps, reward_names=["correct_reward", "short_reward"]))
+        for step in range(1, steps + 1):
+            store.record(Metrics(step=step, max_steps=steps, values={"reward": step / steps, "loss": 0.1}))
+            store.record(Samples(step=step, samples=[
+                Sample(group=i // 8, prompt=f"question {step}-{i // 8}", completion=f"answer {i} of step {step}",
+                       answer="42", rewards={"correct_reward": float(i % 2), "short_reward": -0.1},
+                       total=float(i % 2) - 0.1, advantage=0.5 if i % 2 else -0.5, length=10 + i, truncated=False)
+                for i in range(per_step)]))
+    return run_dir
+
+
+def test_samples_are_paged_from_the_store_not_loaded_whole(qtbot, tmp_path):
+    run_dir = make_store(tmp_path / "run")
+    browser = SamplesBrowser()
+    qtbot.addWidget(browser)
+    browser.set_run(run_dir)
+    model = browser.model
+    assert model.total == 50 * 32 and model.rowCount() == PAGE  # one page in memory
+    model.fetchMore()
+    assert model.rowCount() == 2 * PAGE
+    browser.step_min.setValue(10)
+    browser.step_max.setValue(12)
+    browser.total_min.setText("0.5")
+    browser.apply_filters()
+    assert model.total == 3 * 16 and {r.step for r in model.rows} == {10, 11, 12}
+    assert all(r.total > 0.5 for r in model.rows)
+    browser.order.setCurrentText("Newest step first")
+    assert model.rows[0].step == 12
+    browser.search.setText("answer 3 of step 11")
+    browser.apply_filters()
+    assert [(r.step, r.completion) for r in model.rows] == [(11, "answer 3 of step 11")]
+    assert "answer 3 of step 11" in browser.detail.toPlainText() and "42" in browser.detail.toPlainText()
+
+
+def test_groups_are_shaded_as_blocks_and_can_be_listed_alone(qtbot, tmp_path):
+    browser = SamplesBrowser()
+    qtbot.addWidget(browser)
+    browser.set_run(make_store(tmp_path / "run", steps=2))
+    shades = browser.model.shades[:24]
+    assert shades[:8] == [False] * 8 and shades[8:16] == [True] * 8 and shades[16:24] == [False] * 8
+    browser.show_group((2, 3))
+    assert browser.model.total == 8 and browser.group_bar.isVisibleTo(browser)
+    browser.show_group(None)
+    assert browser.model.total == 64
+
+
+def test_alarms_and_failures_show_what_to_do(qtbot, tmp_path):
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.handle_event(Started(run_dir=str(tmp_path), max_steps=10))
+    view.handle_event(Alarm(step=4, code="no_spread", message="every completion of a group gets the same reward",
+                            advice="make the reward tell completions apart"))
+    assert view.banner.isVisibleTo(view) and "Step 4: every completion" in view.banner.title.text()
+    assert view.banner.hint.text() == "make the reward tell completions apart"
+    assert "every completion of a group gets the same reward" in view.log.toPlainText()
+    view.handle_event(Failed(reason="out of GPU memory: CUDA out of memory", hint="Lower the batch size",
+                             details="Traceback ..."))
+    assert "Training failed: out of GPU memory" in view.banner.title.text()
+    assert view.banner.details_button.isVisibleTo(view)
+
+
+def test_reopened_store_fills_plots_and_progress(qtbot, tmp_path):
+    run_dir = make_store(tmp_path / "run", steps=20, per_step=8)
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.show()
+    view.show_run(run_dir)
+    assert view.data.get("reward").n == 20 and view.progress.value() == 20
+    assert view.status == "interrupted"  # started, never finished: said so, not hidden
+    view.plots.redraw()
+    plot = view.plots.plots["reward"]
+    assert plot.show_values_at(10).startswith("step 10\nTotal reward: ")
+    assert plot.getPlotItem().vb.viewRange()[0][1] >= 20  # the whole run in view
+
+
+def test_gpu_memory_replaces_throughput_when_there_is_a_gpu(qtbot, tmp_path):
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.show()
+    view.handle_event(Metrics(step=1, max_steps=5, values={"reward": 0.1, "perf/tokens_per_second": 900.0}))
+    view.plots.redraw()
+    slot = view.plots.plots["gpu"]
+    assert slot.shown_spec.title == "Throughput (tokens/s)"
+    view.handle_event(Metrics(step=2, max_steps=5, values={"reward": 0.2, "perf/gpu_memory_gib": 7.5}))
+    view.plots.redraw()
+    assert slot.shown_spec.title == "Peak GPU memory (GiB)"
+    assert list(slot.curves) == ["perf/gpu_memory_gib"]
+
+
+def test_refcount_guard_gives_back_lost_references(qapp):
+    import ctypes
+    import sys
+
+    from grpo_studio.gui import refcount_guard
+
+    guard = refcount_guard.RefcountGuard()
+    before = sys.getrefcount(None)
+    lost = 1000
+    for _ in range(lost):  # what a buggy binding does: drop references it never took
+        ctypes.pythonapi.Py_DecRef(ctypes.py_object(None))
+    assert sys.getrefcount(None) <= before - lost + 10
+    assert guard.top_up() >= lost - 10
+    assert sys.getrefcount(None) >= before - 10
+    guard.timer.stop()
