@@ -199,7 +199,7 @@ def main(argv: list[str]) -> int:
         if gen and raw.get("read_bytes") and bandwidth:
             floor = raw["read_bytes"] / bandwidth  # seconds per decode step at the bandwidth bound
             result["roofline_frac"] = floor / (gen / setup.completion_tokens)
-    result["estimate_gib"] = _estimate(setup, work_path, fast=(arm == "studio"))
+    result["estimate_gib"] = _estimate(setup, work_path, fast=arm in ("studio", "studio-eager"))
     print("BENCH_RESULT " + json.dumps(result), flush=True)
     return 0
 
