@@ -233,57 +233,94 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
 
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,
            stop: Callable[[], bool], started: float) -> Finished:
-    from grpo_studio.engine import data as data_mod
-    from grpo_studio.engine.library_configs import grpo_config, lora_config
-    from grpo_studio.engine.model import (
-        check_target_modules,
-        choose_placement,
-        count_parameters,
-        load_model,
-        load_tokenizer,
-    )
-    from grpo_studio.engine.alarms import HealthWatch
+    from grpo_studio.engine.model import choose_placement, count_parameters, load_tokenizer
     from grpo_studio.engine.rewards import close_rewards, load_rewards
-    from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
 
     cfg = run.config
-    checkpoint = None
-    if resume:
-        newest = folder.newest_checkpoint()
-        step = 0 if newest is None else newest[0]
-        if store is not None:
-            store.truncate_after(step)
-        if newest is None:
-            bus(Log(level="warning", message="no complete checkpoint yet: starting this run from step 0"))
-        else:
-            checkpoint = newest[1]
-            bus(Log(message=f"resuming from {checkpoint.name} (step {step})"))
-
+    checkpoint = _resume_point(folder, store, bus) if resume else None
     placement = choose_placement(cfg.model)
     bus(Log(message=f"loading tokenizer of {cfg.model.name}"))
     tokenizer = load_tokenizer(run)
+    prompts = _load_prompts(run, tokenizer, bus)
+    specs = load_rewards(run, columns=list(prompts.dataset.column_names))
+    try:  # from here on a reward process may be running: it is stopped whatever happens
+        trainer, callback = _build_trainer(run, folder, bus, stop, specs, placement, tokenizer, prompts)
+        trainable, total = count_parameters(trainer.model)
+        bus(Started(run_dir=str(folder.path), max_steps=cfg.grpo.max_steps,
+                    resumed_from_step=int(checkpoint.name.split("-")[1]) if checkpoint else 0,
+                    device=f"{placement.device} ({placement.dtype})", model=cfg.model.name,
+                    reward_names=[s.label for s in specs], trainable_params=trainable, total_params=total))
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except RewardError as exc:
+            _save_checkpoint_after_failure(trainer, folder, bus)
+            exc.hint = reward_failure_hint(exc, folder)
+            raise
+    finally:
+        close_rewards(specs)
+    step = trainer.state.global_step
+    trainer.save_model(str(folder.adapter))  # every process: sharded setups gather the weights collectively
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(folder.adapter))
+    stopped = callback.stopped and step < cfg.grpo.max_steps
+    if store is not None and folder.stop_request.exists():
+        folder.stop_request.unlink()
+    finished = Finished(step=step, stopped=stopped, adapter_dir=str(folder.adapter), seconds=time.time() - started)
+    bus(finished)
+    return finished
+
+
+def _resume_point(folder: RunFolder, store: RunStore | None, bus: EventBus) -> Path | None:
+    """The newest complete checkpoint; the store forgets what was logged after it (those steps rerun)."""
+    newest = folder.newest_checkpoint()
+    step = 0 if newest is None else newest[0]
+    if store is not None:
+        store.truncate_after(step)
+    if newest is None:
+        bus(Log(level="warning", message="no complete checkpoint yet: starting this run from step 0"))
+        return None
+    bus(Log(message=f"resuming from {newest[1].name} (step {step})"))
+    return newest[1]
+
+
+def _load_prompts(run: LoadedRun, tokenizer: Any, bus: EventBus) -> Any:
+    from grpo_studio.engine.data import load_prompts
+
+    cfg = run.config
     bus(Log(message=f"loading dataset {cfg.data.source}"))
-    prompts = data_mod.load_prompts(run, tokenizer)
+    prompts = load_prompts(run, tokenizer)
     if prompts.dropped_long:
         bus(Log(level="warning", message=f"{prompts.dropped_long} prompts are longer than "
                 f"data.max_prompt_length={cfg.data.max_prompt_length} tokens and were left out"))
     if prompts.missing_answers:
         bus(Log(level="warning", message=f"{prompts.missing_answers} rows have no ground truth "
                 "(answer column empty or answer_pattern did not match)"))
-    specs = load_rewards(run, columns=list(prompts.dataset.column_names))
+    return prompts
+
+
+def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Callable[[], bool], specs: list[Any],
+                   placement: Any, tokenizer: Any, prompts: Any) -> tuple[Any, Any]:
+    """TRL's trainer (our subclass) with the model, LoRA, rewards, data and our callback."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from grpo_studio.engine.alarms import HealthWatch
+    from grpo_studio.engine.library_configs import grpo_config, lora_config
+    from grpo_studio.engine.model import check_target_modules, load_model
+    from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
+
+    cfg = run.config
     reward_funcs, reward_tokenizers = _reward_funcs(run, specs, placement, bus)  # before the model: fail fast
     bus(Log(message=f"loading model on {placement.device} ({placement.dtype}, {cfg.quantization.load_in})"))
     model = load_model(run, placement)
     if cfg.lora.enabled:
         check_target_modules(model, cfg.lora.target_modules)
-    args = grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs])
     callback = StudioCallback(bus, stop, str(folder.checkpoints),
                               watch=HealthWatch(cfg.alarms, cfg.grpo.max_completion_length))
     trainer = StudioGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         reward_processing_classes=reward_tokenizers,
-        args=args,
+        args=grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs]),
         train_dataset=prompts.dataset,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
@@ -294,37 +331,8 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: Event
         max_prompt_length=cfg.data.max_prompt_length,
         on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
-    from transformers.trainer_callback import PrinterCallback
-
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events do the reporting
-    trainable, total = count_parameters(trainer.model)
-    resumed_step = 0
-    if checkpoint is not None:
-        resumed_step = int(checkpoint.name.split("-")[1])
-    bus(Started(run_dir=str(folder.path), max_steps=cfg.grpo.max_steps, resumed_from_step=resumed_step,
-                device=f"{placement.device} ({placement.dtype})", model=cfg.model.name,
-                reward_names=[s.label for s in specs], trainable_params=trainable, total_params=total))
-    try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except RewardError as exc:
-        _save_checkpoint_after_failure(trainer, folder, bus)
-        exc.hint = reward_failure_hint(exc, folder)
-        raise
-    finally:
-        # The reward process is not needed after training; if loading failed earlier, garbage
-        # collection (or interpreter exit) stops it.
-        close_rewards(specs)
-    step = trainer.state.global_step
-    adapter_dir = folder.adapter
-    trainer.save_model(str(adapter_dir))  # every process: sharded setups gather the weights collectively
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(adapter_dir))
-    stopped = callback.stopped and step < cfg.grpo.max_steps
-    if store is not None and folder.stop_request.exists():
-        folder.stop_request.unlink()
-    finished = Finished(step=step, stopped=stopped, adapter_dir=str(adapter_dir), seconds=time.time() - started)
-    bus(finished)
-    return finished
+    return trainer, callback
 
 
 def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBus) -> tuple[list[Any], list[Any]]:
