@@ -228,8 +228,6 @@ class StudioCallback(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
-            import os
-
             path = os.path.join(self.checkpoints_dir, f"checkpoint-{state.global_step}")
             self.emit(Checkpoint(step=state.global_step, path=path))
 
