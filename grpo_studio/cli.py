@@ -132,6 +132,9 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
 
 
 def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # a frozen (installer) build starts reward processes through this entry
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # plain `grpo-studio` opens the window
