@@ -15,13 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_studio.engine.bench import BenchSetup
-
-
-def _sync() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+from grpo_studio.engine.trainer import synchronize_cuda
 
 
 def measure_bandwidth() -> float | None:
@@ -30,7 +24,7 @@ def measure_bandwidth() -> float | None:
 
     if not torch.cuda.is_available():
         return None
-    n = 1 << 29  # 1 GiB of bf16... as 2**29 elements x 2 bytes
+    n = 1 << 29  # bf16 elements: 1 GiB
     src = torch.empty(n, dtype=torch.bfloat16, device="cuda").uniform_()
     dst = torch.empty_like(src)
     times = []
@@ -67,11 +61,11 @@ class StepTimer:
         self._t = 0.0
 
     def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
-        _sync()
+        synchronize_cuda()
         self._t = time.perf_counter()
 
     def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-        _sync()
+        synchronize_cuda()
         self.steps.append(time.perf_counter() - self._t)
 
 
@@ -106,10 +100,10 @@ def run_trl(setup: BenchSetup, work: Path) -> dict[str, Any]:
 
     class TimedGRPOTrainer(GRPOTrainer):
         def _generate_single_turn(self, *args: Any, **kw: Any) -> Any:
-            _sync()
+            synchronize_cuda()
             t = time.perf_counter()
             out = super()._generate_single_turn(*args, **kw)
-            _sync()
+            synchronize_cuda()
             gen_times.append(time.perf_counter() - t)
             return out
 

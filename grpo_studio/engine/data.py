@@ -17,7 +17,7 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from grpo_studio.config import DATA_FILE_FORMATS, DataSettings, LoadedRun
 
@@ -82,9 +82,16 @@ def resolve_source(run: LoadedRun, spec: str, subset: str = "", split: str = "tr
 # ---- reading raw rows ---------------------------------------------------------------------
 
 
-def _scan_jsonl(path: Path) -> None:
-    """Find the first bad line of a JSON-lines file, to report it by number."""
-    with path.open(encoding="utf-8") as f:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a JSON-lines file; a bad line is a
+    `FILE:LINE: reason` DataError."""
+    try:
+        f = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError("file not found", file=path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror}", file=path) from None
+    with f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -95,6 +102,13 @@ def _scan_jsonl(path: Path) -> None:
             if not isinstance(value, dict):
                 raise DataError(f"expected a JSON object per line, found {type(value).__name__}",
                                 file=path, line=number)
+            yield number, value
+
+
+def _scan_jsonl(path: Path) -> None:
+    """Find the first bad line of a JSON-lines file, to report it by number."""
+    for _ in read_jsonl(path):
+        pass
 
 
 def _scan_csv(path: Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grpo_studio.config import LoadedRun
-from grpo_studio.engine.data import DataError
+from grpo_studio.engine.data import DataError, read_jsonl
 from grpo_studio.engine.model import ModelError
 
 Progress = Callable[[str, float], None]
@@ -44,21 +44,13 @@ class TypedCompletion:
 def read_completions(path: str | Path) -> list[TypedCompletion]:
     """Parse a completions file (the format is in the module docstring); errors are `FILE:LINE: reason`."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError("completions file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read: {exc}", file=path) from None
     out = []
-    for number, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            item = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON: {exc.msg} (column {exc.colno})", file=path, line=number) from None
-        if not isinstance(item, dict) or not isinstance(item.get("completion"), str):
+    try:
+        lines = list(read_jsonl(path))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"cannot read: {exc}", file=path) from None
+    for number, item in lines:
+        if not isinstance(item.get("completion"), str):
             raise DataError('expected an object with a "completion" string', file=path, line=number)
         completion = item.pop("completion")
         row = item.pop("row", None)

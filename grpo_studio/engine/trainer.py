@@ -56,7 +56,7 @@ class StudioGRPOTrainer(GRPOTrainer):
         else:
             result = super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                    has_tool_images)
-        _synchronize()
+        synchronize_cuda()
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["perf/generation_seconds"].append(time.perf_counter() - started)
         return result
@@ -181,11 +181,11 @@ class StudioCallback(TrainerCallback):
         self._tokens_at_log = state.num_input_tokens_seen
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        _synchronize()  # charge queued GPU work to the step that queued it
+        synchronize_cuda()  # charge queued GPU work to the step that queued it
         self._step_started = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        _synchronize()
+        synchronize_cuda()
         self._step_seconds.append(time.perf_counter() - self._step_started)
         if self._should_stop(args):
             self.stopped = True
@@ -232,7 +232,8 @@ class StudioCallback(TrainerCallback):
             self.emit(Checkpoint(step=state.global_step, path=path))
 
 
-def _synchronize() -> None:
+def synchronize_cuda() -> None:
+    """Wait for queued GPU work, so that a host clock read after it includes that work."""
     import torch
 
     if torch.cuda.is_available():
