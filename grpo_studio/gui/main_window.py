@@ -492,4 +492,5 @@ class MainWindow(QMainWindow):
         self.prefs.set_value("window/page", self.current_view())
         self.samples_view.model.close()
         self.dataset_view.shutdown()
+        self.rewards_view.bench.shutdown()
         event.accept()
