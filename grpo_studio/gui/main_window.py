@@ -115,7 +115,11 @@ class MainWindow(QMainWindow):
         self.state_label = QLabel("Idle")
         self.problem_label = QLabel()
         self.problem_label.setStyleSheet("color: #c62828;")
+        self.vram_label = QLabel()
+        self.vram_label.setObjectName("cardSubtitle")
+        self.vram_label.setToolTip("Estimated peak GPU memory of this run (Settings page: the breakdown)")
         self.statusBar().addPermanentWidget(self.problem_label)
+        self.statusBar().addPermanentWidget(self.vram_label)
         self.statusBar().addPermanentWidget(self.state_label)
 
     def _connect(self) -> None:
@@ -131,6 +135,7 @@ class MainWindow(QMainWindow):
         self.runs_view.openRequested.connect(self.open_run)
         self.runs_view.resumeRequested.connect(self.resume)
         self.runs_view.exportRequested.connect(self.export)
+        self.settings_view.vram.updated.connect(self._show_vram)
         self._update_problem_count()
 
     # ---- pages -----------------------------------------------------------------------------
@@ -254,6 +259,15 @@ class MainWindow(QMainWindow):
         name = self.doc.display_name + (" (built-in demo)" if is_builtin(self.doc.path) else "")
         self.setWindowTitle(f"{name}[*] — {APP_NAME}")
         self.setWindowModified(self.doc.is_modified())
+
+    def _show_vram(self, view: Any) -> None:
+        from grpo_studio.gui.vram_card import format_bytes
+
+        if view.status == "estimate":
+            where = " (CPU run here)" if view.device == "cpu" or view.gpu is False else ""
+            self.vram_label.setText(f"Peak GPU memory ≈ {format_bytes(view.total)}{where}")
+        else:
+            self.vram_label.setText("")
 
     def _update_problem_count(self) -> None:
         n = len(self.doc.problems())
@@ -493,4 +507,5 @@ class MainWindow(QMainWindow):
         self.samples_view.model.close()
         self.dataset_view.shutdown()
         self.rewards_view.bench.shutdown()
+        self.settings_view.vram.shutdown()
         event.accept()
