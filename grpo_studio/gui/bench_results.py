@@ -113,6 +113,7 @@ class BenchResultsView(QWidget):
         self.splitter = splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.setChildrenCollapsible(False)
         self.scores = _table(["Group", "Completion", "Total"])
+        self.scores.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # the answer is usually at the end
         self.scores.setMinimumHeight(90)
         self.scores.setToolTip("Each completion's score by function and its weighted total; amber totals: a group "
                                "whose completions all score the same (zero advantage)")

@@ -292,11 +292,7 @@ class MainWindow(QMainWindow):
                 self.doc.load(folder.config)
             except ConfigError as exc:
                 self._show_load_error(folder.config, exc)
-        try:
-            self.training_view.show_run(folder.path)
-        except (OSError, FileNotFoundError) as exc:
-            self.tell("Cannot read the run", f"{folder.path}: {exc}")
-            return False
+        self.training_view.show_run(folder.path)  # read in the background; a damaged store says so there
         self.samples_view.set_run(folder.path)
         self.prefs.add_recent_run(folder.path)
         self.show_view("training")
@@ -381,8 +377,10 @@ class MainWindow(QMainWindow):
             if not ok:
                 return
             overrides.append(f"grpo.max_steps={steps}")
-        self.training_view.show_run(run_dir)  # the curves so far; the resumed steps continue them
-        self.training_view.begin_resume()
+        view = self.training_view
+        if view.run_dir is None or view.run_dir.resolve() != run_dir.resolve() or view.is_loading():
+            view.show_run(run_dir)  # the curves so far (read in the background); the resumed steps continue them
+        view.begin_resume()
         self.samples_view.set_run(run_dir, live=True)
         self.controller.start(run_dir, resume=True, overrides=overrides)
         self.show_view("training")

@@ -155,6 +155,19 @@ class RewardBenchPanel(QWidget):
             policy = QSizePolicy.Policy.Preferred if i == self.inputs.currentIndex() else QSizePolicy.Policy.Ignored
             self.inputs.widget(i).setSizePolicy(QSizePolicy.Policy.Preferred, policy)
         self.inputs.adjustSize()
+        self._fit_inputs()
+
+    def _fit_inputs(self) -> None:
+        """The inputs pane as tall as the chosen inputs want; the rest goes to what the bench shows."""
+        sizes = self.splitter.sizes()
+        total = sum(sizes)
+        top = self.splitter.widget(0)
+        if total <= 0 or not top.layout():
+            return
+        layout = top.layout()
+        wanted = layout.totalHeightForWidth(top.width()) if layout.hasHeightForWidth() and top.width() > 0 \
+            else top.sizeHint().height()
+        self.splitter.setSizes([wanted, max(total - wanted, 0)])
 
     def _idle_page(self) -> QWidget:
         self.idle_label = QLabel(IDLE_TEXT)
