@@ -127,19 +127,28 @@ def main() -> int:
     wait_until(lambda: bench.state not in ("running", "cancelling"), 300, "the bench")
     save(win, "09-reward-bench-sampled")
 
-    # The VRAM estimate for a bigger setup.
+    # The VRAM estimate of a real-sized setup: Qwen2.5-1.5B's config.json (no weights needed), 4-bit.
+    import json
+
+    from grpo_studio.engine.bench import ARCHS
+
+    qwen = scratch / "Qwen2.5-1.5B-Instruct"
+    qwen.mkdir()
+    (qwen / "config.json").write_text(json.dumps({**ARCHS["qwen2.5-1.5b"], "model_type": "qwen2",
+                                                  "max_position_embeddings": 32768}))
     win.show_view("settings")
-    win.doc.set_field("grpo.max_completion_length", 256)
-    win.doc.set_field("lora.r", 64)
-    win.doc.set_field("model.max_seq_length", 512)
+    win.doc.set_field("model.name", str(qwen))
+    win.doc.set_field("quantization.load_in", "4bit")
+    win.doc.set_field("grpo.per_device_train_batch_size", 8)
+    win.doc.set_field("grpo.max_completion_length", 512)
+    win.doc.set_field("model.max_seq_length", 1024)
     wait_until(lambda: not win.settings_view.vram.is_busy(), 20, "the VRAM estimate")
     wait(300)
     save(win, "10-vram-estimate")
 
     # The finished run, reopened from its folder as the Runs page does.
-    win.doc.set_field("grpo.max_completion_length", 64)
     win.open_run(run_dir)
-    wait(500)
+    wait_until(lambda: not win.training_view.is_loading(), 20, "the run to be read")
     save(win, "11-reopened-run")
     log = win.training_view.log.toPlainText().splitlines()
     print("log starts:", log[:3], flush=True)
