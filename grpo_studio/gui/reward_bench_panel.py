@@ -120,6 +120,7 @@ class RewardBenchPanel(QWidget):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         doc.changed.connect(self._update_generated_text)
+        doc.changed.connect(lambda path: path == "" and self.reset())
         self._update_generated_text()
         self._set_state("idle")
 
@@ -323,6 +324,15 @@ class RewardBenchPanel(QWidget):
         self.note.setText(text)
         self.note.setStyleSheet(f"color: {ERROR if error else MUTED};")
         self.note.setVisible(bool(text))
+
+    def reset(self) -> None:
+        """Another run file was opened (or a new one started): results of the old one would mislead."""
+        if self.state == "running":
+            self.cancel()
+        elif self.state in ("results", "error"):
+            self.result = None
+            self._say("")
+            self._set_state("idle")
 
     def shutdown(self, timeout_ms: int = 30000) -> None:
         """End a bench in progress and wait for its thread (a thread must not outlive the interpreter)."""

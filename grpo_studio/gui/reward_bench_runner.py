@@ -28,6 +28,7 @@ from grpo_studio.gui.run_controller import worker_environment
 from grpo_studio.gui.run_snapshot import write_snapshot
 
 Progress = Callable[[str, float], None]
+CLI = [sys.executable, "-m", "grpo_studio.cli"]  # the command line the bench runs (tests replace it)
 
 
 @dataclass
@@ -166,7 +167,7 @@ class BenchRun:
         folder = run_file.parent
         reward_name = Path(config.rewards.file).name or "rewards.py"
         editor_files = {folder / reward_name, *([saved_reward_file] if saved_reward_file else [])}
-        command = [sys.executable, "-m", "grpo_studio.cli", "rewards-check", str(run_file), "--json"]
+        command = [*CLI, "rewards-check", str(run_file), "--json"]
         if typed is not None:
             lines = [json.dumps({"row": g.row, "completion": c}) for g in typed for c in g.completions]
             (folder / "completions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -100,3 +100,17 @@ def test_cancel_ends_the_bench_process(opened, qtbot):
     assert blocker.args[0].cancelled
     assert process.poll() is not None  # ended, not left running
     assert panel.state == "idle" and panel.note.text() == "Cancelled." and panel.run_button.isEnabled()
+
+
+def test_a_bench_that_cannot_run_says_why(opened, qtbot, monkeypatch):
+    from grpo_studio.gui import reward_bench_runner
+
+    script = "import sys; print('run.toml: model.name: refused for this test', file=sys.stderr); sys.exit(2)"
+    monkeypatch.setattr(reward_bench_runner, "CLI", [reward_bench_runner.sys.executable, "-c", script])
+    panel = opened.rewards_view.bench
+    panel.typed.completions.setPlainText("7")
+    result = run_bench(qtbot, panel)
+    assert panel.state == "error" and result.problem == "run.toml: model.name: refused for this test"
+    assert "The bench could not run" in panel.error_label.text() and panel.run_button.isEnabled()
+    opened.doc.new()  # another run file: the old outcome is not shown against it
+    assert panel.state == "idle"
