@@ -205,8 +205,8 @@ class VramCard(Card):
         if device_note(view):
             notes.append(device_note(view))
         self.note.setText("\n".join(notes))
-        self.headline.setStyleSheet(f"font-size: 12pt; font-weight: 600; color: "
-                                    f"{ERROR if view.status == 'error' else TEXT if view.status == 'estimate' else MUTED};")
+        color = {"error": ERROR, "estimate": TEXT}.get(view.status, MUTED)
+        self.headline.setStyleSheet(f"font-size: 12pt; font-weight: 600; color: {color};")
         self._fill_parts(view)
 
     def _fill_parts(self, view: VramView) -> None:

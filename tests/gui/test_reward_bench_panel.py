@@ -81,7 +81,8 @@ def test_an_exception_is_marked_at_its_line_in_the_editor(opened, qtbot):
     view.bench.results.findings.setCurrentItem(item)
     view.bench.results._activate(item)  # a click on the finding goes to its line, traceback beneath
     assert editor.textCursor().blockNumber() + 1 == line
-    assert view.bench.results.details.isVisibleTo(view) and "ZeroDivisionError" in view.bench.results.details.toPlainText()
+    details = view.bench.results.details
+    assert details.isVisibleTo(view) and "ZeroDivisionError" in details.toPlainText()
     shot(opened, "reward-bench-exception")
 
 
