@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTableWidgetSelectionRange,
     QVBoxLayout,
     QWidget,
 )
@@ -93,6 +94,7 @@ class BenchResultsView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.result: BenchResult | None = None
+        self._group_rows: list[tuple[int, int]] = []
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.setSpacing(6)
@@ -200,8 +202,10 @@ class BenchResultsView(QWidget):
             table.horizontalHeaderItem(c).setToolTip(name)
         rows = sum(len(g.completions) for g in result.groups)
         table.setRowCount(rows)
+        self._group_rows = []  # (first row, row count) of each group, for findings that name groups
         r = 0
         for gi, group in enumerate(result.groups):
+            self._group_rows.append((r, len(group.completions)))
             shade = QBrush(QColor(GROUP_SHADE)) if gi % 2 else None
             # The row names the group (typed and sampled groups are one per row), as the findings do.
             where = f"row {group.row}" if group.row is not None else f"group {gi}"
@@ -248,7 +252,8 @@ class BenchResultsView(QWidget):
             item.setData(ROLE_FINDING, finding)
             item.setForeground(QBrush(QColor(ERROR if error else WARNING)))
             item.setBackground(QBrush(QColor(ERROR_BG if error else WARNING_BG)))
-            tip = "Click to go to the line in the editor" if finding.line else ""
+            tip = ("Click to go to the line in the editor" if finding.line else
+                   "Click to select the group's completions above" if finding.groups else "")
             if finding.details:
                 tip += ("; " if tip else "") + "the traceback is shown below"
             item.setToolTip(tip)
@@ -268,6 +273,10 @@ class BenchResultsView(QWidget):
         total = sum(self.splitter.sizes())
         if total > 0:
             self.splitter.setSizes([max(total - wanted, 90), wanted])
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._share_room()  # the split is only known once the results are laid out
 
     def wanted_height(self) -> int:
         """The height that shows everything without scrolling (the panel gives it, when it can)."""
@@ -296,8 +305,22 @@ class BenchResultsView(QWidget):
     def _activate(self, item: QListWidgetItem) -> None:
         finding = item.data(ROLE_FINDING)
         self._show_details(item)
-        if finding is not None and finding.line:
+        if finding is None:
+            return
+        if finding.groups:
+            self.select_group(finding.groups[0])
+        if finding.line:
             self.findingActivated.emit(finding)
+
+    def select_group(self, index: int) -> None:
+        """Select a group's completions in the scores table (a finding about a group was clicked)."""
+        if not 0 <= index < len(self._group_rows):
+            return
+        first, count = self._group_rows[index]
+        self.scores.clearSelection()
+        selection = QTableWidgetSelectionRange(first, 0, first + count - 1, self.scores.columnCount() - 1)
+        self.scores.setRangeSelected(selection, True)
+        self.scores.scrollToItem(self.scores.item(first, 0), QAbstractItemView.ScrollHint.PositionAtTop)
 
 
 def _short(name: str) -> str:

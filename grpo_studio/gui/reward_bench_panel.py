@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -291,6 +291,7 @@ class RewardBenchPanel(QWidget):
             self._say("")
             self._set_state("results")
             self._room_for_results()
+            QTimer.singleShot(0, self._room_for_results)  # again once the results page is laid out
         self.finished.emit(result)
 
     def _room_for_results(self) -> None:

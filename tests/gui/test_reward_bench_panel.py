@@ -52,6 +52,10 @@ def test_typed_completions_are_scored_and_a_flat_group_is_flagged(opened, qtbot)
     assert any("zero advantage" in text for text in listed)
     total = scores.item(2, scores.columnCount() - 1)
     assert "zero advantage" in total.toolTip()  # the flat group's totals are marked
+    item = next(panel.results.findings.item(i) for i in range(panel.results.findings.count())
+                if "zero advantage" in panel.results.findings.item(i).text())
+    panel.results._activate(item)  # a click on it selects the group's completions
+    assert sorted({i.row() for i in scores.selectedIndexes()}) == [2, 3]
     assert opened.rewards_view.editor.error_line == 0  # warnings mark no line as an error
     shot(opened, "reward-bench-results")
 
