@@ -94,7 +94,8 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
     p.add_argument("--completions", metavar="FILE.jsonl", help="completions to score instead of generated ones")
     p.add_argument("--prompts", type=int, default=4, metavar="N",
                    help="rows to generate completions for (default 4; without --completions)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON on stdout (and progress as JSON lines on stderr)")
     _add_overrides(p)
 
     p = sub.add_parser("eval", help="greedy accuracy on the run's held-out split")
@@ -278,7 +279,9 @@ def cmd_rewards_check(args: argparse.Namespace) -> int:
     quiet_libraries()
 
     def progress(message: str, fraction: float) -> None:
-        if not args.json:
+        if args.json:  # for programs (the window's bench panel): one JSON object a line on stderr
+            print(json.dumps({"progress": round(fraction, 3), "message": message}), file=sys.stderr, flush=True)
+        else:
             print(f"  {message}", file=sys.stderr, flush=True)
 
     report = run_bench(run, completions=typed, prompts=max(1, args.prompts), progress=progress)

@@ -79,7 +79,8 @@ def _cached_tokenizer(run: LoadedRun) -> Any:
     return tok
 
 
-def preview(run: LoadedRun, n: int = 5) -> DatasetPreview:
+def preview(run: LoadedRun, n: int = 5, first: int = 0) -> DatasetPreview:
+    """Rows `first` to `first + n - 1` (fewer at the end of the data)."""
     from grpo_studio.engine.model import ModelError
 
     cfg = run.config
@@ -102,7 +103,7 @@ def preview(run: LoadedRun, n: int = 5) -> DatasetPreview:
             out.notes.append(f"Shown without the model's chat template: {exc.message}")
     else:
         out.notes.append("No model chosen yet: shown without a chat template.")
-    head = raw.select(range(min(n, len(raw))))
+    head = raw.select(range(min(first, len(raw)), min(first + n, len(raw))))
     try:
         prompts = build_prompts(head, cfg.data, tokenizer, source, check_length=False)
     except DataError as exc:

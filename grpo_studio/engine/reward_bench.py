@@ -111,9 +111,12 @@ class BenchReport:
             data["warnings"] = [str(w) for w in f.warnings]
             data["tracebacks"] = [e.details for e in f.errors if e.details]
             functions.append(data)
+        # The same findings as records (code, file, line, groups, traceback), for tools that mark lines.
+        findings = [dict(asdict(f), level=level) for level, items in (("error", self.errors),
+                                                                      ("warning", self.warnings)) for f in items]
         return {"ok": self.ok, "source": self.source, "seconds": self.seconds,
                 "errors": [str(e) for e in self.errors], "warnings": [str(w) for w in self.warnings],
-                "functions": functions, "groups": [asdict(g) for g in self.groups]}
+                "findings": findings, "functions": functions, "groups": [asdict(g) for g in self.groups]}
 
 
 # ---- the bench ----------------------------------------------------------------------------

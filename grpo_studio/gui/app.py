@@ -112,6 +112,9 @@ def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:
     result = {"ok": False}
 
     def grab() -> None:
+        if window.training_view.is_loading():  # a run folder's store is still being read
+            QTimer.singleShot(100, grab)
+            return
         window.training_view._redraw()
         app.processEvents()
         target.parent.mkdir(parents=True, exist_ok=True)

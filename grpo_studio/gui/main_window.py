@@ -115,7 +115,11 @@ class MainWindow(QMainWindow):
         self.state_label = QLabel("Idle")
         self.problem_label = QLabel()
         self.problem_label.setStyleSheet("color: #c62828;")
+        self.vram_label = QLabel()
+        self.vram_label.setObjectName("cardSubtitle")
+        self.vram_label.setToolTip("Estimated peak GPU memory of this run (Settings page: the breakdown)")
         self.statusBar().addPermanentWidget(self.problem_label)
+        self.statusBar().addPermanentWidget(self.vram_label)
         self.statusBar().addPermanentWidget(self.state_label)
 
     def _connect(self) -> None:
@@ -131,6 +135,7 @@ class MainWindow(QMainWindow):
         self.runs_view.openRequested.connect(self.open_run)
         self.runs_view.resumeRequested.connect(self.resume)
         self.runs_view.exportRequested.connect(self.export)
+        self.settings_view.vram.updated.connect(self._show_vram)
         self._update_problem_count()
 
     # ---- pages -----------------------------------------------------------------------------
@@ -255,6 +260,15 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}[*] — {APP_NAME}")
         self.setWindowModified(self.doc.is_modified())
 
+    def _show_vram(self, view: Any) -> None:
+        from grpo_studio.gui.vram_card import format_bytes
+
+        if view.status == "estimate":
+            where = " (CPU run here)" if view.device == "cpu" or view.gpu is False else ""
+            self.vram_label.setText(f"Peak GPU memory ≈ {format_bytes(view.total)}{where}")
+        else:
+            self.vram_label.setText("")
+
     def _update_problem_count(self) -> None:
         n = len(self.doc.problems())
         self.problem_label.setText(f"{n} problem{'s' if n != 1 else ''} to fix before training" if n else "")
@@ -278,11 +292,7 @@ class MainWindow(QMainWindow):
                 self.doc.load(folder.config)
             except ConfigError as exc:
                 self._show_load_error(folder.config, exc)
-        try:
-            self.training_view.show_run(folder.path)
-        except (OSError, FileNotFoundError) as exc:
-            self.tell("Cannot read the run", f"{folder.path}: {exc}")
-            return False
+        self.training_view.show_run(folder.path)  # read in the background; a damaged store says so there
         self.samples_view.set_run(folder.path)
         self.prefs.add_recent_run(folder.path)
         self.show_view("training")
@@ -367,8 +377,10 @@ class MainWindow(QMainWindow):
             if not ok:
                 return
             overrides.append(f"grpo.max_steps={steps}")
-        self.training_view.show_run(run_dir)  # the curves so far; the resumed steps continue them
-        self.training_view.begin_resume()
+        view = self.training_view
+        if view.run_dir is None or view.run_dir.resolve() != run_dir.resolve() or view.is_loading():
+            view.show_run(run_dir)  # the curves so far (read in the background); the resumed steps continue them
+        view.begin_resume()
         self.samples_view.set_run(run_dir, live=True)
         self.controller.start(run_dir, resume=True, overrides=overrides)
         self.show_view("training")
@@ -492,4 +504,6 @@ class MainWindow(QMainWindow):
         self.prefs.set_value("window/page", self.current_view())
         self.samples_view.model.close()
         self.dataset_view.shutdown()
+        self.rewards_view.bench.shutdown()
+        self.settings_view.vram.shutdown()
         event.accept()

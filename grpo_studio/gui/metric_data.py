@@ -31,6 +31,19 @@ class Series:
         self._values[self.n] = value
         self.n += 1
 
+    @classmethod
+    def from_arrays(cls, steps: np.ndarray, values: np.ndarray) -> "Series":
+        """A series from whole arrays in step order (a reopened run), without a Python loop."""
+        series = cls()
+        n = len(steps)
+        size = max(64, 1 << max(0, n - 1).bit_length())  # room to grow, as appending would leave
+        series._steps = np.empty(size, dtype=np.float64)
+        series._values = np.empty(size, dtype=np.float64)
+        series._steps[:n] = steps
+        series._values[:n] = values
+        series.n = n
+        return series
+
     def extend(self, steps: Iterable[float], values: Iterable[float]) -> None:
         for s, v in zip(steps, values):
             self.append(s, v)
@@ -62,7 +75,11 @@ class MetricData:
 
     def load(self, metrics: dict[str, tuple[list, list]]) -> None:
         for name, (steps, values) in metrics.items():
-            self.series.setdefault(name, Series()).extend(steps, values)
+            if name in self.series and self.series[name].n:
+                self.series[name].extend(steps, values)
+            else:
+                self.series[name] = Series.from_arrays(np.asarray(steps, dtype=np.float64),
+                                                       np.asarray(values, dtype=np.float64))
         self.version += 1
 
     def get(self, name: str) -> Series | None:

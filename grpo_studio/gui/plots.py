@@ -120,7 +120,9 @@ class MetricPlot(pg.PlotWidget):
         item.getAxis("left").enableAutoSIPrefix(False)
         # Room for "-0.250" from the start; longer labels ("9.95e-4") widen the axis when they come.
         item.getAxis("left").setStyle(autoExpandTextSpace=True, tickTextWidth=44)
-        self.setMinimumSize(200, 150)
+        # Small enough that three rows fit beside a two-line banner in an 800-pixel window: a grid
+        # squeezed below its minimum is clipped, and the bottom row loses its step labels.
+        self.setMinimumSize(200, 120)
         self.setMouseEnabled(x=False, y=False)
         self.legend: pg.LegendItem | None = None
         self.empty = pg.TextItem(spec.empty_note, color=MUTED, anchor=(0.5, 0.5))
@@ -187,7 +189,13 @@ class MetricPlot(pg.PlotWidget):
             last = max(data.series[n].steps[-1] for n in names if data.series[n].n)
             vb = self.getPlotItem().vb
             vb.setXRange(first, max(last, first + 1), padding=0.03)
-            vb.enableAutoRange(axis="y")
+            flat = flat_range(data, names)
+            if flat is not None:
+                # A constant curve (a constant learning rate, a loss of exactly 0): auto-range would zoom
+                # into float noise and label ticks 1.000000000000002e-1.
+                vb.setYRange(*flat, padding=0)
+            else:
+                vb.enableAutoRange(axis="y")
         else:
             for raw, smoothed in self.curves.values():
                 raw.setData([], [])
@@ -255,6 +263,20 @@ class MetricPlot(pg.PlotWidget):
         self.cursor_line.hide()
         self.hover.hide()
         super().leaveEvent(event)
+
+
+def flat_range(data: MetricData, names: list[str]) -> tuple[float, float] | None:
+    """A y range around curves that do not change (within float noise), or None when they do."""
+    values = np.concatenate([data.series[n].values for n in names if data.series[n].n])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    low, high = float(values.min()), float(values.max())
+    middle = (low + high) / 2
+    if high - low > 1e-9 * max(abs(middle), 1e-12):
+        return None
+    pad = abs(middle) * 0.1 if middle else 0.5
+    return middle - pad, middle + pad
 
 
 def _fmt(v: float) -> str:

@@ -2,7 +2,8 @@
 
 Syntax is checked a moment after each pause in typing (compiling a reward file takes well under a
 millisecond, so it runs on the GUI thread); the first error is marked at its line. The code is
-never run here: the training worker loads it.
+never run in the window: the training worker loads it, and the test bench (the "Test bench" tab,
+reward_bench_panel.py) runs it in a child process, its exceptions marked here like syntax errors.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableWidget,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -32,12 +34,14 @@ from PySide6.QtWidgets import (
 from grpo_studio.gui.code_editor import CodeEditor
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.field_editors import guard_wheel
+from grpo_studio.gui.reward_bench_panel import RewardBenchPanel
 from grpo_studio.gui.reward_source import defined_functions, reward_functions, syntax_problem
 from grpo_studio.gui.reward_templates import list_templates, merge_template
 from grpo_studio.gui.settings_form import Card, SectionCard, scrolling, setting_path
 from grpo_studio.gui.style import ERROR, OK, set_invalid
 
 SYNTAX_CHECK_DELAY_MS = 250
+BENCH_WIDTH = 600  # the test bench's share of the page when first shown
 
 
 class RewardFunctionsTable(QWidget):
@@ -260,6 +264,7 @@ class RewardsView(QWidget):
         left_box.addWidget(self.editor, 1)
         self.syntax_label = QLabel()
         self.syntax_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.syntax_label.setWordWrap(True)  # a long message wraps; unwrapped, it would widen the editor's column
         self.syntax_label.setCursor(Qt.CursorShape.PointingHandCursor)
         self.syntax_label.mousePressEvent = lambda e: self.editor.error_line and self.editor.go_to_line(
             self.editor.error_line)
@@ -297,13 +302,25 @@ class RewardsView(QWidget):
         help_card.body.addWidget(help_text)
         right_box.addWidget(help_card)
         right_box.addStretch(0)
-        right = scrolling(right_content)
-        right.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        right.setMinimumWidth(440)
-        splitter.addWidget(right)
+        functions_page = scrolling(right_content)
+        functions_page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.bench = RewardBenchPanel(doc)
+        self.bench.findingActivated.connect(self.show_finding)
+        self.bench.finished.connect(self._bench_finished)
+        self.side_tabs = QTabWidget()
+        self.side_tabs.setObjectName("sideTabs")
+        self.side_tabs.setDocumentMode(True)
+        self.side_tabs.addTab(functions_page, "Functions")
+        self.side_tabs.addTab(self.bench, "Test bench")
+        self.side_tabs.setTabToolTip(1, "Run the reward functions on real rows and completions before training")
+        self.side_tabs.setMinimumWidth(440)
+        self.side_tabs.currentChanged.connect(self._side_tab_changed)
+        self._bench_widened = False
+        splitter.addWidget(self.side_tabs)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setSizes([620, 460])
+        self.splitter = splitter
         outer.addWidget(splitter, 1)
 
         self._check_timer = QTimer(self)
@@ -360,6 +377,42 @@ class RewardsView(QWidget):
         self.syntax_label.setText(f"✗ Line {m.group(1)} {context}: {m.group(2)}")
         self.syntax_label.setStyleSheet(f"color: {ERROR}; font-weight: 600;")
         return True
+
+    # ---- the test bench --------------------------------------------------------------------
+    def show_bench(self) -> None:
+        self.side_tabs.setCurrentWidget(self.bench)
+
+    def _side_tab_changed(self, index: int) -> None:
+        """The bench's tables want more width than the function list: give it once, then leave the split
+        to the user."""
+        if self.side_tabs.widget(index) is self.bench and not self._bench_widened:
+            self._bench_widened = True
+            total = sum(self.splitter.sizes())
+            if total > 0 and self.splitter.sizes()[1] < BENCH_WIDTH:
+                self.splitter.setSizes([max(total - BENCH_WIDTH, 360), BENCH_WIDTH])
+
+    def _bench_finished(self, result) -> None:
+        """A function that raised is marked at its line, like a syntax error (while the lines still match)."""
+        if result.cancelled or result.problem or result.reward_source != self.editor.toPlainText():
+            return
+        first = next((f for f in result.errors if f.line), None)
+        if first is not None and syntax_problem(result.reward_source) is None:
+            self._mark_bench_line(first)
+
+    def show_finding(self, finding) -> None:
+        """A finding clicked in the bench: go to its line; an error is marked there."""
+        self.editor.go_to_line(finding.line)
+        if finding.level == "error":
+            self._mark_bench_line(finding)
+        self.editor.setFocus()
+
+    def _mark_bench_line(self, finding) -> None:
+        result = self.bench.result
+        stale = result is not None and result.reward_source != self.editor.toPlainText()
+        self.editor.mark_error(finding.line, finding.message)
+        note = " (the code changed since: run the bench again)" if stale else ""
+        self.syntax_label.setText(f"✗ Line {finding.line} in the test bench: {finding.message}{note}")
+        self.syntax_label.setStyleSheet(f"color: {ERROR}; font-weight: 600;")
 
     def _show_file(self) -> None:
         path = self.doc.reward_path()

@@ -296,6 +296,12 @@ class SettingsView(QWidget):
                                                "Warnings (with advice) when the metrics show a run going wrong.")
         for name in ("model", "quantization", "lora", "eval"):
             left.addWidget(self.cards[name])
+        # The estimate sits first on the right: it answers "will this fit?" while the settings change.
+        from grpo_studio.gui.vram_card import VramCard, VramEstimator
+
+        self.vram = VramEstimator(doc, self)
+        self.vram_card = VramCard(self.vram)
+        right.addWidget(self.vram_card)
         for name in ("grpo", "run", "alarms"):
             if name in self.cards:
                 right.addWidget(self.cards[name])

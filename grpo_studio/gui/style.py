@@ -99,6 +99,13 @@ QProgressBar {{ border: 1px solid {BORDER}; border-radius: 5px; background: {SUR
                 height: 18px; }}
 QProgressBar::chunk {{ background: {ACCENT}; border-radius: 4px; }}
 QSplitter::handle {{ background: {WINDOW}; }}
+QTabBar#groupTabs::tab {{ padding: 4px 4px 4px 10px; margin-right: 2px; border: 1px solid {BORDER}; border-bottom: none;
+                         border-top-left-radius: 5px; border-top-right-radius: 5px; background: #f7f8fa;
+                         color: {MUTED}; }}
+QTabBar#groupTabs::tab:selected {{ background: {SURFACE}; color: {TEXT}; font-weight: 600; }}
+QTabBar#groupTabs::close-button {{ image: url({{icons}}/close.svg); subcontrol-position: right; width: 14px;
+                                  height: 14px; margin: 0 2px 0 4px; }}
+QTabBar#groupTabs::close-button:hover {{ background: #e8edf7; border-radius: 3px; }}
 QScrollArea {{ border: none; background: transparent; }}
 QScrollArea > QWidget > QWidget#scrollContent {{ background: transparent; }}
 """

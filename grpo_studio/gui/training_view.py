@@ -1,14 +1,14 @@
 """The Training page: progress with step, ETA and throughput; live plots; problems; the log.
 
 It shows either the run in progress (fed event by event from the RunController) or a past run
-(read from its run store). Both go through the same `handle_event`, so a reopened run looks
-exactly like it did live.
+(read from its run store on a worker thread). Both go through the same `handle_event`, so a
+reopened run looks like it did live, except that its old alarms are listed quietly instead of
+raising a banner: a banner is for something happening now.
 """
 
 from __future__ import annotations
 
 import html
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from grpo_studio.gui.background import run_in_background
+from grpo_studio.gui.log_view import LogView
 from grpo_studio.gui.metric_data import MetricData
-from grpo_studio.gui.style import ERROR, MUTED, WARNING, monospace_font
+from grpo_studio.gui.style import ERROR, WARNING, monospace_font
 
-LOG_LINES = 5000
+PAST_ALARMS_LISTED = 2
 
 
 def format_duration(seconds: float) -> str:
@@ -96,11 +98,17 @@ class Banner(QFrame):
 
 class TrainingView(QWidget):
     runDirChanged = Signal(object)  # Path of the run shown, or None
+    runLoaded = Signal(object)  # a past run's store was read and shown (its Path)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.data = MetricData()
         self.run_dir: Path | None = None
+        self.past_alarms: list[Any] = []
+        self._loading: int = 0  # the number of the store read in progress; 0 = none
+        self._loads = 0
+        self._queued: list[Any] = []  # live events that arrived while a store was being read
+        self._resume_after_load = False
         self.reset_state()
 
         outer = QVBoxLayout(self)
@@ -122,7 +130,7 @@ class TrainingView(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("step %v / %m")
+        self.progress.setFormat("step %v / %m")  # the step lives here; the text beside it says the rest
         self.progress.setFixedWidth(360)
         progress_row.addWidget(self.progress)
         self.progress_text = QLabel("")
@@ -142,6 +150,13 @@ class TrainingView(QWidget):
 
         self.banner = Banner()
         outer.addWidget(self.banner)
+        # Alarms of a reopened run: history, not news. Listed quietly; the log has them in full.
+        self.past_alarms_label = QLabel()
+        self.past_alarms_label.setObjectName("cardSubtitle")
+        self.past_alarms_label.setWordWrap(True)
+        self.past_alarms_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.past_alarms_label.hide()
+        outer.addWidget(self.past_alarms_label)
 
         # The plots (and pyqtgraph) are made when the page is first shown, not at start-up: the
         # window paints sooner, and metrics wait in `self.data` meanwhile.
@@ -149,11 +164,8 @@ class TrainingView(QWidget):
         self.plot_area = QWidget()
         QVBoxLayout(self.plot_area).setContentsMargins(0, 0, 0, 0)
         self.smoothing.valueChanged.connect(self._smoothing_changed)
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(LOG_LINES)
-        self.log.setFont(monospace_font(9))
-        self.log.setPlaceholderText("Messages from the run appear here.")
+        self.log = LogView()
+        self.log.setMinimumHeight(48)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.plot_area)
         splitter.addWidget(self.log)
@@ -201,6 +213,8 @@ class TrainingView(QWidget):
         self.data.clear()
         self.log.clear()
         self.banner.hide()
+        self.past_alarms = []
+        self.past_alarms_label.hide()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress_text.setText("")
@@ -208,6 +222,8 @@ class TrainingView(QWidget):
 
     def begin_live(self) -> None:
         """A new run is starting: forget the shown one."""
+        self._loading = 0  # a store still being read is not shown any more
+        self._queued = []
         self.clear()
         self.run_dir = None
         self.status = "starting"
@@ -217,6 +233,9 @@ class TrainingView(QWidget):
 
     def begin_resume(self) -> None:
         """The shown run is being resumed: keep its curves, the new steps continue them."""
+        if self._loading:
+            self._resume_after_load = True  # its curves are still being read: resume once they are shown
+            return
         self.banner.hide()
         self.final = None
         self.status = "starting"
@@ -232,6 +251,9 @@ class TrainingView(QWidget):
 
     # ---- events ----------------------------------------------------------------------------
     def handle_event(self, event: Any, live: bool = True) -> None:
+        if live and self._loading:
+            self._queued.append(event)  # after the stored steps, which are still being read
+            return
         kind = event.kind
         when = getattr(event, "time", None)
         if kind == "opened":
@@ -272,9 +294,13 @@ class TrainingView(QWidget):
             self._log_at(when, "info", f"checkpoint saved at step {event.step}")
         elif kind == "alarm":
             level = "error" if event.severity == "error" else "warning"
-            self._log_at(when, level, f"step {event.step}: {event.message}" + (f" — {event.advice}" if event.advice
+            self._log_at(when, level, f"step {event.step}: {event.message}" + (f"\n{event.advice}" if event.advice
                                                                             else ""))
-            self.banner.show_message(level, f"Step {event.step}: {event.message}", event.advice)
+            if live:
+                self.banner.show_message(level, f"Step {event.step}: {event.message}", event.advice)
+            else:
+                self.past_alarms.append(event)
+                self._show_past_alarms()
         elif kind == "finished":
             self.final = event
             self.status = "stopped" if event.stopped else "finished"
@@ -302,17 +328,25 @@ class TrainingView(QWidget):
             self._update_label()
 
     def append_log(self, level: str, message: str, when: float | None = None) -> None:
-        color = {"error": ERROR, "warning": WARNING, "debug": MUTED, "output": MUTED}.get(level, "#1f2430")
-        stamp = time.strftime("%H:%M:%S", time.localtime(when)) if when else time.strftime("%H:%M:%S")
-        lines = html.escape(message).replace("\n", "<br>")
-        self.log.appendHtml(f"<span style='color:{MUTED}'>{stamp}</span> <span style='color:{color}'>{lines}</span>")
+        self.log.append_message(level, message, when)
 
     def _log_at(self, when: float | None, level: str, message: str) -> None:
         self.append_log(level, message, when)
 
     def append_output(self, line: str) -> None:
         """A line the worker printed (library output), shown muted."""
-        self.log.appendHtml(f"<span style='color:{MUTED}'>{html.escape(line)}</span>")
+        self.log.append_output(line)
+
+    def _show_past_alarms(self) -> None:
+        alarms = self.past_alarms
+        n = len(alarms)
+        listed = "; ".join(f"step {a.step}: {a.message}" for a in alarms[:PAST_ALARMS_LISTED])
+        more = f"; and {n - PAST_ALARMS_LISTED} more" if n > PAST_ALARMS_LISTED else ""
+        self.past_alarms_label.setText(f"⚠ {n} alarm{'s' if n != 1 else ''} during this run (in full in the log "
+                                       f"below): {listed}{more}")
+        self.past_alarms_label.setToolTip("\n\n".join(
+            f"Step {a.step}: {a.message}" + (f"\n{a.advice}" if a.advice else "") for a in alarms))
+        self.past_alarms_label.show()
 
     def _update_label(self) -> None:
         name = self.run_dir.name if self.run_dir else "run"
@@ -326,7 +360,7 @@ class TrainingView(QWidget):
         self._update_label()
 
     def _update_progress_text(self, live: bool) -> None:
-        parts = [f"step {self.step} of {self.max_steps}"] if self.max_steps else []
+        parts = []  # the step itself is on the progress bar
         if self.first_metrics is not None and self.step > self.first_metrics[1]:
             t0, s0 = self.first_metrics
             per_step = (self.last_metrics_time - t0) / (self.step - s0)
@@ -339,20 +373,34 @@ class TrainingView(QWidget):
 
     # ---- past runs -------------------------------------------------------------------------
     def show_run(self, run_dir: Path) -> None:
-        """Show a past (or other process's) run from its store: curves, log, how it ended."""
-        from grpo_studio.engine.store import RunStore
+        """Show a past (or other process's) run from its store: curves, log, how it ended.
+
+        The store is read on a worker thread (a long run has hundreds of thousands of metric rows);
+        `runLoaded` says when it is on screen. Live events of a resumed run that arrive meanwhile wait."""
+        from grpo_studio.gui.stored_run import read_stored_run
 
         self.clear()
         self.run_dir = Path(run_dir)
-        with RunStore(self.run_dir, readonly=True) as store:
-            meta = store.meta()
-            self.data.load(store.metrics())
-            events = store.events()
+        self._loads += 1
+        self._loading = number = self._loads
+        self._queued = []
+        self._resume_after_load = False
+        self.run_label.setText(f"{self.run_dir.name} · reading the run…")
+        self.progress.setRange(0, 0)
+        self.runDirChanged.emit(self.run_dir)
+        job = run_in_background(read_stored_run, self.run_dir, parent=self)
+        job.done.connect(lambda stored: self._loading == number and self._apply_stored(stored))
+        job.failed.connect(lambda exc, details: self._loading == number and self._load_failed(exc))
+
+    def is_loading(self) -> bool:
+        return bool(self._loading)
+
+    def _apply_stored(self, stored: Any) -> None:
+        meta = stored.meta
+        self.data.load(stored.metrics)
         self.max_steps = int(meta.get("max_steps", 0) or 0)
         self.step = max((int(s.steps[-1]) for s in self.data.series.values() if s.n), default=0)
-        for event in events:
-            if event.kind in ("metrics", "samples"):
-                continue
+        for event in stored.events:
             self.handle_event(event, live=False)
         status = meta.get("status", "")
         if status == "running" and self.final is None:
@@ -364,5 +412,24 @@ class TrainingView(QWidget):
         self.progress.setValue(min(self.step, max(1, self.max_steps)))
         self._update_label()
         self._update_progress_text(live=False)
+        self._finish_load()
+
+    def _load_failed(self, exc: Any) -> None:
+        self.progress.setRange(0, 1)
+        self.status = "unreadable"
+        self._update_label()
+        self.banner.show_message("error", f"Cannot read the run: {exc}",
+                                 "Its run.db may be damaged, or still being written by another program.")
+        self._finish_load()
+
+    def _finish_load(self) -> None:
+        self._loading = 0
+        if self._resume_after_load:
+            self._resume_after_load = False
+            self.begin_resume()
+        queued, self._queued = self._queued, []
+        for event in queued:
+            self.handle_event(event)
         self.runDirChanged.emit(self.run_dir)
         self._redraw()
+        self.runLoaded.emit(self.run_dir)

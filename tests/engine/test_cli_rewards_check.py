@@ -54,6 +54,12 @@ def test_errors_and_warnings_one_per_line_and_exit_2(run_file, tmp_path):
                                 "completion"]
     assert report["warnings"][0].startswith(f"{rewards}:1: correctness_reward gave 0 to every completion")
     assert [f["name"] for f in report["functions"]] == ["correctness_reward", "length_reward"]
+    # The same findings as records, for programs that mark lines (the window's bench panel).
+    assert [(f["level"], f["code"], f["line"], f["function"], f["groups"]) for f in report["findings"]] == [
+        ("error", "contract", 5, "length_reward", [0]), ("warning", "never_rewards", 1, "correctness_reward", [])]
+    progress = [json.loads(line) for line in as_json.stderr.splitlines() if line.startswith('{"progress"')]
+    assert progress[0] == {"progress": 0.0, "message": "loading the tokenizer and the data"}
+    assert progress[-1]["message"] == "running length_reward"
 
 
 def test_generated_completions_and_a_bad_completions_file(run_file, tmp_path):

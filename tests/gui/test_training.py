@@ -40,7 +40,8 @@ def test_train_streams_metrics_into_plots_and_samples_into_the_browser(opened, q
     assert set(per_function.curves) == {"rewards/correctness_reward/mean", "rewards/length_reward/mean"}
     assert reward_plot.show_values_at(2.2).startswith("step 2\nTotal reward: ")
     assert opened.training_view.progress.value() == 3
-    assert "step 3 of 3" in opened.training_view.progress_text.text()
+    assert opened.training_view.progress.text() == "step 3 / 3"
+    assert "step 3" not in opened.training_view.progress_text.text()  # said once, on the bar
     shot(opened, "training-finished")
 
     run_dir = opened.training_view.run_dir
@@ -103,7 +104,8 @@ def test_stop_ends_with_a_checkpoint_and_resume_continues_the_curves(opened, qtb
 
 
 def test_reopening_a_run_shows_its_curves_and_samples(window, trained_run, qtbot):
-    assert window.open_path(trained_run)  # a run folder: its settings, curves and samples
+    with qtbot.waitSignal(window.training_view.runLoaded, timeout=10_000):
+        assert window.open_path(trained_run)  # a run folder: its settings, curves and samples
     assert window.current_view() == "training"
     assert window.doc.path == trained_run / "config.toml"
     window.training_view.plots.redraw()

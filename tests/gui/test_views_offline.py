@@ -79,7 +79,8 @@ def test_reopened_store_fills_plots_and_progress(qtbot, tmp_path):
     view = TrainingView()
     qtbot.addWidget(view)
     view.show()
-    view.show_run(run_dir)
+    with qtbot.waitSignal(view.runLoaded, timeout=10_000):
+        view.show_run(run_dir)  # read on a worker thread
     assert view.data.get("reward").n == 20 and view.progress.value() == 20
     assert view.status == "interrupted"  # started, never finished: said so, not hidden
     view.plots.redraw()
@@ -117,3 +118,55 @@ def test_refcount_guard_gives_back_lost_references(qapp):
     assert guard.top_up() >= lost - 10
     assert sys.getrefcount(None) >= before - 10
     guard.timer.stop()
+
+
+def test_a_reopened_run_lists_its_old_alarms_quietly_and_queues_live_events(qtbot, tmp_path):
+    run_dir = make_store(tmp_path / "run", steps=20, per_step=2)
+    with RunStore(run_dir) as store:
+        store.record(Alarm(step=12, code="no_spread", message="most groups have no reward spread",
+                           advice="make the reward tell completions apart"))
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.show()
+    with qtbot.waitSignal(view.runLoaded, timeout=10_000):
+        view.show_run(run_dir)
+        # A resumed run's first live step may come before the store is read: it waits, then follows.
+        view.handle_event(Metrics(step=21, max_steps=40, values={"reward": 2.0}))
+        assert view.is_loading() and view.data.get("reward") is None
+    assert list(view.data.get("reward").steps)[-2:] == [20, 21]
+    assert not view.banner.isVisibleTo(view)  # history, not news
+    assert view.past_alarms_label.isVisibleTo(view)
+    assert "1 alarm during this run" in view.past_alarms_label.text() and "step 12" in view.past_alarms_label.text()
+    assert "make the reward tell completions apart" in view.log.toPlainText()
+
+
+def test_multi_line_log_messages_stay_whole(qtbot):
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.append_log("info", "first")
+    blocks = view.log.document().blockCount()
+    view.append_log("error", "Traceback (most recent call last):\n  File \"rewards.py\", line 3\nZeroDivisionError")
+    assert view.log.document().blockCount() == blocks + 1  # one message, one block: never trimmed in half
+    assert view.log.toPlainText().splitlines()[-3:] == [
+        view.log.toPlainText().splitlines()[-3][:9] + "Traceback (most recent call last):",
+        '  File "rewards.py", line 3', "ZeroDivisionError"]
+    assert view.log.document().lastBlock().blockFormat().leftMargin() > 0  # continuation lines hang indented
+
+
+def test_plots_keep_their_step_labels_under_a_long_banner(qtbot):
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.resize(1060, 690)  # the page in a 1280 x 800 window
+    view.show()
+    view.handle_event(Started(run_dir="/tmp/run", max_steps=40))
+    for step in range(1, 11):
+        view.handle_event(Metrics(step=step, max_steps=40, values={"reward": step / 10, "learning_rate": 1e-3}))
+    view.handle_event(Alarm(step=8, code="no_spread", message="most groups have no reward spread: " * 4,
+                            advice="make the reward tell completions apart: partial credit, harder prompts. " * 2))
+    qtbot.wait(50)
+    grid = view.plots
+    assert view.plot_area.height() >= grid.minimumSizeHint().height()  # not squeezed: nothing clipped
+    lr = grid.plots["lr"]
+    lr.redraw(view.data, 0.0)
+    low, high = lr.getPlotItem().vb.viewRange()[1]
+    assert low < 1e-3 < high and high - low > 1e-5  # a constant curve gets a readable range, not float noise

@@ -1,0 +1,52 @@
+"""The VRAM estimate on the Settings page: follows the settings, says when it cannot know."""
+
+from __future__ import annotations
+
+from conftest import shot
+
+
+def settled(qtbot, estimator, edit=None):
+    """Apply `edit`, then wait for the estimate of the new settings."""
+    with qtbot.waitSignal(estimator.updated, timeout=10_000):
+        if edit is not None:
+            edit()
+    qtbot.waitUntil(lambda: not estimator.is_busy(), timeout=10_000)
+    return estimator.view
+
+
+def test_estimate_follows_the_settings_it_depends_on(opened, qtbot):
+    view = opened.settings_view
+    estimator = view.vram
+    first = estimator.view if estimator.view and not estimator.is_busy() else settled(qtbot, estimator)
+    assert first.status == "estimate" and first.total > 0
+    assert view.vram_card.headline.text().startswith("Estimated peak GPU memory: ")
+    assert {"weights", "gradients", "optimizer state"} <= set(first.parts)
+    assert view.vram_card.grid.count() == 3 * len(first.parts)  # name, amount, bar per part
+    assert opened.vram_label.text().startswith("Peak GPU memory ≈ ")
+
+    longer = settled(qtbot, estimator, lambda: opened.doc.set_field("grpo.max_completion_length", 128))
+    assert longer.total > first.total
+    wider = settled(qtbot, estimator, lambda: opened.doc.set_field("lora.r", 32))
+    assert wider.parts["trainable params"] == 8 * first.parts["trainable params"]  # r 4 -> 32
+    # Edits in a burst cost one estimate, of the last settings.
+    with qtbot.waitSignal(estimator.updated, timeout=10_000):
+        for r in (8, 12, 16):
+            opened.doc.set_field("lora.r", r)
+    qtbot.waitUntil(lambda: not estimator.is_busy(), timeout=10_000)
+    assert estimator.view.parts["trainable params"] == 4 * first.parts["trainable params"]
+
+    cpu = settled(qtbot, estimator, lambda: opened.doc.set_field("model.device", "cpu"))
+    assert cpu.total == estimator.view.total and "CPU run" in view.vram_card.note.text()
+    assert opened.vram_label.text().endswith("(CPU run here)")
+    opened.show_view("settings")
+    shot(opened, "settings-vram-estimate")
+
+
+def test_an_uncached_hub_model_is_unknown_until_downloaded(opened, qtbot):
+    view = opened.settings_view
+    unknown = settled(qtbot, view.vram, lambda: opened.doc.set_field("model.name", "some-org/not-downloaded-7b"))
+    assert unknown.status == "unknown"
+    assert view.vram_card.headline.text() == "Estimated peak GPU memory: unknown until the model is downloaded"
+    assert view.vram_card.grid.count() == 0 and opened.vram_label.text() == ""
+    missing = settled(qtbot, view.vram, lambda: opened.doc.set_field("model.name", "./no/such/folder"))
+    assert missing.status == "error" and "folder not found" in view.vram_card.note.text()
