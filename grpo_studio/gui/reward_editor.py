@@ -38,7 +38,7 @@ from grpo_studio.gui.reward_bench_panel import RewardBenchPanel
 from grpo_studio.gui.reward_source import defined_functions, reward_functions, syntax_problem
 from grpo_studio.gui.reward_templates import list_templates, merge_template
 from grpo_studio.gui.settings_form import Card, SectionCard, scrolling, setting_path
-from grpo_studio.gui.style import ERROR, OK, set_invalid
+from grpo_studio.gui.style import ERROR, OK, set_invalid, title_row
 
 SYNTAX_CHECK_DELAY_MS = 250
 BENCH_WIDTH = 600  # the test bench's share of the page when first shown
@@ -233,14 +233,8 @@ class RewardsView(QWidget):
         outer.setContentsMargins(24, 18, 24, 18)
         outer.setSpacing(10)
 
-        top = QHBoxLayout()
-        title = QLabel("Rewards")
-        title.setObjectName("pageTitle")
-        top.addWidget(title)
-        top.addSpacing(12)
         self.file_label = QLabel()
-        self.file_label.setObjectName("cardSubtitle")
-        top.addWidget(self.file_label, 1)
+        top = title_row("Rewards", self.file_label)
         self.templates_button = QPushButton("Insert template  ▾")
         self.templates_button.setToolTip("Add a ready-made reward function to the file")
         self.templates_menu = QMenu(self.templates_button)

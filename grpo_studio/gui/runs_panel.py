@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.engine.store import RunFolder
+from grpo_studio.gui.style import title_row
 
 STATUS_WORDS = {"running": "running or interrupted", "finished": "finished", "stopped": "stopped (resumable)",
                 "failed": "failed", "": "not started"}
@@ -105,15 +106,9 @@ class RunsView(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 18, 24, 18)
         outer.setSpacing(10)
-        head = QHBoxLayout()
-        title = QLabel("Runs")
-        title.setObjectName("pageTitle")
-        head.addWidget(title)
-        head.addSpacing(12)
         self.where = QLabel()
-        self.where.setObjectName("cardSubtitle")
         self.where.setWordWrap(True)
-        head.addWidget(self.where, 1)
+        head = title_row("Runs", self.where)
         outer.addLayout(head)
 
         self.table = QTableWidget(0, len(self.COLUMNS))

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from grpo_studio.gui.field_editors import guard_wheel
 from grpo_studio.gui.samples_model import ORDERS, SamplesModel, fmt
-from grpo_studio.gui.style import MUTED, monospace_font
+from grpo_studio.gui.style import MUTED, monospace_font, title_row
 
 FILTER_DELAY_MS = 300
 REFRESH_MS = 1000  # live runs: at most one store query per second, however fast samples arrive
@@ -54,14 +54,8 @@ class SamplesBrowser(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 18, 24, 18)
         outer.setSpacing(10)
-        head = QHBoxLayout()
-        title = QLabel("Samples")
-        title.setObjectName("pageTitle")
-        head.addWidget(title)
-        head.addSpacing(12)
         self.run_label = QLabel("No run open: train, or open a past run on the Runs page.")
-        self.run_label.setObjectName("cardSubtitle")
-        head.addWidget(self.run_label, 1)
+        head = title_row("Samples", self.run_label)
         self.count_label = QLabel("")
         self.count_label.setObjectName("cardSubtitle")
         head.addWidget(self.count_label)

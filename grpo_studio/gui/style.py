@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtGui import QColor, QFont, QIcon, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel
 
 ACCENT = "#2f6fde"
 TEXT = "#1f2430"
@@ -166,3 +166,15 @@ def set_invalid(widget, invalid: bool) -> None:
     widget.setProperty("invalid", invalid)
     widget.style().unpolish(widget)
     widget.style().polish(widget)
+
+
+def title_row(title: str, subtitle: QLabel) -> QHBoxLayout:
+    """A page's heading row: its name, then a line of context (the run, the file) taking the rest."""
+    row = QHBoxLayout()
+    label = QLabel(title)
+    label.setObjectName("pageTitle")
+    row.addWidget(label)
+    row.addSpacing(12)
+    subtitle.setObjectName("cardSubtitle")
+    row.addWidget(subtitle, 1)
+    return row

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from grpo_studio.gui.background import run_in_background
 from grpo_studio.gui.log_view import LogView
 from grpo_studio.gui.metric_data import MetricData
-from grpo_studio.gui.style import ERROR, WARNING, monospace_font
+from grpo_studio.gui.style import ERROR, WARNING, monospace_font, title_row
 
 PAST_ALARMS_LISTED = 2
 
@@ -115,15 +115,9 @@ class TrainingView(QWidget):
         outer.setContentsMargins(24, 18, 24, 12)
         outer.setSpacing(10)
 
-        head = QHBoxLayout()
-        title = QLabel("Training")
-        title.setObjectName("pageTitle")
-        head.addWidget(title)
-        head.addSpacing(12)
         self.run_label = QLabel("No run yet: press Train (F5).")
-        self.run_label.setObjectName("cardSubtitle")
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        head.addWidget(self.run_label, 1)
+        head = title_row("Training", self.run_label)
         outer.addLayout(head)
 
         progress_row = QHBoxLayout()
