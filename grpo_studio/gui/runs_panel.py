@@ -206,7 +206,10 @@ class RunsView(QWidget):
         self.export_button.setEnabled(run is not None and (run.checkpoint_step > 0 or run.status == "finished"))
         self.folder_button.setEnabled(run is not None)
         if run is None:
-            self.detail.setText("")
+            # An empty table alone looks broken: say what will appear here and how.
+            self.detail.setText("" if self.runs else "No runs yet. Press Train (F5) to start one; every run of "
+                                "this run file appears here to reopen, resume or export. Open run folder… "
+                                "shows a run from anywhere else.")
             return
         text = str(run.path)
         if run.checkpoint_step:
