@@ -104,12 +104,9 @@ class StudioGRPOTrainer(GRPOTrainer):
             return "DeepSpeed/FSDP shard the weights"
         if self.tools or self.environment_factories:
             return "tool calling"
-        if self.min_p or self.repetition_penalty != 1.0:
-            return "min_p / repetition_penalty"
-        unsupported = set(self.args.generation_kwargs or {}) - {"min_new_tokens", "suppress_tokens"}
-        if unsupported:
-            return f"generation_kwargs {sorted(unsupported)}"
-        return None
+        from grpo_studio.engine.fast_path_sampling import sampling_blocker
+
+        return sampling_blocker(self.args)  # an allowlist: any other sampling knob that is set keeps it off
 
     def save_checkpoint_now(self) -> None:
         """A resumable checkpoint of the current step, outside the save schedule (transformers' private

@@ -34,7 +34,7 @@ TRAINER_ATTRIBUTES: tuple[str, ...] = (
     "_logs",  # the newest generation batch: prompt, completion, rewards[name], advantages
     "_tokenizer",
     "eos_token_ids", "reward_func_names", "reward_weights", "num_generations", "max_completion_length",
-    "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
+    "temperature", "top_p", "top_k",
     "use_vllm", "use_transformers_continuous_batching", "tools", "environment_factories",
     "is_deepspeed_enabled", "is_fsdp_enabled",
     # the documented Trainer API, listed so the check below covers every name trainer.py reads
