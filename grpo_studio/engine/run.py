@@ -414,7 +414,7 @@ def _save_checkpoint_after_failure(trainer: Any, folder: RunFolder, bus: EventBu
     if step == 0 or (newest and newest[0] >= step):
         return
     try:
-        trainer._save_checkpoint(trainer.model, trial=None)
+        trainer.save_checkpoint_now()
         bus(Log(level="warning", message=f"saved checkpoint-{step} before stopping"))
     except Exception as exc:  # noqa: BLE001 - the original failure matters more
         bus(Log(level="error", message=f"could not save a checkpoint after the failure: {exc}"))

@@ -4,6 +4,9 @@
 been scored, to hand the sampled completions (with per-function rewards and advantages) to the
 run's listeners. `StudioCallback` turns the trainer's logs into metrics events, reports
 checkpoints, and stops the run cleanly on request: finish the step, save, exit.
+
+This is the one module that touches TRL's and transformers' internals (private methods, undocumented
+attributes); `trl_contract.py` lists each of them, and the trainer checks the list when it is built.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Callable
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from grpo_studio.engine import metric_names
 from grpo_studio.engine.events import Checkpoint, Metrics, Sample, Samples
 
 
@@ -38,7 +42,11 @@ class StudioGRPOTrainer(GRPOTrainer):
                  samples_per_step: int = 0, generation: "GenerationSetup | None" = None,
                  max_prompt_length: int | None = None, on_message: Callable[[str, str], None] | None = None,
                  **kwargs: Any):
+        from grpo_studio.engine.trl_contract import check_trainer, check_trainer_class
+
+        check_trainer_class(GRPOTrainer)  # a TRL we do not fit fails here, not mid-run
         super().__init__(*args, **kwargs)
+        check_trainer(self)
         self.on_samples = on_samples
         self.samples_per_step = samples_per_step
         self.generation = generation
@@ -69,7 +77,7 @@ class StudioGRPOTrainer(GRPOTrainer):
                                                    has_tool_images)
         synchronize_cuda()
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["perf/generation_seconds"].append(time.perf_counter() - started)
+        self._metrics[mode][metric_names.GENERATION_SECONDS].append(time.perf_counter() - started)
         return result
 
     def _fast_generator(self) -> Any:
@@ -150,12 +158,14 @@ class StudioGRPOTrainer(GRPOTrainer):
             return "DeepSpeed/FSDP shard the weights"
         if self.tools or self.environment_factories:
             return "tool calling"
-        if self.min_p or self.repetition_penalty != 1.0:
-            return "min_p / repetition_penalty"
-        unsupported = set(self.args.generation_kwargs or {}) - {"min_new_tokens", "suppress_tokens"}
-        if unsupported:
-            return f"generation_kwargs {sorted(unsupported)}"
-        return None
+        from grpo_studio.engine.fast_path_sampling import sampling_blocker
+
+        return sampling_blocker(self.args)  # an allowlist: any other sampling knob that is set keeps it off
+
+    def save_checkpoint_now(self) -> None:
+        """A resumable checkpoint of the current step, outside the save schedule (transformers' private
+        `_save_checkpoint`: what `save_strategy` calls, with the optimizer, scheduler and RNG state)."""
+        self._save_checkpoint(self.model, trial=None)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
@@ -281,15 +291,15 @@ class StudioCallback(TrainerCallback):
             return
         now = time.perf_counter()
         if self._step_seconds:
-            values["perf/step_seconds"] = sum(self._step_seconds) / len(self._step_seconds)
+            values[metric_names.STEP_SECONDS] = sum(self._step_seconds) / len(self._step_seconds)
             self._step_seconds.clear()
         tokens = state.num_input_tokens_seen - self._tokens_at_log
         if now > self._time_at_log and tokens > 0:
-            values["perf/tokens_per_second"] = tokens / (now - self._time_at_log)
+            values[metric_names.TOKENS_PER_SECOND] = tokens / (now - self._time_at_log)
         self._tokens_at_log, self._time_at_log = state.num_input_tokens_seen, now
         memory = _gpu_memory_gib()
         if memory is not None:
-            values["perf/gpu_memory_gib"] = memory
+            values[metric_names.GPU_MEMORY_GIB] = memory
         self.emit(Metrics(step=state.global_step, max_steps=state.max_steps, values=values))
         if self.watch is not None:
             for alarm in self.watch.observe(state.global_step, values):
