@@ -107,7 +107,7 @@ def choose_mode(cfg: Any, model_config: dict[str, Any] | None, peak_bytes: Calla
             why = "as grpo.fast_generation asks" if setting == mode else "the card's free memory is not known"
             return ModeChoice(mode, _first_reason(mode, skipped, why), skipped)
         if peak <= HEADROOM * capacity_bytes:
-            fits = f"estimated peak {peak / GIB:.1f} GiB of {capacity_bytes / GIB:.1f} GiB free"
+            fits = f"the fastest that fits the {capacity_bytes / GIB:.1f} GiB free"
             return ModeChoice(mode, _first_reason(mode, skipped, fits), skipped)
         skipped.append((mode, f"needs ~{peak / GIB:.1f} GiB, {capacity_bytes / GIB:.1f} GiB free"))
     return ModeChoice("trl", "TRL's generate", skipped)  # not reached: "trl" closes every list

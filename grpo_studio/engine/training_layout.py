@@ -37,10 +37,13 @@ class Layout:
     checkpointing: bool
     reason: str = ""
 
-    def describe(self) -> str:
+    def summary(self) -> str:
+        steps = "1 micro-step" if self.accumulation == 1 else f"{self.accumulation} micro-steps"
         gc = "on" if self.checkpointing else "off"
-        return (f"training: {self.micro_batch} completions x {self.accumulation} micro-step(s), "
-                f"gradient checkpointing {gc} ({self.reason})")
+        return f"{self.micro_batch} completions x {steps}, gradient checkpointing {gc}"
+
+    def describe(self) -> str:
+        return f"training: {self.summary()} ({self.reason})"
 
     def apply(self, cfg: Any) -> Any:
         """A copy of the run config with this layout in place (what the trainer is built from)."""

@@ -73,7 +73,7 @@ class VramEstimate:
     peak_phase: str = ""  # "generation" or "training": the phase that sets the peak
     generation_mode: str = "trl"  # which generator the estimate is for (see generation_mode.py)
     mode_reason: str = ""  # why that mode, when it was chosen for a card's memory
-    layout: str = ""  # the training layout the estimate assumes (training_layout.Layout.describe)
+    layout: str = ""  # the training layout the estimate assumes (training_layout.Layout.summary)
 
     @property
     def total(self) -> float:
@@ -190,8 +190,8 @@ def activation_bytes_per_token(shape: Shape, checkpointing: bool, wb: int) -> fl
     return 1.06 * shape.layers * per_layer_full
 
 
-def estimate_for_run(run: Any, generation_mode: str | None = None,
-                     capacity_bytes: float | None = None) -> VramEstimate | None:
+def estimate_for_run(run: Any, generation_mode: str | None = None, capacity_bytes: float | None = None,
+                     on_gpu: bool = True) -> VramEstimate | None:
     """The estimate for a loaded run file, or None when the model's config.json isn't at hand.
 
     `generation_mode` None: the mode the run would use (generation_mode.choose), on a card with
@@ -201,7 +201,7 @@ def estimate_for_run(run: Any, generation_mode: str | None = None,
     config = read_model_config(model_path(run), run.config.model.revision)
     if config is None:
         return None
-    return estimate_for_config(config, run.config, generation_mode, capacity_bytes)
+    return estimate_for_config(config, run.config, generation_mode, capacity_bytes, on_gpu=on_gpu)
 
 
 def estimate_for_config(model_config: dict[str, Any], cfg: RunConfig, generation_mode: str | None = None,
@@ -217,5 +217,5 @@ def estimate_for_config(model_config: dict[str, Any], cfg: RunConfig, generation
     plan = plan_step(cfg, model_config, capacity_bytes, on_gpu=on_gpu, world_size=world_size)
     est = estimate(shape, plan.config, dtype=dtype, generation_mode=plan.mode.mode, world_size=world_size)
     est.mode_reason = plan.mode.reason
-    est.layout = plan.layout.describe()
+    est.layout = plan.layout.summary()
     return est
