@@ -175,11 +175,13 @@ def _load(path: str, overrides: list[str]) -> Any:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    from grpo_studio.gui.system_libraries import import_problem
+
     try:
         from grpo_studio.gui.app import run_app
-    except ImportError as exc:
-        _err(f"error: the window cannot start: {exc}")
-        return EXIT_FAILED
+    except ImportError as exc:  # PySide6 missing, or a system library Qt needs (libEGL, libfontconfig...)
+        _err(import_problem(exc))
+        return EXIT_BAD_INPUT
     return run_app(args.run, screenshot=args.screenshot, view=args.view)
 
 
