@@ -365,6 +365,15 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Check passed: " + "; ".join(s for s in summary if s) + warnings, 15000)
         self.checkFinished.emit(result)
 
+    def test_rewards(self) -> None:
+        """Ctrl+B from any page: the Rewards page's test bench, run on what it holds. (A shortcut on the
+        bench's button worked only once its tab had been shown.)"""
+        self.show_view("rewards")
+        self.rewards_view.show_bench()
+        bench = self.rewards_view.bench
+        if bench.run_button.isEnabled():
+            bench.run()
+
     def resume(self, run_dir: Path | None = None) -> None:
         run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
         if run_dir is None or self.controller.is_active():
