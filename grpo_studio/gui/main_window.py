@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.config import ConfigError
+from grpo_studio.engine.run_home import is_builtin
 from grpo_studio.engine.store import RunFolder
 from grpo_studio.gui.dataset_panel import DatasetView
 from grpo_studio.gui.document import RunDocument
@@ -32,7 +33,7 @@ from grpo_studio.gui.preferences import Preferences
 from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
 from grpo_studio.gui.reward_editor import RewardsView
 from grpo_studio.gui.run_controller import RunController
-from grpo_studio.gui.run_snapshot import is_builtin, output_dir_for, write_snapshot
+from grpo_studio.gui.run_snapshot import output_dir_for, write_snapshot
 from grpo_studio.gui.runs_panel import RunsView, read_run
 from grpo_studio.gui.samples_browser import SamplesBrowser
 from grpo_studio.gui.settings_form import SettingsView
@@ -43,6 +44,15 @@ APP_NAME = "GRPO Studio"
 RUN_FILES = "Run files (*.toml);;All files (*)"
 PAGES = [("settings", "Settings"), ("dataset", "Dataset"), ("rewards", "Rewards"), ("training", "Training"),
          ("samples", "Samples"), ("runs", "Runs")]
+
+
+def builtin_note(path: Path | None) -> str:
+    """The title's note for a run file that ships with the app (not saved over: Save asks where)."""
+    if not is_builtin(path):
+        return ""
+    from grpo_studio.cli import demo_run_file
+
+    return " (built-in demo)" if Path(path).resolve() == demo_run_file().resolve() else " (built-in example)"
 
 
 class MainWindow(QMainWindow):
@@ -256,7 +266,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _update_title(self, *_: Any) -> None:
-        name = self.doc.display_name + (" (built-in demo)" if is_builtin(self.doc.path) else "")
+        name = self.doc.display_name + builtin_note(self.doc.path)
         self.setWindowTitle(f"{name}[*] — {APP_NAME}")
         self.setWindowModified(self.doc.is_modified())
 
@@ -275,6 +285,8 @@ class MainWindow(QMainWindow):
 
     # ---- runs ------------------------------------------------------------------------------
     def _refresh_runs(self) -> None:
+        """Every run the user made (noted by the engine, from the window or the command line), those
+        in this run file's runs folder, and run folders opened from elsewhere."""
         folders = [output_dir_for(self.doc.config, self.doc.path)]
         self.runs_view.set_sources(folders, self.prefs.recent_runs())
 
