@@ -471,7 +471,8 @@ class MainWindow(QMainWindow):
         if run_dir is not None and not active:
             folder = RunFolder(run_dir)
             newest = folder.newest_checkpoint()
-            resumable = newest is not None or self.training_view.status in ("stopped", "failed", "interrupted")
+            resumable = newest is not None or (self.training_view.status in ("stopped", "failed", "interrupted")
+                                               and self.training_view.trained_steps())
             exportable = newest is not None or (folder.adapter / "adapter_config.json").is_file()
         self.actions["resume"].setEnabled(resumable)
         self.actions["export"].setEnabled(exportable)

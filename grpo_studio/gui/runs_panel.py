@@ -47,7 +47,14 @@ class RunInfo:
 
     @property
     def resumable(self) -> bool:
-        return self.checkpoint_step > 0 or self.status in ("stopped", "failed", "running")
+        """A checkpoint to continue from, or steps done in a run that ended (a run that failed before its
+        first step has nothing to resume: train it again)."""
+        return self.checkpoint_step > 0 or (self.status in ("stopped", "failed", "running") and self.last_step > 0)
+
+    @property
+    def status_text(self) -> str:
+        words = STATUS_WORDS.get(self.status, self.status)
+        return f"{self.status} before step 1" if self.status in ("failed", "stopped") and not self.last_step else words
 
 
 def read_run(path: Path) -> RunInfo:
@@ -184,7 +191,7 @@ class RunsView(QWidget):
         for row, run in enumerate(self.runs):
             steps = f"{run.last_step} / {run.max_steps}" if run.max_steps else str(run.last_step or "–")
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
-            values = [run.path.name, STATUS_WORDS.get(run.status, run.status), steps, started,
+            values = [run.path.name, run.status_text, steps, started,
                       Path(run.model).name if run.model else ""]
             for col, value in enumerate(values):
                 item = QTableWidgetItem(value)

@@ -179,6 +179,8 @@ def test_bad_model_path_fails_with_a_clear_message_and_the_window_keeps_working(
     assert "model.name: folder not found: /no/such/model" in banner.title.text()
     assert opened.actions["train"].isEnabled() and not opened.controller.is_active()
     assert "Training failed" in opened.statusBar().currentMessage()
+    assert opened.training_view.progress.text() == "failed before step 1"
+    assert not opened.actions["resume"].isEnabled()  # nothing trained, nothing to resume: Train again
 
 
 def test_reward_exception_is_marked_in_the_editor(opened, qtbot):

@@ -200,3 +200,24 @@ def test_legends_sit_under_the_plot_and_never_cover_the_curves(qtbot):
     assert "…" in shown[0] and shown[0].startswith("a_")  # shortened in the middle to fit
     assert rewards.legend.columnCount == 2
     assert "a_much_longer_reward_function_name_reward: " in rewards.show_values_at(5)  # the hover says it whole
+
+
+def test_a_run_that_failed_before_step_1_says_so_and_offers_no_resume(qtbot, tmp_path):
+    from grpo_studio.engine.events import Opened
+    from grpo_studio.gui.runs_panel import read_run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text("")
+    with RunStore(run_dir) as store:
+        store.record(Opened(run_dir=str(run_dir)))
+        store.record(Failed(reason="model.name: cannot load 'Qwen/Qwen2.5-0.5B-Instruct'"))
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.show()
+    with qtbot.waitSignal(view.runLoaded, timeout=10_000):
+        view.show_run(run_dir)
+    assert view.status == "failed" and view.progress.text() == "failed before step 1"  # not "step 0 / 1"
+    assert not view.trained_steps()
+    info = read_run(run_dir)
+    assert info.status_text == "failed before step 1" and not info.resumable
