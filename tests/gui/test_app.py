@@ -123,3 +123,12 @@ def test_check_validates_in_a_child_process_and_marks_what_it_finds(opened, qtbo
     assert opened.problems_bar.isVisible()
     editor.setPlainText(editor.toPlainText().replace(", difficulty", ""))  # an edit makes the finding stale
     assert "rewards.file" not in opened.doc.problems()
+
+
+def test_only_the_demo_is_titled_built_in_demo(window):
+    from grpo_studio.cli import demo_run_file, resources_dir
+
+    assert window.open_path(demo_run_file())
+    assert window.windowTitle().startswith("run.toml (built-in demo)")
+    assert window.open_path(resources_dir() / "runs" / "gsm8k.toml")
+    assert window.windowTitle().startswith("gsm8k.toml (built-in example)")
