@@ -374,7 +374,9 @@ class MainWindow(QMainWindow):
             facts = result.facts
             summary = [f"{facts['rows']:,} training rows" if "rows" in facts else "",
                        "rewards: " + ", ".join(facts["rewards"]) if facts.get("rewards") else ""]
-            self.statusBar().showMessage("Check passed: " + "; ".join(s for s in summary if s) + warnings, 15000)
+            summary = "; ".join(s for s in summary if s) or "nothing blocks training"
+            self.problems_bar.show_check(summary, result.warnings)  # above the page, not only in the status bar
+            self.statusBar().showMessage("Check passed: " + summary + warnings, 15000)
         self.checkFinished.emit(result)
 
     def test_rewards(self) -> None:
