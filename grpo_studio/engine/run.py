@@ -139,7 +139,7 @@ def train(
         return failed
     store = RunStore(folder.database) if main else None
     if store is not None:
-        bus.add(store.record)
+        bus.listeners.insert(0, store.record)  # stored first: a listener told of a step can read it back
         if folder.stop_request.exists():
             folder.stop_request.unlink()
         bus(Opened(run_dir=str(folder.path), resume=resume))
