@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_studio.config import ConfigError, LoadedRun, load_run, save_run
+from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
 from grpo_studio.engine.data import DataError
 from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.model import ModelError
@@ -49,12 +49,12 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
     """Copy the run file and reward file into the run folder, with local paths made absolute,
     so the run can be resumed, evaluated and exported even if the originals change or move."""
     cfg = run.config.model_copy(deep=True)
-    model_dir = run.resolve(cfg.model.name)
-    if model_dir.is_dir():
-        cfg.model.name = str(model_dir)
-    for section in (cfg.data, cfg.eval):
-        if section.source and run.resolve(section.source).exists():
-            section.source = str(run.resolve(section.source))
+    for setting in local_path_settings():  # model.name, data.source, eval.source; hub ids stay as they are
+        section_name, key = setting.split(".")
+        section = getattr(cfg, section_name)
+        value = getattr(section, key)
+        if value and run.resolve(value).exists():
+            setattr(section, key, str(run.resolve(value)))
     needs_file = not cfg.rewards.functions or any(f.name for f in cfg.rewards.functions)
     if needs_file:
         src = run.resolve(cfg.rewards.file)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from grpo_studio.config import LoadedRun, RunConfig, save_run
+from grpo_studio.config import LoadedRun, RunConfig, local_path_settings, save_run
 
-SNAPSHOT_FIELDS = ("model.name", "data.source", "eval.source")
+SNAPSHOT_FIELDS = tuple(local_path_settings())  # made absolute when they name something that exists
 
 
 def user_runs_dir() -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QWidget
 
+from grpo_studio.config import memory_settings
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.settings_form import Card
 from grpo_studio.gui.style import ERROR, MUTED, TEXT
@@ -24,8 +25,8 @@ from grpo_studio.gui.tasks import TaskRunner
 
 ESTIMATE_DELAY_MS = 300
 GIB = 2**30
-# The settings the estimate reads; an edit of any other setting leaves it as it is.
-DEPENDS_ON = ("model.", "quantization.", "lora.", "grpo.", "data.max_prompt_length")
+# The settings the estimate reads (`memory=True` on the setting); an edit of any other leaves it as it is.
+DEPENDS_ON = frozenset(memory_settings())
 PART_LABELS = {
     "weights": "Model weights", "trainable params": "Trainable parameters", "gradients": "Gradients",
     "optimizer state": "Optimizer state", "generation weight copy": "Generation copy of the weights",
@@ -115,7 +116,7 @@ class VramEstimator(QObject):
         self._timer.start(0)
 
     def _changed(self, path: str) -> None:
-        if path == "" or path.startswith(DEPENDS_ON):
+        if path == "" or path in DEPENDS_ON:
             self.task.cancel()  # a result for the old settings is stale now
             self._timer.start()
 
