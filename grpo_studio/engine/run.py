@@ -225,10 +225,22 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
                                      f"{run.resolve(run.config.run.output_dir)} to resume")
         if not folder.is_run():
             raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
+        _check_store_version(folder)
         # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
         return folder, load_run(folder.config, overrides)
     folder = new_run_folder(run, output)
     return folder, freeze_run_file(run, folder)
+
+
+def _check_store_version(folder: RunFolder) -> None:
+    """A run store from a newer GRPO Studio is bad input, said before anything is written to it."""
+    from grpo_studio.engine.store_versions import StoreVersionError
+
+    if folder.database.exists():
+        try:
+            RunStore(folder.database, readonly=True).close()
+        except StoreVersionError as exc:
+            raise RunFolderError(str(exc)) from None
 
 
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,
