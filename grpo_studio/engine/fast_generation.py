@@ -68,9 +68,12 @@ def check_supported(model: Any, weights: str = "merged") -> Any:
     config = causal_lm(model).config.get_text_config()
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise Unsupported(f"model type {config.model_type!r} (supported: {sorted(SUPPORTED_MODEL_TYPES)})")
-    # Qwen2 says `use_sliding_window`; Mistral only sets `sliding_window` (its attention then always slides).
+    # Qwen2/Qwen3 switch the window on with `use_sliding_window`; Mistral has no switch: a set
+    # `sliding_window` slides. A window as long as the model's context never does.
     window = getattr(config, "sliding_window", None)
-    if window and getattr(config, "use_sliding_window", config.model_type == "mistral"):
+    sliding = bool(window) and getattr(config, "use_sliding_window", True) \
+        and window < getattr(config, "max_position_embeddings", window + 1)
+    if sliding or "sliding_attention" in (getattr(config, "layer_types", None) or ()):
         raise Unsupported(f"sliding-window attention (window {window})")
     if weights == "quantized" and not any(is_quantized(m) for layer in causal_lm(model).model.layers
                                           for group in layer_groups(layer).values() for m in group):

@@ -83,8 +83,9 @@ def lora_factors(module: Any) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
     return out
 
 
-def _dense(weight: Any, dtype: torch.dtype) -> torch.Tensor:
-    """A plain tensor for a (possibly bitsandbytes-quantized) weight."""
+def _dense(module: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A plain tensor for a linear layer's (possibly bitsandbytes-quantized) weight."""
+    weight = module.weight
     name = type(weight).__name__
     if name == "Params4bit":
         import bitsandbytes.functional as bnbf
@@ -93,22 +94,22 @@ def _dense(weight: Any, dtype: torch.dtype) -> torch.Tensor:
     if name == "Int8Params":
         from grpo_studio.engine.quant_matmul import dequantize
 
-        return dequantize(_quant_weight(weight), dtype)
+        return dequantize(_quant_weight(module), dtype)
     return weight.data
 
 
-def _quant_weight(weight: Any) -> Any:
+def _quant_weight(module: Any) -> Any:
     from grpo_studio.engine.quant_matmul import QuantFormatError, QuantWeight
 
     try:
-        return QuantWeight.from_param(weight)
+        return QuantWeight.from_param(module.weight, module)
     except QuantFormatError as exc:
         raise Unsupported(str(exc)) from exc
 
 
 def write_projection(module: Any, dest: torch.Tensor) -> None:
     """dest <- the layer's weight as the policy computes it now: base + merged LoRA updates."""
-    dest.copy_(_dense(base_linear(module).weight, dest.dtype))
+    dest.copy_(_dense(base_linear(module), dest.dtype))
     for delta in _lora_deltas(module):
         dest.add_(delta.to(dest.dtype))
 
@@ -199,7 +200,7 @@ class QuantProjection:
             raise Unsupported(f"quantized generation computes in bf16 or fp16, not {dtype}")
         self.modules = list(modules)
         self.dtype = dtype
-        self.parts = [_quant_weight(base_linear(m).weight) for m in self.modules]
+        self.parts = [_quant_weight(base_linear(m)) for m in self.modules]
         try:
             check_group(self.parts)
         except QuantFormatError as exc:

@@ -93,11 +93,16 @@ class QuantWeight:
         return self.cols % self.blocksize == 0 and self.blocksize % block_k == 0
 
     @classmethod
-    def from_param(cls, weight: Any) -> "QuantWeight":
-        """The layout of a bitsandbytes `Params4bit` or `Int8Params` (QuantFormatError otherwise)."""
+    def from_param(cls, weight: Any, module: Any = None) -> "QuantWeight":
+        """The layout of a bitsandbytes `Params4bit` or `Int8Params` (QuantFormatError otherwise).
+
+        `module`: the Linear8bitLt owning an 8-bit weight, whose first forward moves the row
+        scales from the weight to `module.state.SCB`."""
         name = type(weight).__name__
         if name == "Int8Params":
             scb = getattr(weight, "SCB", None)
+            if scb is None and module is not None:
+                scb = getattr(getattr(module, "state", None), "SCB", None)
             if weight.data.dtype != torch.int8 or scb is None:
                 raise QuantFormatError("an 8-bit weight that is not quantized yet (no SCB)")
             rows, cols = weight.data.shape

@@ -77,6 +77,8 @@ class StudioGRPOTrainer(GRPOTrainer):
                     top_k=self.top_k or 0, min_new_tokens=int(extra.get("min_new_tokens", 0)),
                     eos_token_ids=tuple(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
                     suppress_tokens=tuple(extra.get("suppress_tokens") or ())))
+                self._fast.on_graph_failure = lambda reason: self.on_message(
+                    "warning", f"CUDA graph capture failed, decoding without graphs ({reason})")
                 self.on_message("info", "fast generation on: merged LoRA copy, static KV cache"
                                 + (", CUDA graphs" if self._fast.use_cuda_graphs else ""))
                 return self._fast
