@@ -308,6 +308,9 @@ class FastGenerator:
         """A CUDA graph of one decode step, or None when capture fails (then steps run eagerly)."""
         state = (self.tok, self.cur, self.step, self.done, self.out_tokens, self.out_logps)
         saved = [t.clone() for t in state]
+        # The warm-up's random draws must not shift the sample: with the generator's state put back,
+        # replay i draws what eager step i would have (graph-safe RNG advances the same offsets).
+        rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         try:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
@@ -315,6 +318,7 @@ class FastGenerator:
                 for _ in range(2):  # warm-up: lazy inits and kernel selection happen outside the capture
                     self._decode_step()
             torch.cuda.current_stream().wait_stream(stream)
+            torch.cuda.set_rng_state(rng, self.device)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 self._decode_step()
@@ -323,6 +327,8 @@ class FastGenerator:
             self.graph_failures.append(reason)
             self.use_cuda_graphs = False
             graph = None
+            if rng is not None:
+                torch.cuda.set_rng_state(rng, self.device)
             if self.on_graph_failure is not None:
                 self.on_graph_failure(reason)
         for t, s in zip(state, saved):
