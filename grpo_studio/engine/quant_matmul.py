@@ -409,14 +409,17 @@ def plan(M: int, parts: Sequence[QuantWeight], config: Config, sm_count: int) ->
     block_k = max(32, min(config.block_k, _pow2(K)))
     if parts[0].kind != "int8" and parts[0].aligned(min(block_k, parts[0].blocksize)):
         block_k = max(32, min(block_k, parts[0].blocksize))  # one scale per row and tile
-    n_tiles = sum(-(-p.rows // config.block_n) for p in parts)
+    aligned = parts[0].aligned(block_k)
+    # The any-shape path keeps an index per element: smaller tiles keep it in registers.
+    block_n = config.block_n if aligned else min(config.block_n, 64)
+    n_tiles = sum(-(-p.rows // block_n) for p in parts)
     m_tiles = -(-M // block_m)
     k_iters = -(-K // block_k)
     splits = config.split_k or max(1, round(config.waves * sm_count / (n_tiles * m_tiles)))
     per_split = -(-k_iters // max(1, min(splits, k_iters)))
     splits = -(-k_iters // per_split)  # no empty split
-    return Launch(block_m, config.block_n, block_k, splits, per_split * block_k, config.num_warps,
-                  config.num_stages, (m_tiles, n_tiles, splits), parts[0].aligned(block_k))
+    return Launch(block_m, block_n, block_k, splits, per_split * block_k, config.num_warps,
+                  config.num_stages, (m_tiles, n_tiles, splits), aligned)
 
 
 def default_backend(device: torch.device) -> str:

@@ -297,6 +297,16 @@ def test_quantized_weights_own_only_the_lora_stacks_and_follow_sync():
     assert quant.extra_bytes() == 2 * 2 * (12 * 192 + 8 * 256 + 4 * 128 + 4 * 160 + 128)
     assert merged.extra_bytes() == 2 * 2 * ((128 + 192 + 64) * 64 + 64 * 96 + 128)  # the whole copy
     assert quant.prefill_scratch_bytes() == 96 * 64 * 2  # the largest weight (gate, up or down) in bf16
+    # From config.json's sizes alone (for the VRAM estimate before loading): the same, less the biases.
+    from grpo_studio.engine.fast_weights import planned_bytes_for_shape
+    from grpo_studio.engine.vram import Shape
+
+    shape = Shape.from_config(model.config.to_dict())
+    for weights, gen in (("quantized", quant), ("merged", merged)):
+        planned = planned_bytes_for_shape(shape, weights, quantized_base=True, lora_rank=4)
+        assert planned["weights"] == gen.extra_bytes() - 2 * 128 * 2, weights
+    assert planned_bytes_for_shape(shape, "quantized", quantized_base=True, lora_rank=4)["prefill scratch"] == \
+        quant.prefill_scratch_bytes()
     before = quant.generate(PROMPTS).logprobs
     with torch.no_grad():
         for name, p in model.named_parameters():
