@@ -143,7 +143,7 @@ def test_decode_bytes_are_about_a_quarter_of_bf16():
 # ---- the kernel as the GPU compiles it (Triton's ptxas, no GPU needed) -------------------------
 
 
-def compile_for_hopper(num_warps=4, num_stages=1, **constexprs):
+def compile_for_hopper(num_warps=4, num_stages=3, **constexprs):
     """PTX and cuobjdump's resource report of the kernel compiled for sm_90 (Triton's own ptxas)."""
     import os
     import re
