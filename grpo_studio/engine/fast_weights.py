@@ -228,7 +228,7 @@ class QuantProjection:
         for part, per_module in zip(self.parts, self.factors):
             for a, b, scale in per_module:
                 self.lora_a[r:r + a.shape[0]].copy_(a)
-                self.lora_b[row:row + part.rows, r:r + a.shape[0]].copy_(b).mul_(scale)
+                self.lora_b[row:row + part.rows, r:r + a.shape[0]].copy_(b * scale)  # one rounding
                 r += a.shape[0]
             row += part.rows
 

@@ -109,7 +109,8 @@ def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights
         use_cpu=not on_gpu,
         bf16=on_gpu and placement.dtype == "bfloat16",
         fp16=on_gpu and placement.dtype == "float16",
-        gradient_checkpointing=cfg.lora.gradient_checkpointing,
+        # "auto" is resolved before this (training_layout.py); left unresolved it means on.
+        gradient_checkpointing=cfg.lora.gradient_checkpointing != "off",
         gradient_checkpointing_kwargs={"use_reentrant": False},
         trust_remote_code=cfg.model.trust_remote_code,
         # logging and checkpoints: the run store and our events do the reporting

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from grpo_studio.engine import metric_names
 from grpo_studio.gui.background import run_in_background
 from grpo_studio.gui.log_view import LogView
 from grpo_studio.gui.metric_data import MetricData
@@ -279,7 +280,7 @@ class TrainingView(QWidget):
             if self.first_metrics is None:
                 self.first_metrics = (event.time, event.step)
             self.last_metrics_time = event.time
-            self.tokens_per_second = event.values.get("perf/tokens_per_second", self.tokens_per_second)
+            self.tokens_per_second = event.values.get(metric_names.TOKENS_PER_SECOND, self.tokens_per_second)
             if self.progress.maximum() != max(1, self.max_steps):
                 self.progress.setRange(0, max(1, self.max_steps))
             self.progress.setValue(min(self.step, self.progress.maximum()))
@@ -348,6 +349,13 @@ class TrainingView(QWidget):
                  "finished": "finished", "failed": "failed", "stopping": "stopping after this step…"}
         extra = f" · {self.device}" if self.device else ""
         self.run_label.setText(f"{name} · {words.get(self.status, self.status)}{extra}")
+        ended_early = self.step == 0 and self.status in ("failed", "stopped", "interrupted")
+        # Not "step 0 / 1": a run that ended before its first step never learned its length.
+        self.progress.setFormat(f"{self.status} before step 1" if ended_early else "step %v / %m")
+
+    def trained_steps(self) -> bool:
+        """Whether the shown run got past its first step (else there is nothing to resume)."""
+        return self.step > 0
 
     def set_stopping(self) -> None:
         self.status = "stopping"
