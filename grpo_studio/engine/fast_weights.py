@@ -194,8 +194,11 @@ class QuantProjection:
     """Stacked bitsandbytes-quantized layers read in place; LoRA applied as its low-rank product."""
 
     def __init__(self, modules: Sequence[Any], dtype: torch.dtype):
-        from grpo_studio.engine.quant_matmul import QuantFormatError, check_group
+        from grpo_studio.engine.quant_matmul import QuantFormatError, check_group, missing_kernel
 
+        missing = missing_kernel(base_linear(modules[0]).weight.device)
+        if missing:
+            raise Unsupported(missing)
         if dtype not in (torch.bfloat16, torch.float16):
             raise Unsupported(f"quantized generation computes in bf16 or fp16, not {dtype}")
         self.modules = list(modules)

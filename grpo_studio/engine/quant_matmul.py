@@ -154,14 +154,18 @@ def block_scales(qw: QuantWeight) -> torch.Tensor:
 
 def dequantize(qw: QuantWeight, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The [rows, cols] weight, as bitsandbytes dequantizes it (rounded to qw.dtype), in `dtype`."""
-    if qw.kind == "int8":
-        w = (qw.data.float() * qw.scales[:, None]) * INT8_SCALE
-    else:
-        n = qw.rows * qw.cols
-        data = qw.data[: (n + 1) // 2]
-        nibbles = torch.stack([data >> 4, data & 0xF], dim=1).reshape(-1)[:n].long()
-        scale = block_scales(qw)[torch.arange(n, device=data.device) // qw.blocksize]
-        w = (qw.code[nibbles] * scale).reshape(qw.rows, qw.cols)
+    if qw.kind == "int8":  # in slices of rows: the float32 intermediate stays small
+        out = torch.empty(qw.rows, qw.cols, dtype=dtype or qw.dtype, device=qw.data.device)
+        step = max(1, 2**22 // max(1, qw.cols))
+        for r in range(0, qw.rows, step):
+            w = (qw.data[r:r + step].float() * qw.scales[r:r + step, None]) * INT8_SCALE
+            out[r:r + step] = w.to(qw.dtype)
+        return out
+    n = qw.rows * qw.cols
+    data = qw.data[: (n + 1) // 2]
+    nibbles = torch.stack([data >> 4, data & 0xF], dim=1).reshape(-1)[:n].long()
+    scale = block_scales(qw)[torch.arange(n, device=data.device) // qw.blocksize]
+    w = (qw.code[nibbles] * scale).reshape(qw.rows, qw.cols)
     return w.to(qw.dtype).to(dtype or qw.dtype)
 
 
@@ -432,6 +436,13 @@ def default_backend(device: torch.device) -> str:
     if chosen:
         return chosen
     return "triton" if device.type == "cuda" and tl is not None else "torch"
+
+
+def missing_kernel(device: torch.device) -> str | None:
+    """Why decoding on `device` would run the (slow) reference instead of the kernel, or None."""
+    if device.type == "cuda" and tl is None and not os.environ.get("GRPO_STUDIO_QUANT_BACKEND"):
+        return "quantized generation on a GPU needs Triton (it ships with CUDA builds of PyTorch)"
+    return None
 
 
 def check_group(parts: Sequence[QuantWeight]) -> None:
