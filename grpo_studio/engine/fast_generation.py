@@ -12,7 +12,8 @@ How:
   "quantized" (4-bit or 8-bit bitsandbytes base): no copy; each decode step reads the packed
   weights through a fused dequantize-matmul kernel (quant_matmul.py) and applies LoRA as its
   low-rank product, so it reads about a quarter of the bytes of a bf16 copy; extra memory is the
-  stacked LoRA factors (tens of MB at 7B) and, during a prefill, one dequantized weight.
+  stacked LoRA factors (117 MiB at 7B with r=16 everywhere) and, during a prefill, one
+  dequantized weight.
   Embeddings, norms and the LM head are shared with the trained model. `sync()` refreshes the
   copies in place after every optimizer step: the policy that samples is the policy being trained.
 - Prompts are prefilled once into a preallocated KV cache; every decode step then has the same
@@ -34,8 +35,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from grpo_studio.engine.fast_weights import (Unsupported, causal_lm, is_quantized, layer_groups, module_weight,
-                                             planned_projection_bytes, projection)
+from grpo_studio.engine.fast_weights import (Unsupported, base_linear, causal_lm, is_quantized, layer_groups,
+                                             module_weight, planned_projection_bytes, projection)
 
 SUPPORTED_MODEL_TYPES = {"llama", "qwen2", "qwen3", "mistral"}
 WEIGHT_MODES = ("merged", "quantized")
@@ -94,9 +95,8 @@ class _Layer:
         groups = layer_groups(layer)
         self.qkv, self.gate_up, self.o, self.down = (projection(groups[g], dtype, weights)
                                                      for g in ("qkv", "gate_up", "o", "down"))
-        sizes = [m.out_features for m in (getattr(m, "base_layer", None) or m for m in groups["qkv"])]
-        self.q_size, self.kv_size = sizes[0], sizes[1]
-        self.inter = (getattr(groups["gate_up"][0], "base_layer", None) or groups["gate_up"][0]).out_features
+        self.q_size, self.kv_size = (base_linear(m).out_features for m in groups["qkv"][:2])
+        self.inter = base_linear(groups["gate_up"][0]).out_features
 
     @property
     def projections(self) -> tuple[Any, ...]:
@@ -163,8 +163,7 @@ class FastGenerator:
 
     def prefill_scratch_bytes(self) -> int:
         """Transient memory of a prefill in quantized mode: the largest dequantized weight."""
-        return max((p.scratch_bytes() for layer in self.layers for p in layer.projections
-                    if hasattr(p, "scratch_bytes")), default=0)
+        return max(p.scratch_bytes() for layer in self.layers for p in layer.projections)
 
     # -- the forward pass --------------------------------------------------------------------
     def _prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -186,6 +186,9 @@ class MergedProjection:
         own = 0 if self.shared else self.weight.numel() * self.weight.element_size()
         return own + (0 if self.bias is None else self.bias.numel() * self.bias.element_size())
 
+    def scratch_bytes(self) -> int:
+        return 0
+
     def __call__(self, h: torch.Tensor, prefill: bool = False) -> torch.Tensor:
         return F.linear(h, self.weight, self.bias)
 

@@ -36,10 +36,11 @@ kernel to them, and they to bitsandbytes' own `dequantize_4bit`. Without Triton,
 `quant_linear` runs the reference (backend "torch"); backend "interpret" runs the Triton kernel
 through Triton's CPU interpreter (slow: for tests).
 
-Bytes a decode step reads per projection (`decode_bytes`): rows*cols/2 for the nibbles, plus
-4 bytes per block of scales (1 byte with double quantization, and 4 per 256 blocks), plus the
-LoRA factors (r*(rows + cols) 16-bit values); at 7B with NF4 + double quantization, 64-blocks and
-r = 16 that is 0.516 + 0.004 bytes per weight, against 2 for a bf16 copy.
+Bytes a decode step reads per group (`decode_bytes`): rows*cols/2 for the nibbles, plus 4 bytes
+per block of scales (1 byte with double quantization, and 4 per 256 blocks), plus the stacked LoRA
+factors (R*(K + N) 16-bit values for the group's total rank R, block-diagonal zeros included). At
+7B with NF4 + double quantization, 64-blocks and r = 16 on every projection that is 0.516 + 0.019
+bytes per weight, against 2 for a bf16 copy (plus, for both, the KV cache and the LM head).
 """
 
 from __future__ import annotations
