@@ -217,7 +217,7 @@ def build_model(name: str, device: str):
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    config = Qwen2Config(**SHAPES[name], max_position_embeddings=4096, rope_theta=1e6)
+    config = Qwen2Config(**SHAPES[name], max_position_embeddings=4096)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
