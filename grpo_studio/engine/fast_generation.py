@@ -134,6 +134,7 @@ class FastGenerator:
         self._rope: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.graph_failures: list[str] = []
         self.synced_version = -1
+        self._weights_released = False
         self.sync()
 
     @classmethod
@@ -156,6 +157,7 @@ class FastGenerator:
                 proj.refresh()
         self.head.refresh()
         self.synced_version = version
+        self._weights_released = False
 
     def extra_bytes(self) -> int:
         """Memory the generator owns beyond the trained model (merged copies or LoRA stacks)."""
@@ -336,10 +338,22 @@ class FastGenerator:
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], max_prompt_length: int | None = None) -> Generation:
+        if self._weights_released:
+            self.sync(self.synced_version)
         try:
             return self._generate(prompt_ids, max_prompt_length)
         finally:
             self._release()
+            self._release_weights()
+
+    def _release_weights(self) -> None:
+        """Merged copies exist only while generating: the training half that follows needs the memory
+        (the VRAM estimate counts them in the generation phase alone). `sync` makes them again."""
+        for layer in self.layers:
+            for proj in layer.projections:
+                proj.release()
+        self.head.release()
+        self._weights_released = True
 
     def _generate(self, prompt_ids: list[list[int]], max_prompt_length: int | None) -> Generation:
         s = self.sampling

@@ -159,6 +159,7 @@ class MergedProjection:
         self.modules = list(modules)
         lin = [base_linear(m) for m in self.modules]
         self.rows = [m.out_features for m in lin]
+        self.dtype = dtype
         self.shared = len(self.modules) == 1 and is_shared(self.modules[0], dtype)
         if self.shared:
             self.weight = lin[0].weight  # e.g. an lm_head tied to the embeddings: no copy
@@ -177,13 +178,23 @@ class MergedProjection:
         """Re-merge in place: CUDA graphs captured earlier keep pointing at these tensors."""
         if self.shared:
             return
+        if self.weight is None:  # released after the last generation: allocate again
+            lin = [base_linear(m) for m in self.modules]
+            self.weight = torch.empty(sum(self.rows), lin[0].in_features, dtype=self.dtype, device=lin[0].weight.device)
         offset = 0
         for module, rows in zip(self.modules, self.rows):
             write_projection(module, self.weight[offset:offset + rows])
             offset += rows
 
+    def release(self) -> None:
+        """Give the copy back between generations: the training half reuses the memory (PyTorch's
+        allocator keeps it cached), and the next `refresh` re-merges into a new one anyway."""
+        if not self.shared:
+            self.weight = None
+
     def nbytes(self) -> int:
-        own = 0 if self.shared else self.weight.numel() * self.weight.element_size()
+        lin = [base_linear(m) for m in self.modules]
+        own = 0 if self.shared else sum(self.rows) * lin[0].in_features * _itemsize(self.dtype)
         return own + (0 if self.bias is None else self.bias.numel() * self.bias.element_size())
 
     def scratch_bytes(self) -> int:
@@ -237,6 +248,9 @@ class QuantProjection:
                 self.lora_b[row:row + part.rows, r:r + a.shape[0]].copy_(b * scale)  # one rounding
                 r += a.shape[0]
             row += part.rows
+
+    def release(self) -> None:
+        """Nothing to give back between generations: the stacks are small and refreshed in place."""
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.lora_a, self.lora_b, self.bias) if t is not None)
