@@ -62,7 +62,8 @@ def setting(default: Any, help: str, *, advanced: bool = False, **constraints: A
 class Section(BaseModel):
     """Base of every section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinity are never a meaningful setting (eval.threshold = nan made every answer wrong).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSettings(Section):
@@ -244,7 +245,8 @@ class GrpoSettings(Section):
     scale_rewards: Literal["group", "batch", "none"] = setting(
         "group", "Divide advantages by the reward std of the group, of the batch, or not at all.", advanced=True
     )
-    temperature: float = setting(1.0, "Sampling temperature of the generations.", gt=0, le=10)
+    temperature: float = setting(1.0, "Sampling temperature of the generations (below 0.01 the logits overflow).",
+                                 ge=0.01, le=10)
     top_p: float = setting(1.0, "Nucleus sampling: keep the most likely tokens up to this mass.", gt=0, le=1)
     top_k: int = setting(0, "Sample only from the k most likely tokens; 0 = no limit.", ge=0, advanced=True)
     num_iterations: int = setting(1, "Optimizer passes over each generation batch (mu).", ge=1, le=64, advanced=True)
