@@ -234,6 +234,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def exit_code(result: Any) -> int:
     if result.kind == "finished":
         return EXIT_STOPPED if result.stopped else EXIT_OK
+    if result.interrupted:
+        return EXIT_STOPPED
     return EXIT_BAD_INPUT if result.input_error else EXIT_FAILED
 
 
@@ -388,8 +390,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             out = export_adapter(run_dir, dest, progress=progress)
     except ExportError as exc:
-        _err(str(exc))
-        return EXIT_BAD_INPUT
+        _err(f"error: {exc}")
+        return EXIT_FAILED if exc.failed else EXIT_BAD_INPUT
     print(out)
     return EXIT_OK
 

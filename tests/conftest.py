@@ -51,3 +51,24 @@ def run_file(tmp_path: Path, tiny_model: Path) -> Path:
 @pytest.fixture
 def gsm8k_sample() -> Path:
     return DATA / "gsm8k_test_sample.jsonl"
+
+
+@pytest.fixture(scope="session")
+def fault_project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """The run file of the fault-injection tests (tests/fault_checks.py); never written to by a test."""
+    import fault_checks
+
+    return fault_checks.write_fault_project(tmp_path_factory.mktemp("fault") / "project", tiny_model)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, fault_project: Path) -> Path:
+    """A finished 4-step run of fault_project (checkpoints 2 and 4); tests copy it before damaging it."""
+    import fault_checks
+    import fault_runner
+
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    outcome = fault_runner.cli("train", str(fault_project), "--output", str(folder), *fault_checks.RUN_SETTINGS)
+    assert outcome.rc == 0, outcome
+    fault_checks.assert_whole_run(folder)
+    return folder

@@ -121,6 +121,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def text_line_of(data: bytes, offset: int) -> int:
+    """The 1-based line of a byte offset."""
+    return data.count(b"\n", 0, offset) + 1
+
+
 def load_run(path: str | Path, overrides: list[str] | None = None) -> LoadedRun:
     """Read, override and validate a run file. Raises ConfigError naming every bad field."""
     path = Path(path)
@@ -130,6 +135,10 @@ def load_run(path: str | Path, overrides: list[str] | None = None) -> LoadedRun:
         raise ConfigError([ConfigProblem(str(path), "run file not found")], source=str(path)) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(path), f"cannot read: {exc.strerror}")], source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        line = text_line_of(path.read_bytes(), exc.start)
+        raise ConfigError([ConfigProblem(f"{path}:{line}", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): "
+                                         "save the file as UTF-8")], source=str(path)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

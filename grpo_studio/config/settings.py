@@ -64,7 +64,8 @@ def setting(default: Any, help: str, *, advanced: bool = False, title: str = "",
 class Section(BaseModel):
     """Base of every section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinity are never a meaningful setting (eval.threshold = nan made every answer wrong).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSettings(Section):
@@ -290,8 +291,8 @@ class GrpoSettings(Section):
         "group", "Divide advantages by the reward std of the group, of the batch, or not at all.", advanced=True,
         title="Scale advantages by std", trainer_field="scale_rewards"
     )
-    temperature: float = setting(1.0, "Sampling temperature of the generations.", gt=0, le=10,
-        trainer_field="temperature")
+    temperature: float = setting(1.0, "Sampling temperature of the generations (below 0.01 the logits overflow).",
+                                 ge=0.01, le=10, trainer_field="temperature")
     top_p: float = setting(1.0, "Nucleus sampling: keep the most likely tokens up to this mass.", gt=0, le=1,
         title="Top-p", trainer_field="top_p")
     top_k: int = setting(0, "Sample only from the k most likely tokens; 0 = no limit.", ge=0, advanced=True,
@@ -304,7 +305,7 @@ class GrpoSettings(Section):
     )
     seed: int = setting(42, "Random seed (data order, LoRA init, sampling).", ge=0, le=2**32 - 1, trainer_field="seed")
     fast_generation: Literal["auto", "quantized", "merged", "off"] = setting(
-        "auto", "Sampling: GRPO Studio's generators (quantized: reads a 4-bit base as stored; merged: a 16-bit "
+        "auto", "Sampling: GRPO Studio's generators (quantized: reads a 4/8-bit base as stored; merged: a 16-bit "
         "copy with LoRA merged in) or TRL's generate (off); auto = the fastest that fits this GPU's memory.",
         advanced=True, title="Fast generation", memory=True
     )

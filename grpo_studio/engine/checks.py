@@ -82,16 +82,22 @@ def check_model(run: LoadedRun, report: Report) -> None:
                                "config.json); loading may need trust_remote_code = true")
 
 
-def check_data_and_rewards(run: LoadedRun, report: Report) -> None:
+def check_data_and_rewards(run: LoadedRun, report: Report, load_data: bool = True) -> None:
     cfg = run.config
     columns: list[str] | None = None
     try:
-        source = resolve_source(run, cfg.data.source, cfg.data.subset, cfg.data.split)
-        if source.is_local or hub_reachable():
+        # Without load_data the source itself is already reported as a problem: check the rewards alone.
+        source = resolve_source(run, cfg.data.source, cfg.data.subset, cfg.data.split) if load_data else None
+        if source is None:
+            pass
+        elif source.is_local or hub_reachable():
             prompts = load_prompts(run, tokenizer=None, check_length=False)
             columns = list(prompts.dataset.column_names)
             report.facts["rows"] = len(prompts.dataset)
             report.facts["columns"] = columns
+            too_few = rows_problem(run, len(prompts.dataset))
+            if too_few:
+                report.problems.append(too_few)
             if prompts.missing_answers:
                 report.warnings.append(f"data.answer_pattern: {prompts.missing_answers} of "
                                        f"{len(prompts.dataset)} rows have no ground truth")
@@ -125,22 +131,51 @@ def check_eval(run: LoadedRun, report: Report, labels: list[str]) -> None:
     elif correctness_function(run, labels) is None:
         report.warnings.append("eval.correctness: no reward function has 'correct' in its name; set "
                                "eval.correctness for `grpo-studio eval`")
-    if cfg.eval.source:
-        try:
-            resolve_source(run, cfg.eval.source, cfg.data.subset, cfg.eval.split, field="eval.source")
-        except DataError as exc:
-            report.problems.append(str(exc))
 
 
-def validate(run: LoadedRun) -> Report:
-    report = Report()
-    report.problems += [str(p) for p in run.config.problems()]
+def prompts_per_step(run: LoadedRun, world_size: int = 1) -> int:
+    """Distinct prompts one optimizer step needs (TRL samples whole generation batches only)."""
+    cfg = run.config
+    return max(1, cfg.generation_batch(world_size) // cfg.grpo.num_generations)
+
+
+def rows_problem(run: LoadedRun, rows: int, world_size: int = 1, dropped: int = 0) -> str | None:
+    """A dataset smaller than one step trains nothing (TRL would 'finish' 0 steps): say so up front."""
+    need = prompts_per_step(run, world_size)
+    if rows >= need:
+        return None
+    g = run.config.grpo
+    left = f" ({dropped} longer than data.max_prompt_length were left out)" if dropped else ""
+    return (f"data.source: {rows} usable rows{left}, but one step needs {need} prompts (generation batch "
+            f"{run.config.generation_batch(world_size)} / grpo.num_generations {g.num_generations}): add rows, or lower "
+            "grpo.per_device_train_batch_size or grpo.gradient_accumulation_steps")
+
+
+def check_before_loading(run: LoadedRun, report: Report | None = None, world_size: int = 1) -> Report:
+    """The checks that need no dataset rows, reward process or model weights: the settings' own
+    cross-field checks, grpo.extra, the model's context length (local config.json) and where the
+    data files are. `train` runs them before it makes a run folder; `validate` runs them first."""
+    report = report or Report()
+    report.problems += [str(p) for p in run.config.problems(world_size)]
     if run.config.grpo.extra:
         from grpo_studio.engine.library_configs import check_extra
 
         report.problems += [str(p) for p in check_extra(run.config)]
     if run.config.model.name.strip():
         check_model(run, report)
+    cfg = run.config
+    for field, spec, split in (("data.source", cfg.data.source, cfg.data.split),
+                               ("eval.source", cfg.eval.source, cfg.eval.split)):
+        if spec.strip():
+            try:
+                resolve_source(run, spec, cfg.data.subset, split, field=field)
+            except DataError as exc:
+                report.problems.append(str(exc))
+    return report
+
+
+def validate(run: LoadedRun) -> Report:
+    report = check_before_loading(run)
     if run.config.data.source.strip():
-        check_data_and_rewards(run, report)
+        check_data_and_rewards(run, report, load_data=not any(p.startswith("data.source:") for p in report.problems))
     return report

@@ -73,7 +73,8 @@ def resolve_source(run: LoadedRun, spec: str, subset: str = "", split: str = "tr
             )
         return DataSource(spec, path)
     if path.suffix.lower() in DATA_FILE_FORMATS or spec.startswith((".", "/", "~")) or "\\" in spec:
-        raise DataError(f"file not found: {path}", field=field)
+        where = f"{spec} (relative to {run.base_dir}: {path})" if not Path(spec).expanduser().is_absolute() else spec
+        raise DataError(f"file not found: {where}", field=field)
     if spec.count("/") > 1:
         raise DataError(f"{spec!r} is neither an existing file nor a hub id (owner/name)", field=field)
     return DataSource(spec, None, subset=subset, split=split)
@@ -99,6 +100,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"not valid JSON: {exc.msg} (column {exc.colno})", file=path, line=number) from None
+            except ValueError as exc:  # e.g. a number past Python's int-digits limit
+                raise DataError(f"not readable JSON: {str(exc).split(';')[0]}; write such a value as a string",
+                                file=path, line=number) from None
             if not isinstance(value, dict):
                 raise DataError(f"expected a JSON object per line, found {type(value).__name__}",
                                 file=path, line=number)
@@ -107,8 +111,46 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _scan_jsonl(path: Path) -> None:
     """Find the first bad line of a JSON-lines file, to report it by number."""
-    for _ in read_jsonl(path):
-        pass
+    if sum(1 for _ in read_jsonl(path)) == 0:  # reads every line: the first bad one raises
+        raise DataError("has no rows (only blank lines)", file=path)
+
+
+def row_lines(source: DataSource) -> list[int] | None:
+    """The line number of every row of a local JSON-lines or CSV file (None for other formats)."""
+    path = source.path
+    if path is None:
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl" or (suffix == ".json" and not path.read_text(encoding="utf-8").lstrip().startswith("[")):
+        return [number for number, _ in read_jsonl(path)]
+    if suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            next(reader, None)
+            lines = []
+            while True:
+                start = reader.line_num + 1
+                row = next(reader, None)
+                if row is None:
+                    return lines
+                if row:
+                    lines.append(start)
+    return None
+
+
+def check_prompts_present(raw: Any, settings: DataSettings, source: DataSource) -> None:
+    """Every row needs a prompt: a null or empty one would crash training mid-run (an empty token list)."""
+    column = settings.prompt_column
+    bad = [i for i, v in enumerate(raw[column]) if v is None or (isinstance(v, str) and not v.strip())]
+    if not bad:
+        return
+    more = f" ({len(bad)} rows like this, the first here)" if len(bad) > 1 else ""
+    message = f"no prompt: {column!r} (data.prompt_column) is empty or null{more}; fill it in or remove the row"
+    lines = row_lines(source) if source.path is not None else None
+    if lines is not None and bad[0] < len(lines):
+        raise DataError(message, file=source.path, line=lines[bad[0]])
+    raise DataError(f"row {bad[0]}: {message}", file=source.path) if source.path else DataError(
+        f"{source}: row {bad[0]}: {message}", field="data.source")
 
 
 def _scan_csv(path: Path) -> None:
@@ -245,6 +287,7 @@ def build_prompts(raw: Any, settings: DataSettings, tokenizer: Any | None = None
     """Map raw rows to TRL's prompt dataset; drop prompts over data.max_prompt_length tokens."""
     columns = list(raw.column_names)
     check_columns(columns, settings, source or DataSource("", None))
+    check_prompts_present(raw, settings, source or DataSource("", None))
     chat = use_chat_template(settings, tokenizer)
     if chat and tokenizer is not None and not getattr(tokenizer, "chat_template", None):
         raise DataError("is 'on' but the tokenizer has no chat template", field="data.chat_template")

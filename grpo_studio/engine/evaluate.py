@@ -71,6 +71,18 @@ def generate_greedy(model: Any, tokenizer: Any, prompts: list[Any], max_new_toke
     return out
 
 
+def check_adapter(adapter: Path) -> None:
+    """A clear EvalError for a folder that is not a whole PEFT adapter (before any model loads)."""
+    from grpo_studio.engine.integrity import adapter_problem
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise EvalError(f"{adapter}: not a PEFT adapter folder (no adapter_config.json)")
+    problem = adapter_problem(adapter)
+    if problem:
+        raise EvalError(f"{adapter}: {problem}; evaluate a checkpoint instead (--adapter RUN/checkpoints/"
+                        "checkpoint-N), or rewrite the run's adapter with `grpo-studio train RUN --resume`")
+
+
 def evaluate(run: LoadedRun, adapter: str | Path | None = None, limit: int = 0,
              progress: Callable[[int, int], None] | None = None) -> EvalResult:
     from grpo_studio.engine.data import load_prompts
@@ -82,6 +94,8 @@ def evaluate(run: LoadedRun, adapter: str | Path | None = None, limit: int = 0,
     if limit:
         cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"limit": limit})})
         run = LoadedRun(cfg, run.path, run.base_dir)
+    if adapter is not None:
+        check_adapter(Path(adapter))
     tokenizer = load_tokenizer(run)
     data = load_prompts(run, tokenizer, split="eval", check_length=False)
     ds = data.dataset
@@ -105,11 +119,14 @@ def _evaluate(run: LoadedRun, cfg: Any, tokenizer: Any, ds: Any, specs: list[Any
     model = load_model(run, placement)
     if adapter is not None:
         adapter = Path(adapter)
-        if not (adapter / "adapter_config.json").is_file():
-            raise EvalError(f"{adapter}: not a PEFT adapter folder (no adapter_config.json)")
+        check_adapter(adapter)
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter))
+        except Exception as exc:  # noqa: BLE001 - whole files that still do not fit this base model
+            raise EvalError(f"{adapter}: cannot apply the adapter to {cfg.model.name!r}: "
+                            f"{str(exc).strip().splitlines()[0]}") from None
     if placement.device == "cpu":
         model.to("cpu")
     model.eval()

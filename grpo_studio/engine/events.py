@@ -36,6 +36,7 @@ class Started(_Event):
     reward_names: list[str] = []
     trainable_params: int = 0
     total_params: int = 0
+    rewards_sha256: str = ""  # of the run folder's rewards.py as this segment trains it ("" = no file)
 
 
 class Metrics(_Event):
@@ -114,6 +115,7 @@ class Failed(_Event):
     hint: str = ""  # what to try
     details: str = ""  # the traceback, for the log pane and bug reports
     input_error: bool = False  # bad run file, data, reward file or model path (CLI exit code 2)
+    interrupted: bool = False  # aborted on request (a second Ctrl-C): CLI exit code 130, like a stop
 
 
 Event = Annotated[
@@ -139,22 +141,42 @@ def event_from_dict(data: dict[str, Any]) -> Any:
 
 
 class EventBus:
-    """Fans one event out to several listeners; a failing listener never stops training."""
+    """Fans one event out to several listeners.
+
+    A failing viewer never stops training: its error is printed and the event goes on. A `critical`
+    listener (the run store) is different: a run whose events cannot be recorded (a full disk, a
+    damaged store) must not go on silently, so its error is raised once every listener has had the event."""
 
     def __init__(self, *listeners: Listener):
         self.listeners: list[Listener] = list(listeners)
+        self.critical: set[int] = set()
 
-    def add(self, listener: Listener) -> None:
-        self.listeners.append(listener)
+    def add(self, listener: Listener, critical: bool = False, first: bool = False) -> None:
+        if first:
+            self.listeners.insert(0, listener)
+        else:
+            self.listeners.append(listener)
+        if critical:
+            self.critical.add(id(listener))
+
+    def remove(self, listener: Listener) -> None:
+        self.listeners = [x for x in self.listeners if x is not listener]
+        self.critical.discard(id(listener))
 
     def __call__(self, event: Any) -> None:
+        error: Exception | None = None
         for listener in list(self.listeners):
             try:
                 listener(event)
             except Exception as exc:  # noqa: BLE001 - a broken viewer must not cost a training run
+                if id(listener) in self.critical:
+                    error = error or exc
+                    continue
                 import sys
 
                 print(f"grpo-studio: event listener failed: {exc!r}", file=sys.stderr)
+        if error is not None:
+            raise error
 
 
 def json_line_writer(stream: Any) -> Listener:

@@ -11,44 +11,77 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from grpo_studio.config import load_run
+from grpo_studio.config import ConfigError, load_run
+from grpo_studio.engine.integrity import adapter_problem, loadable_checkpoint
+from grpo_studio.engine.safe_files import disk_full_message, staged_folder
 from grpo_studio.engine.store import RunFolder
 
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
 
 
 class ExportError(Exception):
-    pass
+    """Export cannot be done; `failed` marks a failure of the writing itself (exit 1), not of the input (exit 2)."""
+
+    def __init__(self, message: str, failed: bool = False):
+        super().__init__(message)
+        self.failed = failed
 
 
 def adapter_source(folder: RunFolder) -> Path:
-    """The final adapter, or the newest checkpoint's when the run never finished."""
-    if (folder.adapter / "adapter_config.json").is_file():
-        return folder.adapter
-    newest = folder.newest_checkpoint()
+    """The final adapter, or the newest loadable checkpoint's when the run never finished.
+
+    A damaged final adapter is an error, never silently replaced by an older checkpoint's."""
+    if folder.adapter.exists():
+        problem = adapter_problem(folder.adapter)
+        if problem is None:
+            return folder.adapter
+        raise ExportError(f"{folder.adapter}: {problem}. `grpo-studio train {folder.path} --resume` rewrites it "
+                          "from the newest checkpoint (no training), or pass a checkpoint with --adapter")
+    newest, _skipped = loadable_checkpoint(folder)
     if newest and (newest[1] / "adapter_config.json").is_file():
         return newest[1]
-    raise ExportError(f"{folder.path}: no adapter yet (the run has neither finished nor saved a checkpoint)")
+    raise ExportError(f"{folder.path}: no adapter yet (the run has neither finished nor saved a loadable checkpoint)")
+
+
+def _check_dest(dest: Path) -> None:
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ExportError(f"{dest} already exists and is not empty: pick another --to, or remove it")
+
+
+def _frozen_run(folder: RunFolder):  # noqa: ANN202 - LoadedRun
+    try:
+        return load_run(folder.config)
+    except ConfigError as exc:
+        raise ExportError(str(exc).replace("\n", "; ")) from None
 
 
 def export_adapter(run_dir: str | Path, dest: str | Path, progress: Progress | None = None) -> Path:
     folder = RunFolder(run_dir)
     if not folder.is_run():
         raise ExportError(f"{run_dir}: not a run folder (no config.toml)")
+    _frozen_run(folder)  # a damaged config.toml is said here, not copied
     src = adapter_source(folder)
     dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise ExportError(f"{dest} already exists and is not empty")
-    dest.mkdir(parents=True, exist_ok=True)
+    _check_dest(dest)
     files = [p for p in src.iterdir() if p.is_file() and not _is_training_state(p.name)]
-    for i, f in enumerate(files):
-        if progress:
-            progress(f"copying {f.name}", i / max(1, len(files)))
-        shutil.copy2(f, dest / f.name)
-    shutil.copy2(folder.config, dest / "grpo_studio_run.toml")
+    try:
+        with staged_folder(dest, point="export_written") as staging:
+            for i, f in enumerate(files):
+                if progress:
+                    progress(f"copying {f.name}", i / max(1, len(files)))
+                shutil.copy2(f, staging / f.name)
+            shutil.copy2(folder.config, staging / "grpo_studio_run.toml")
+    except OSError as exc:
+        raise ExportError(_write_failure(exc, dest), failed=True) from exc
     if progress:
         progress("adapter exported", 1.0)
     return dest
+
+
+def _write_failure(exc: BaseException, dest: Path) -> str:
+    full = disk_full_message(exc, dest.parent)
+    what = full or f"{type(exc).__name__}: {exc}"
+    return f"export to {dest} failed: {what}; nothing was left there, so the same command can be run again"
 
 
 def _is_training_state(name: str) -> bool:
@@ -69,13 +102,12 @@ def export_merged(run_dir: str | Path, dest: str | Path, dtype: str = "bfloat16"
     folder = RunFolder(run_dir)
     if not folder.is_run():
         raise ExportError(f"{run_dir}: not a run folder (no config.toml)")
-    run = load_run(folder.config)
+    run = _frozen_run(folder)
     if not run.config.lora.enabled:
         raise ExportError("this run trained every weight; its model is already whole: export the adapter folder")
     src = adapter_source(folder)
     dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise ExportError(f"{dest} already exists and is not empty")
+    _check_dest(dest)
     if progress:
         progress("loading the base model", 0.05)
     name = model_path(run)
@@ -88,12 +120,22 @@ def export_merged(run_dir: str | Path, dest: str | Path, dtype: str = "bfloat16"
         raise ExportError(f"cannot load the base model {name!r} to merge into: {exc}") from None
     if progress:
         progress("applying the adapter", 0.5)
-    merged = PeftModel.from_pretrained(base, str(src)).merge_and_unload()
+    try:
+        merged = PeftModel.from_pretrained(base, str(src)).merge_and_unload()
+    except Exception as exc:  # noqa: BLE001 - checked files that still do not fit this base model
+        raise ExportError(f"{src}: cannot apply the adapter to {name!r}: {str(exc).strip().splitlines()[0]}") from None
     if progress:
         progress("writing the merged model", 0.7)
-    dest.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(dest)
-    load_tokenizer(run).save_pretrained(dest)
+    try:
+        with staged_folder(dest, point="export_written") as staging:
+            merged.save_pretrained(staging)
+            load_tokenizer(run).save_pretrained(staging)
+    except OSError as exc:
+        raise ExportError(_write_failure(exc, dest), failed=True) from exc
+    except Exception as exc:  # noqa: BLE001 - safetensors reports a full disk as its own error type
+        if disk_full_message(exc, dest.parent):
+            raise ExportError(_write_failure(exc, dest), failed=True) from exc
+        raise
     if progress:
         progress("merged model exported", 1.0)
     return dest

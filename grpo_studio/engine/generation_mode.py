@@ -1,8 +1,8 @@
 """Which generator samples a run's completions, chosen by what this model allows and what fits the card.
 
 The modes, fastest first:
-    quantized  GRPO Studio's generator reading the packed 4-bit base weights as they are stored and
-               applying LoRA as its low-rank product: no 16-bit copy (a 4-bit base only)
+    quantized  GRPO Studio's generator reading the packed 4-bit (or 8-bit) base weights as they are
+               stored and applying LoRA as its low-rank product: no 16-bit copy (a quantized base only)
     merged     GRPO Studio's generator over a 16-bit copy of the projections with LoRA merged in:
                the fastest for a 16-bit base, and costs that copy while it generates
     trl        TRL's own `generate`: the reference, and the fallback for everything else
@@ -49,7 +49,7 @@ def requested_modes(setting: str, load_in: str) -> list[str]:
         return ["trl"]
     if setting in ("quantized", "merged"):
         return [setting, "trl"]
-    if load_in == "4bit":
+    if load_in in ("4bit", "8bit"):
         return ["quantized", "merged", "trl"]
     return ["merged", "trl"]
 
@@ -58,10 +58,8 @@ def static_blocker(mode: str, load_in: str, model_config: dict[str, Any] | None)
     """Why `mode` can't serve this model at all (whatever the memory), or None."""
     if mode == "trl":
         return None
-    if mode == "quantized" and load_in != "4bit":
-        return "needs a 4-bit base (quantization.load_in = \"4bit\")"
-    if load_in == "8bit":
-        return "8-bit base weights"
+    if mode == "quantized" and load_in not in ("4bit", "8bit"):
+        return "needs a quantized base (quantization.load_in = \"4bit\" or \"8bit\")"
     if model_config is not None:
         text = model_config.get("text_config", model_config)
         model_type = text.get("model_type", "?")

@@ -35,7 +35,7 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from grpo_studio.engine.rewards import (
     RewardContractError,
@@ -125,14 +125,31 @@ class _Recorder:
         self.calls.append(("log_extra", str(column), plain))
 
 
+def _own_process_group() -> None:
+    """Lead a process group of its own, so that what the reward code starts (a verifier, a shell,
+    a pool) can be ended with it: the trainer kills the whole group when the run ends."""
+    if hasattr(os, "setpgid"):
+        try:
+            os.setpgid(0, 0)
+        except OSError:
+            pass
+
+
+def _end_group() -> None:
+    """Kill this process's group (itself and what the reward code started), if it leads one."""
+    if hasattr(os, "killpg") and os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+
+
 def _exit_with_parent() -> None:
-    """Die when the parent does, even in the middle of a user's endless loop."""
+    """Die when the parent does, even in the middle of a user's endless loop, with what it started."""
     parent = mp.parent_process()
     if parent is None:
         return
 
     def watch() -> None:
         mp.connection.wait([parent.sentinel])
+        _end_group()
         os._exit(0)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
@@ -143,6 +160,7 @@ def _child_main(conn: Any, path: str, names: list[str] | None, columns: list[str
     # Ctrl-C in a terminal reaches the whole process group: the trainer turns it into a clean stop,
     # which needs this child to keep answering rather than die mid-call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _own_process_group()
     _exit_with_parent()
     file = Path(path)
     try:
@@ -204,7 +222,8 @@ class RewardProcess:
     """The child process that holds one reward file; restarted after a timeout or a crash."""
 
     def __init__(self, path: str | Path, names: list[str] | None, columns: list[str] | None, *,
-                 timeout_s: float = 30.0, load_timeout_s: float = 120.0, source: str | None = None):
+                 timeout_s: float = 30.0, load_timeout_s: float = 120.0, source: str | None = None,
+                 notify: Callable[[str], None] | None = None):
         self.path = Path(path)
         self.names = names
         self.columns = columns
@@ -212,6 +231,7 @@ class RewardProcess:
         self.load_timeout_s = load_timeout_s
         self.source = source
         self.restarts = 0
+        self.notify = notify or (lambda text: None)
         self._proc: Any = None
         self._conn: Any = None
         self._finalizer: Any = None
@@ -255,6 +275,11 @@ class RewardProcess:
     def call(self, name: str, args: dict[str, Any], recorded: list[str]) -> tuple[list, list, float]:
         """Run `name(**args)` in the child: (values, recorded log calls, seconds inside the child)."""
         if not self.alive:
+            if self._proc is not None:  # it died between calls (killed from outside, say): say so
+                how = describe_exit(self._proc.exitcode)
+                self.close()
+                self.notify(f"the reward process of {self.path.name} had ended ({how}) since the last call; "
+                            "restarted it")
             self.restarts += 1
             self._start()
         try:
@@ -318,7 +343,7 @@ def _main_module_hidden() -> Iterator[None]:
 
 
 def _stop(proc: Any, conn: Any) -> None:
-    """Ask the child to finish, then make sure it has."""
+    """Ask the child to finish, make sure it has, and end what the reward code started (its group)."""
     try:
         conn.send(("close",))
     except Exception:  # noqa: BLE001 - already gone
@@ -327,10 +352,24 @@ def _stop(proc: Any, conn: Any) -> None:
         conn.close()
     except Exception:  # noqa: BLE001
         pass
-    proc.join(0.5)
-    if proc.is_alive():
+    # Wait for the exit without reaping: until join() the exited child holds its pid, so its group id
+    # cannot name anybody else's processes when the group is killed.
+    mp.connection.wait([proc.sentinel], 0.5)
+    kill_group(proc.pid)
+    if proc.is_alive():  # no group of its own (setpgid refused): kill it alone
         proc.kill()
-        proc.join(5)
+    proc.join(5)
+
+
+def kill_group(pgid: int | None) -> None:
+    """SIGKILL a reward process and every process left in its group (what the reward code started)."""
+    if pgid is None or not hasattr(os, "killpg"):
+        return
+    try:
+        if os.getpgid(0) != pgid:  # never our own group (in case the child could not make its own)
+            os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass  # nothing left
 
 
 class IsolatedRewardFunction:

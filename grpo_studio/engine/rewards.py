@@ -283,11 +283,12 @@ def select_functions(module: Any, path: Path, names: list[str] | None,
 
 
 def load_rewards(run: LoadedRun, columns: list[str] | None = None, *, isolated: bool | None = None,
-                 source: str | None = None) -> list[RewardSpec]:
+                 source: str | None = None, notify: Callable[[str], None] | None = None) -> list[RewardSpec]:
     """The run's reward functions, loaded from its file and checked against the dataset columns.
 
     `isolated` (default: rewards.isolate) loads and calls them in a child process with a time limit;
-    `source` is unsaved editor text to use instead of the file. Call `close_rewards` when done."""
+    `source` is unsaved editor text to use instead of the file; `notify` hears what the reward
+    process has to say (e.g. that it was restarted). Call `close_rewards` when done."""
     cfg = run.config.rewards
     isolated = cfg.isolate if isolated is None else isolated
     path = reward_file(run)
@@ -299,7 +300,7 @@ def load_rewards(run: LoadedRun, columns: list[str] | None = None, *, isolated: 
             from grpo_studio.engine.reward_sandbox import RewardProcess
 
             process = RewardProcess(path, names, columns, timeout_s=cfg.timeout_s,
-                                    load_timeout_s=cfg.load_timeout_s, source=source)
+                                    load_timeout_s=cfg.load_timeout_s, source=source, notify=notify)
             loaded = process.functions()
         else:
             loaded = select_functions(load_module(path, source), path, names, columns)

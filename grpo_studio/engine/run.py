@@ -3,7 +3,12 @@
 `train()` is what the CLI, the GUI's worker process and the tests call. It never raises for an
 expected failure: it emits a `Failed` event with a readable reason and returns it. A run stopped
 on request (or by Ctrl-C) saves a checkpoint and can be resumed with `resume=True`, continuing at
-the step after its newest complete checkpoint with its curves and samples.
+the step after its newest loadable checkpoint with its curves and samples.
+
+What a run promises (README, "Reliability"): one writer per run folder (`run_lock`); every check
+of `validate` before a folder is made or a model loaded; a new run that never reaches step 1
+leaves no folder behind; checkpoints, the adapter and exports are staged and renamed into place
+(`safe_files`); a finished run resumed changes nothing (`resume`).
 """
 
 from __future__ import annotations
@@ -12,17 +17,22 @@ import os
 import shutil
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
+from grpo_studio.config import ConfigError, ConfigProblem, LoadedRun, load_run, local_path_settings, save_run
 from grpo_studio.engine.data import DataError
 from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
+from grpo_studio.engine.faults import fault_point
 from grpo_studio.engine.model import ModelError
+from grpo_studio.engine.resume import ResumePlan, adapter_from_checkpoint, file_sha256, plan_resume
 from grpo_studio.engine.rewards import RewardError
 from grpo_studio.engine.run_home import record_run, runs_dir
-from grpo_studio.engine.store import RunFolder, RunStore
+from grpo_studio.engine.run_lock import RunLock, RunLocked
+from grpo_studio.engine.safe_files import SpaceReserve, disk_full_message, prepare_staging, publish, staging_path
+from grpo_studio.engine.store import RunFolder, RunStore, StoreError
 
 
 class RunFolderError(Exception):
@@ -33,7 +43,7 @@ def new_run_folder(run: LoadedRun, output: str | Path | None = None) -> RunFolde
     """Create the folder of a new run; `output` names it exactly, else output_dir/name-date-time."""
     if output is not None:
         folder = RunFolder(Path(output).expanduser().resolve())
-        if folder.path.exists() and any(folder.path.iterdir()):
+        if folder.path.exists() and any(folder.path.iterdir()) and not never_trained(folder):
             raise RunFolderError(f"{folder.path} already exists and is not empty: pick a new folder, "
                                  "or add --resume to continue the run in it")
     else:
@@ -72,6 +82,34 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
     return LoadedRun(cfg, folder.config, folder.path)
 
 
+def never_trained(folder: RunFolder) -> bool:
+    """A run folder whose run never reached step 1 (killed while loading, say) and that no process
+    trains now: nothing in it is worth keeping, so a new run may take its place."""
+    from grpo_studio.engine.run_lock import lock_holder
+
+    if not folder.is_run() or folder.complete_checkpoints() or folder.adapter.exists():
+        return False
+    if lock_holder(folder.path) is not None:
+        return False
+    if not folder.database.is_file():
+        return True
+    try:
+        with RunStore(folder.database, readonly=True) as store:
+            return store.last_step() == 0 and store.count_samples() == 0
+    except StoreError:
+        return False  # unreadable: may hold data; never delete it on a guess
+
+
+def _clear_folder(path: Path, keep: tuple[str, ...] = ()) -> None:
+    for child in path.iterdir():
+        if child.name in keep:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 def find_latest_run(run: LoadedRun) -> RunFolder | None:
     """The newest run folder made from this run file (output_dir/name-*)."""
     parent = runs_dir(run.path, run.config.run.output_dir, run.base_dir)
@@ -81,8 +119,8 @@ def find_latest_run(run: LoadedRun) -> RunFolder | None:
     return max(candidates, key=lambda f: f.config.stat().st_mtime, default=None)
 
 
-def describe_failure(exc: BaseException) -> Failed:
-    """A readable reason (and hint) for anything that ends a run."""
+def describe_failure(exc: BaseException, where: str | Path | None = None) -> Failed:
+    """A readable reason (and hint) for anything that ends a run; `where` is the run folder, if any."""
     details = "".join(traceback.format_exception(exc))
     if isinstance(exc, ConfigError):
         return Failed(reason=str(exc).replace("\n", "; "), details=details, input_error=True)
@@ -90,12 +128,16 @@ def describe_failure(exc: BaseException) -> Failed:
         # A file that doesn't load is bad input; a function failing mid-run is a failed run.
         return Failed(reason=str(exc), hint=exc.hint, details=exc.details or details,
                       input_error=exc.function is None)
-    if isinstance(exc, DataError):
+    if isinstance(exc, (DataError, RunFolderError, RunLocked)):
         return Failed(reason=str(exc), details=details, input_error=True)
     if isinstance(exc, ModelError):
         return Failed(reason=str(exc), hint=exc.hint, details=details, input_error=True)
-    if isinstance(exc, RunFolderError):
-        return Failed(reason=str(exc), details=details, input_error=True)
+    full = disk_full_message(exc, where or Path.cwd())
+    if full:
+        return Failed(reason=full, hint="Free some space (old checkpoints: run.save_total_limit), then continue "
+                      "with --resume: nothing before the newest checkpoint is lost.", details=details)
+    if isinstance(exc, StoreError):  # a damaged run.db is an input problem; a failed write is not
+        return Failed(reason=str(exc), details=details, input_error="damaged" in exc.problem)
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
     if name == "OutOfMemoryError" or "out of memory" in text.lower():
@@ -116,6 +158,18 @@ def reward_failure_hint(exc: RewardError, folder: RunFolder) -> str:
             "--resume`. rewards.on_error = \"skip\" lets a run go on past occasional failures.")
 
 
+@dataclass
+class OpenedRun:
+    """A run folder ready to train: its run file, what --resume found, whether this call made it."""
+
+    folder: RunFolder
+    run: LoadedRun
+    plan: ResumePlan | None = None  # resuming only
+    created: bool = False  # a new run: removed again if it fails before step 1
+    made_dir: bool = False  # the folder itself did not exist before
+    lock: RunLock | None = None  # held by the main process only
+
+
 def train(
     run: LoadedRun | str | Path,
     *,
@@ -128,45 +182,137 @@ def train(
     """Train one run. `run` is a run file, a loaded run, or (with resume) a run folder.
 
     Under `accelerate launch` / torchrun every process calls this; the main process makes the run
-    folder and alone writes the store and emits events, the others train in step with it."""
+    folder, holds its lock and alone writes the store and emits events, the others train in step with it."""
     started = time.time()
     dist = distributed_state()
     main = dist is None or dist.is_main_process
     bus = EventBus(*([listener] if listener and main else []))
     try:
-        folder, run = _open_folder_on_every_process(dist, run, output, resume, overrides)
-    except (ConfigError, RunFolderError, RewardError, DataError, ModelError, OSError) as exc:
-        failed = describe_failure(exc)
+        opened = _open_folder_on_every_process(dist, run, output, resume, overrides)
+    except (ConfigError, RunFolderError, RunLocked, RewardError, DataError, ModelError, StoreError, OSError) as exc:
+        failed = describe_failure(exc, output)
         bus(failed)
         return failed
-    store = RunStore(folder.database) if main else None
-    if store is not None:
-        bus.listeners.insert(0, store.record)  # stored first: a listener told of a step can read it back
-        if folder.stop_request.exists():
-            folder.stop_request.unlink()
-        bus(Opened(run_dir=str(folder.path), resume=resume))
+    try:
+        return _train_in_folder(opened, dist, main, bus, resume, stop_requested, started)
+    finally:
+        if opened.lock is not None:
+            opened.lock.release()
+
+
+def _train_in_folder(opened: OpenedRun, dist: Any, main: bool, bus: EventBus, resume: bool,
+                     stop_requested: Callable[[], bool] | None, started: float) -> Finished | Failed:
+    folder, run, plan = opened.folder, opened.run, opened.plan
+    if plan is not None and plan.action == "finished":  # nothing to do, and nothing is written
+        cfg = run.config
+        bus(Log(message=f"{folder.path} already finished at step {plan.step} of {cfg.grpo.max_steps}: nothing to "
+                        f"do (to train further, raise grpo.max_steps, e.g. --set grpo.max_steps={plan.step * 2})"))
+        finished = Finished(step=plan.step, adapter_dir=str(folder.adapter))
+        bus(finished)
+        return finished
+    store: RunStore | None = None
+    record = None
+    reserve = SpaceReserve(folder.path)
+    try:
+        if main:
+            reserve.create()
+            store = RunStore(folder.database, check=resume)
+            record = store.record
+            bus.add(record, critical=True, first=True)  # stored first: a listener told of a step can read it back;
+            # and a run whose events cannot be stored must not go on silently
+            bus.add(lambda e: fault_point("step_end", folder.path) if e.kind == "metrics" else None, critical=True)
+            if folder.stop_request.exists():
+                folder.stop_request.unlink()
+            bus(Opened(run_dir=str(folder.path), resume=resume))
+    except (StoreError, OSError) as exc:
+        reserve.release()
+        failed = describe_failure(exc, folder.path)
+        if store is not None:
+            bus.remove(record)
+        bus(failed)
+        return failed
 
     def stop() -> bool:
         return folder.stop_request.exists() or bool(stop_requested and stop_requested())
 
-    def last_step() -> int:
-        return store.last_step() if store is not None else 0
-
     try:
-        result = _train(run, folder, store, bus, resume, stop, started)
+        fault_point("folder_opened", folder.path)
+        if plan is not None and plan.action == "complete":
+            result: Finished | Failed = _complete_final_save(folder, plan, store, bus, started)
+        else:
+            result = _train(run, folder, store, bus, plan, stop, started, dist)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a readable event
         if isinstance(exc, KeyboardInterrupt):
             failed = Failed(reason="interrupted", hint="Resume with --resume from the newest checkpoint.",
-                            step=last_step())
+                            interrupted=True)
         else:
-            failed = describe_failure(exc)
-            failed.step = last_step()
-        bus(failed)
-        result = failed
+            failed = describe_failure(exc, folder.path)
+        reserve.release()  # room for the store to record the failure, should the disk be full
+        result = _end_with_failure(opened, store, record, bus, failed) if main else failed
     finally:
+        reserve.release()
         if store is not None:
             store.close()
     return result
+
+
+def _end_with_failure(opened: OpenedRun, store: RunStore | None, record: Any, bus: EventBus,
+                      failed: Failed) -> Failed:
+    """Clear half-written staging folders (they may be what filled the disk), then either record the
+    failure, or, for a new run that never reached step 1, remove its folder: a retry with the same
+    --output must find the place free, and a list of runs must not fill with empty failures."""
+    folder = opened.folder
+    _clear_staging(folder)
+    try:
+        failed.step = store.last_step() if store is not None else 0
+    except StoreError:
+        failed.step = 0
+    if store is not None and opened.created and failed.step == 0 and not folder.complete_checkpoints():
+        bus.remove(record)
+        store.close()
+        if opened.lock is not None:
+            opened.lock.release()  # Windows cannot delete a locked file
+        if opened.made_dir:
+            shutil.rmtree(folder.path, ignore_errors=True)
+        else:
+            _clear_folder(folder.path)
+        bus(Log(message=f"nothing was trained, so the run folder {folder.path} was removed"))
+        bus(failed)
+        return failed
+    try:
+        bus(failed)
+    except Exception as exc:  # noqa: BLE001 - the store could not record the end (the disk is still full?)
+        bus.remove(record)
+        bus(Log(level="error", message=f"could not record the failure in {folder.database}: {exc}"))
+    return failed
+
+
+def _clear_staging(folder: RunFolder) -> None:
+    """Remove what a failed save left half-written; put the previous adapter back if a swap was cut short."""
+    shutil.rmtree(folder.checkpoints / ".staging", ignore_errors=True)
+    shutil.rmtree(staging_path(folder.adapter), ignore_errors=True)
+    old = folder.adapter.with_name(f".{folder.adapter.name}.old")
+    if old.is_dir() and not folder.adapter.exists():
+        os.replace(old, folder.adapter)
+
+
+def _complete_final_save(folder: RunFolder, plan: ResumePlan, store: RunStore | None, bus: EventBus,
+                         started: float) -> Finished:
+    """The run trained all its steps but was killed while writing its final adapter: write it from the
+    last checkpoint (the same weights), with no training step."""
+    assert plan.checkpoint is not None
+    for line in plan.skipped_lines():
+        bus(Log(level="warning", message=line))
+    bus(Log(message=f"training had finished at step {plan.step}; completing the final adapter from "
+                    f"{plan.checkpoint.name} (no training)"))
+    if store is not None:
+        store.truncate_after(plan.step)
+        _clear_staging(folder)
+        adapter_from_checkpoint(plan.checkpoint, folder.adapter)
+    fault_point("finished", folder.path)
+    finished = Finished(step=plan.step, adapter_dir=str(folder.adapter), seconds=time.time() - started)
+    bus(finished)
+    return finished
 
 
 def distributed_state() -> Any:
@@ -181,32 +327,32 @@ def distributed_state() -> Any:
 
 
 def _open_folder_on_every_process(dist: Any, run: LoadedRun | str | Path, output: str | Path | None, resume: bool,
-                                  overrides: list[str] | None) -> tuple[RunFolder, LoadedRun]:
-    """The main process opens (or creates) the run folder; the others get its path and read the frozen
-    run file from it, so every process trains the same run in the same folder."""
+                                  overrides: list[str] | None) -> OpenedRun:
+    """The main process opens (or creates) the run folder and takes its lock; the others get its path
+    and the resume plan, and read the frozen run file from it, so every process trains the same run."""
     if dist is None:
-        return _open_folder(run, output, resume, overrides)
+        return _open_folder(run, output, resume, overrides, 1)
     from accelerate.utils import broadcast_object_list
 
-    message: list[Any] = [None, None]
+    message: list[Any] = [None, None, None]
     if dist.is_main_process:
         try:
-            folder, loaded = _open_folder(run, output, resume, overrides)
-            message = [str(folder.path), None]
+            opened = _open_folder(run, output, resume, overrides, dist.num_processes)
+            message = [str(opened.folder.path), opened.plan, None]
         except Exception as exc:  # noqa: BLE001 - the others must hear about it, or they wait forever
-            message = [None, exc]
+            message = [None, None, exc]
     broadcast_object_list(message, from_process=0)
-    path, error = message
+    path, plan, error = message
     if error is not None:
         raise error
     if dist.is_main_process:
-        return folder, loaded
+        return opened
     folder = RunFolder(path)
-    return folder, load_run(folder.config, overrides)
+    return OpenedRun(folder, load_run(folder.config, overrides), plan)
 
 
 def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume: bool,
-                 overrides: list[str] | None) -> tuple[RunFolder, LoadedRun]:
+                 overrides: list[str] | None, world_size: int) -> OpenedRun:
     if isinstance(run, (str, Path)):
         path = Path(run)
         if path.is_dir():
@@ -227,11 +373,30 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
                                      f"{runs_dir(run.path, run.config.run.output_dir, run.base_dir)} to resume")
         if not folder.is_run():
             raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
-        _check_store_version(folder)
-        # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
-        return folder, load_run(folder.config, overrides)
+        lock = RunLock(folder.path).acquire()  # before anything in the folder is read for writing
+        try:
+            _check_store_version(folder)
+            # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
+            frozen = load_run(folder.config, overrides)
+            check_before_training(frozen, world_size)
+            return OpenedRun(folder, frozen, plan_resume(folder, frozen.config.grpo.max_steps), lock=lock)
+        except BaseException:
+            lock.release()
+            raise
+    check_before_training(run, world_size)  # before a folder exists: bad input leaves nothing behind
+    target = Path(output).expanduser().resolve() if output is not None else None
+    made_dir = target is None or not target.exists()
     folder = new_run_folder(run, output)
-    return folder, freeze_run_file(run, folder)
+    lock = RunLock(folder.path).acquire()
+    try:
+        if any(p.name != "run.lock" for p in folder.path.iterdir()):
+            _clear_folder(folder.path, keep=("run.lock",))  # an earlier run here never reached step 1
+        return OpenedRun(folder, freeze_run_file(run, folder), created=True, made_dir=made_dir, lock=lock)
+    except BaseException:
+        lock.release()
+        if made_dir:
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise
 
 
 def _check_store_version(folder: RunFolder) -> None:
@@ -245,25 +410,49 @@ def _check_store_version(folder: RunFolder) -> None:
             raise RunFolderError(str(exc)) from None
 
 
-def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,
-           stop: Callable[[], bool], started: float) -> Finished:
+def check_before_training(run: LoadedRun, world_size: int = 1) -> None:
+    """Every check of `validate` that needs no dataset rows, reward process or model weights; the rest
+    (rows, reward file, eval.correctness) run as soon as those are loaded, before the model is."""
+    from grpo_studio.engine.checks import check_before_loading
+
+    problems = check_before_loading(run, world_size=world_size).problems
+    if problems:
+        raise ConfigError([_as_problem(p) for p in problems], source=str(run.path) if run.path else None)
+
+
+def _as_problem(line: str) -> ConfigProblem:
+    field, _, message = line.partition(": ")
+    return ConfigProblem(field, message) if message else ConfigProblem("run file", line)
+
+
+def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, plan: ResumePlan | None,
+           stop: Callable[[], bool], started: float, dist: Any) -> Finished:
     from grpo_studio.engine.model import choose_placement, count_parameters, load_tokenizer
     from grpo_studio.engine.rewards import close_rewards, load_rewards
 
     cfg = run.config
-    checkpoint = _resume_point(folder, store, bus) if resume else None
+    world_size = dist.num_processes if dist is not None else 1
+    checkpoint = _resume_point(plan, store, bus) if plan is not None else None
+    if store is not None:
+        _clear_staging(folder)  # what a killed earlier segment left half-written
     placement = choose_placement(cfg.model)
     bus(Log(message=f"loading tokenizer of {cfg.model.name}"))
     tokenizer = load_tokenizer(run)
-    prompts = _load_prompts(run, tokenizer, bus)
-    specs = load_rewards(run, columns=list(prompts.dataset.column_names))
+    prompts = _load_prompts(run, tokenizer, bus, world_size)
+    specs = load_rewards(run, columns=list(prompts.dataset.column_names),
+                         notify=lambda text: bus(Log(level="warning", message=text)))
     try:  # from here on a reward process may be running: it is stopped whatever happens
+        _check_rewards_for_eval(run, specs)
         trainer, callback = _build_trainer(run, folder, bus, stop, specs, placement, tokenizer, prompts)
         trainable, total = count_parameters(trainer.model)
+        rewards_hash = file_sha256(folder.rewards)
+        if store is not None and plan is not None:
+            _say_if_rewards_changed(store, bus, rewards_hash, checkpoint)
         bus(Started(run_dir=str(folder.path), max_steps=cfg.grpo.max_steps,
                     resumed_from_step=int(checkpoint.name.split("-")[1]) if checkpoint else 0,
                     device=f"{placement.device} ({placement.dtype})", model=cfg.model.name,
-                    reward_names=[s.label for s in specs], trainable_params=trainable, total_params=total))
+                    reward_names=[s.label for s in specs], trainable_params=trainable, total_params=total,
+                    rewards_sha256=rewards_hash))
         try:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except RewardError as exc:
@@ -273,36 +462,74 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: Event
     finally:
         close_rewards(specs)
     step = trainer.state.global_step
-    trainer.save_model(str(folder.adapter))  # every process: sharded setups gather the weights collectively
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(folder.adapter))
+    _save_final_adapter(trainer, tokenizer, folder)
     stopped = callback.stopped and step < cfg.grpo.max_steps
     if store is not None and folder.stop_request.exists():
         folder.stop_request.unlink()
+    fault_point("finished", folder.path)
     finished = Finished(step=step, stopped=stopped, adapter_dir=str(folder.adapter), seconds=time.time() - started)
     bus(finished)
     return finished
 
 
-def _resume_point(folder: RunFolder, store: RunStore | None, bus: EventBus) -> Path | None:
-    """The newest complete checkpoint; the store forgets what was logged after it (those steps rerun)."""
-    newest = folder.newest_checkpoint()
-    step = 0 if newest is None else newest[0]
+def _save_final_adapter(trainer: Any, tokenizer: Any, folder: RunFolder) -> None:
+    """The adapter (and tokenizer), staged beside adapter/ and renamed over it: a crash or a full disk
+    leaves the previous adapter (or none), never half of a new one."""
+    main = trainer.accelerator.is_main_process
+    staging = staging_path(folder.adapter)
+    if main:
+        prepare_staging(folder.adapter)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))  # every process: sharded setups gather the weights collectively
+    if main:
+        tokenizer.save_pretrained(str(staging))
+        publish(staging, folder.adapter, replace=True, point="adapter_written")
+    trainer.accelerator.wait_for_everyone()
+
+
+def _check_rewards_for_eval(run: LoadedRun, specs: list[Any]) -> None:
+    """validate's check of eval.correctness, now that the reward functions are known."""
+    from grpo_studio.engine.checks import Report, check_eval
+
+    report = Report()
+    check_eval(run, report, [s.label for s in specs])
+    if report.problems:
+        raise ConfigError([_as_problem(p) for p in report.problems])
+
+
+def _say_if_rewards_changed(store: RunStore, bus: EventBus, now: str, checkpoint: Path | None) -> None:
+    """The run folder's rewards.py is meant to be edited between segments (to fix a reward), but a
+    changed reward changes what the curves mean: say so in the log, which the store keeps."""
+    before = next((e.rewards_sha256 for e in reversed(store.events(["started"])) if e.rewards_sha256), "")
+    if before and now != before:
+        at = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+        bus(Log(level="warning", message=f"rewards.py changed since the previous segment (sha256 {before[:12]} -> "
+                f"{now[:12]}): reward curves after step {at} are scored by the new file"))
+
+
+def _resume_point(plan: ResumePlan, store: RunStore | None, bus: EventBus) -> Path | None:
+    """The newest loadable checkpoint; the store forgets what was logged after it (those steps rerun)."""
+    for line in plan.skipped_lines():
+        bus(Log(level="warning", message=f"{line}; resuming from an older checkpoint"))
     if store is not None:
-        store.truncate_after(step)
-    if newest is None:
-        bus(Log(level="warning", message="no complete checkpoint yet: starting this run from step 0"))
+        store.truncate_after(plan.step)
+    if plan.checkpoint is None:
+        bus(Log(level="warning", message="no loadable checkpoint yet: starting this run from step 0"))
         return None
-    bus(Log(message=f"resuming from {newest[1].name} (step {step})"))
-    return newest[1]
+    bus(Log(message=f"resuming from {plan.checkpoint.name} (step {plan.step})"))
+    return plan.checkpoint
 
 
-def _load_prompts(run: LoadedRun, tokenizer: Any, bus: EventBus) -> Any:
+def _load_prompts(run: LoadedRun, tokenizer: Any, bus: EventBus, world_size: int) -> Any:
+    from grpo_studio.engine.checks import rows_problem
     from grpo_studio.engine.data import load_prompts
 
     cfg = run.config
     bus(Log(message=f"loading dataset {cfg.data.source}"))
     prompts = load_prompts(run, tokenizer)
+    too_few = rows_problem(run, len(prompts.dataset), world_size, prompts.dropped_long)
+    if too_few:
+        raise ConfigError([_as_problem(too_few)])
     if prompts.dropped_long:
         bus(Log(level="warning", message=f"{prompts.dropped_long} prompts are longer than "
                 f"data.max_prompt_length={cfg.data.max_prompt_length} tokens and were left out"))

@@ -16,13 +16,14 @@ Layout of a run folder (see `RunFolder`):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from grpo_studio.engine.events import (
     Checkpoint,
@@ -33,7 +34,14 @@ from grpo_studio.engine.events import (
     Started,
     event_from_dict,
 )
-from grpo_studio.engine.store_versions import current_payload, mark_current, stored_version, upgrade_in_place
+from grpo_studio.engine.faults import fault_point
+from grpo_studio.engine.store_versions import (
+    StoreVersionError,
+    current_payload,
+    mark_current,
+    stored_version,
+    upgrade_in_place,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,6 +62,52 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL
 );
 """
+
+
+TABLES = ("meta", "metrics", "samples", "events")
+
+
+class StoreError(Exception):
+    """The run store cannot be opened, read or written. One line that names the file, made for people:
+
+        /runs/x/run.db: damaged (database disk image is malformed). Checkpoints and the adapter are
+        separate files and not affected; to resume, move run.db aside (a new one starts empty).
+
+    Every failure of RunStore (open, read, write) is raised as this type, never as sqlite3's."""
+
+    def __init__(self, path: str | Path, problem: str, todo: str = ""):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" + (f". {todo}" if todo else ""))
+
+
+_DAMAGED_TODO = ("Checkpoints and the adapter are separate files and not affected; to resume, move run.db aside "
+                 "(a new one starts empty)")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _as_store_error(path: Path, exc: BaseException, writing: bool = False) -> StoreError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, sqlite3.DatabaseError) and any(
+            t in text for t in ("malformed", "not a database", "no such table", "no such column", "file is not")):
+        return StoreError(path, f"damaged or not a GRPO Studio run store ({text})", _DAMAGED_TODO)
+    if isinstance(exc, ValueError):  # a row that does not decode (JSON, or an event this version does not know)
+        return StoreError(path, f"a stored record does not decode ({text})", _DAMAGED_TODO)
+    return StoreError(path, f"cannot {'write' if writing else 'read'} the run store ({text})")
+
+
+def _store_errors(method: F) -> F:
+    """sqlite3 errors (and undecodable rows) out of a RunStore method come out as one StoreError."""
+    writing = method.__name__ in ("record", "set_meta", "truncate_after")
+
+    @functools.wraps(method)
+    def wrapper(self: "RunStore", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, ValueError) as exc:
+            raise _as_store_error(self.path, exc, writing) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -79,23 +133,54 @@ def _finite_or_none(x: float | None) -> float | None:
 
 
 class RunStore:
-    """Read and write one run's database. Cheap to open; safe to read from another process."""
+    """Read and write one run's database. Cheap to open; safe to read from another process.
 
-    def __init__(self, path: str | Path, readonly: bool = False):
+    Any failure (a damaged, truncated or foreign file, a full disk) raises StoreError, a one-line
+    message naming the file. `check=True` also reads every page once (PRAGMA quick_check): a
+    resumed run does that before it appends to a store that may have been damaged meanwhile."""
+
+    def __init__(self, path: str | Path, readonly: bool = False, check: bool = False):
         path = Path(path)
         if path.is_dir():
             path = path / "run.db"
         self.path = path
-        if readonly:
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: no run database here")
+        self.readonly = readonly
+        if readonly and not path.exists():
+            raise StoreError(path, "no run store here (the run has not started, or run.db was moved)")
+        self.db: sqlite3.Connection | None = None
+        try:
+            self._open(check)
+        except (sqlite3.Error, ValueError) as exc:
+            self.close()
+            raise _as_store_error(path, exc, writing=not readonly) from exc
+        except OSError as exc:
+            self.close()
+            raise StoreError(path, f"cannot open the run store ({exc.strerror or exc})") from exc
+        except StoreVersionError:
+            self.close()
+            raise
+
+    def _open(self, check: bool) -> None:
+        path = self.path
+        new = False
+        if self.readonly:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
-            self.version = self._checked_version()  # older stores are migrated as they are read
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             new = not path.exists()
             self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self.version = 0 if new else self._checked_version()
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ours = set(TABLES)
+        if (self.readonly or tables) and not ours <= tables:
+            missing = ", ".join(sorted(ours - tables))
+            raise sqlite3.DatabaseError(f"no such table: {missing}")
+        if check:
+            problems = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")
+        # Older stores are migrated as they are read; one from a newer GRPO Studio is refused.
+        self.version = 0 if new else stored_version(self.db, self.path)
+        if not self.readonly:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
@@ -105,17 +190,10 @@ class RunStore:
             else:
                 upgrade_in_place(self.db, self.version)  # before anything is written: never old and new mixed
             self.version = stored_version(self.db)
-        self.readonly = readonly
-
-    def _checked_version(self) -> int:
-        try:
-            return stored_version(self.db, self.path)
-        except Exception:
-            self.db.close()
-            raise
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     def __enter__(self) -> "RunStore":
         return self
@@ -124,6 +202,7 @@ class RunStore:
         self.close()
 
     # ---- writing ------------------------------------------------------------------------
+    @_store_errors
     def set_meta(self, **values: Any) -> None:
         with self.db:
             self.db.executemany(
@@ -131,6 +210,7 @@ class RunStore:
                 [(k, json.dumps(v)) for k, v in values.items()],
             )
 
+    @_store_errors
     def record(self, event: Any) -> None:
         """Store one event (the store is itself an event listener)."""
         with self.db:
@@ -140,6 +220,7 @@ class RunStore:
                     [(event.step, k, _finite_or_none(v), event.time) for k, v in event.values.items()],
                 )
                 self._meta_in_tx(last_step=event.step, updated=event.time)
+                fault_point("store_write", self.path)  # inside the transaction: a kill here must lose nothing
                 return
             if isinstance(event, Samples):
                 self.db.executemany(
@@ -184,6 +265,7 @@ class RunStore:
             [(k, json.dumps(v)) for k, v in values.items()],
         )
 
+    @_store_errors
     def truncate_after(self, step: int) -> None:
         """Forget what was logged after `step`: a resumed run replays those steps from a checkpoint."""
         with self.db:
@@ -193,12 +275,15 @@ class RunStore:
             self._meta_in_tx(last_step=step)
 
     # ---- reading ------------------------------------------------------------------------
+    @_store_errors
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
 
+    @_store_errors
     def metric_names(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT name FROM metrics ORDER BY name")]
 
+    @_store_errors
     def metrics(self, names: Iterable[str] | None = None, after_step: int = -1) -> dict[str, tuple[list, list]]:
         """{name: (steps, values)} in step order; None values (non-finite) come back as NaN."""
         sql = "SELECT name, step, value FROM metrics WHERE step > ?"
@@ -214,17 +299,21 @@ class RunStore:
             values.append(float("nan") if value is None else value)
         return out
 
+    @_store_errors
     def last_step(self) -> int:
         row = self.db.execute("SELECT MAX(step) FROM metrics").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    @_store_errors
     def sample_steps(self) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT step FROM samples ORDER BY step")]
 
+    @_store_errors
     def count_samples(self, **filters: Any) -> int:
         where, args = self._sample_filter(**filters)
         return self.db.execute(f"SELECT COUNT(*) FROM samples {where}", args).fetchone()[0]
 
+    @_store_errors
     def samples(self, *, limit: int = 200, offset: int = 0, order: str = "step", **filters: Any) -> list[SampleRow]:
         """Samples matching the filters, a page at a time (never the whole run in memory)."""
         where, args = self._sample_filter(**filters)
@@ -272,6 +361,7 @@ class RunStore:
             args += [pattern] * 3
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
 
+    @_store_errors
     def events(self, kinds: Iterable[str] | None = None) -> list[Any]:
         sql, args = "SELECT payload FROM events", []
         if kinds is not None:

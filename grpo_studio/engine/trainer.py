@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from transformers import TrainerCallback
@@ -55,6 +57,48 @@ class StudioGRPOTrainer(GRPOTrainer):
         self._fast: Any = None  # FastGenerator of the chosen mode, made on first use (model on its device)
         self._mode: str | None = None  # the generation mode in use, once chosen
         self._excluded: set[str] = set()  # modes that turned out not to work for this run
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    _staging_root: str | None = None
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """TRL's checkpoint, written under checkpoints/.staging and renamed into place when whole:
+        a crash or a full disk mid-save leaves the older checkpoints as they were, never a half one."""
+        from grpo_studio.engine.faults import fault_point
+        from grpo_studio.engine.safe_files import publish
+
+        real = Path(self.args.output_dir)
+        name = f"checkpoint-{self.state.global_step}"
+        staging_root = real / ".staging"
+        main = self.accelerator.is_main_process
+        fault_point("checkpoint_begin", real)
+        if main:
+            shutil.rmtree(staging_root / name, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._staging_root = str(staging_root)  # read by _get_output_dir, where the trainer writes
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_root = None
+        self.accelerator.wait_for_everyone()  # every process wrote its part (rng_state_N.pth...)
+        if main:
+            publish(staging_root / name, real / name, replace=True, point="checkpoint_written")
+            shutil.rmtree(staging_root, ignore_errors=True)
+            fault_point("checkpoint_renamed", real)
+            if self.args.save_total_limit:
+                from transformers.trainer_utils import rotate_checkpoints
+
+                rotate_checkpoints(str(real), save_total_limit=self.args.save_total_limit, use_mtime=False)
+        self.accelerator.wait_for_everyone()
+
+    def _get_output_dir(self, trial: Any) -> str:
+        return self._staging_root or super()._get_output_dir(trial)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        from grpo_studio.engine.faults import fault_point
+
+        fault_point("save_model", output_dir)
+        super().save_model(output_dir, _internal_call)
 
     # ---- generation -----------------------------------------------------------------------
     def _generate_single_turn(self, prompt_ids: list, images: Any, multimodal_fields: Any, num_generations: int,

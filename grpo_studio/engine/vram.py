@@ -167,12 +167,14 @@ def generation_weight_bytes(shape: Shape, cfg: RunConfig, mode: str, wb: int = 2
     """Bytes the fast generator allocates for weights during a generation, beyond the trained model.
 
     merged: a 16-bit copy of every projection with the LoRA update merged in (and of a LoRA-trained
-    head). quantized: it reads the stored 4-bit weights and the LoRA factors as they are; it needs
-    only a scratch buffer to dequantize one projection at a time for the prompts (prefill)."""
+    head). quantized: it reads the stored quantized weights as they are, with 16-bit stacks of the
+    LoRA factors, and a scratch buffer to dequantize one projection at a time for the prompts (prefill)."""
     if mode == "merged":
         return shape.linear_params * wb
     if mode == "quantized":
-        return max(a * b for a, b in shape.linear_shapes().values()) * wb
+        stacks = shape.layers * sum(cfg.lora.r * (a + b) for a, b in lora_targets(shape, cfg).values()) \
+            if cfg.lora.enabled else 0
+        return (stacks + max(a * b for a, b in shape.linear_shapes().values())) * wb
     return 0.0
 
 

@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                    stop_requested=lambda: stop["requested"], overrides=args.overrides)
     if result.kind == "finished":
         return 130 if result.stopped else 0
+    if result.interrupted:
+        return 130
     return 2 if result.input_error else 1
 
 

@@ -30,12 +30,12 @@ DEPENDS_ON = frozenset(memory_settings())
 PART_LABELS = {
     "weights": "Model weights", "trainable params": "Trainable parameters", "gradients": "Gradients",
     "optimizer state": "Optimizer state", "generation weights (merged)": "Merged copy for generation",
-    "generation weights (quantized)": "Dequantize buffer for prompts", "KV cache (static), sampling": "KV cache, sampling",
+    "generation weights (quantized)": "LoRA stacks, dequantize buffer", "KV cache (static), sampling": "KV cache, sampling",
     "KV cache, sampling": "KV cache, sampling", "training activations": "Training activations",
 }
 # What each generation mode is, in a few words (engine/generation_mode.py).
 MODE_TEXT = {
-    "quantized": "GRPO Studio's generator, reading the 4-bit weights as stored",
+    "quantized": "GRPO Studio's generator, reading the quantized weights as stored",
     "merged": "GRPO Studio's generator, on a 16-bit copy with LoRA merged in",
     "trl": "TRL's generate",
 }
