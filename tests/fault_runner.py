@@ -45,6 +45,7 @@ def _context_for_tests():  # noqa: ANN202
 
 
 def _child(args: list[str], env: dict[str, str], out: str, err: str, cwd: str | None, entry: str) -> None:
+    os.environ.pop("GRPO_STUDIO_FAULT", None)  # only what this command asks for, never the server's
     os.environ.update(env)
     if cwd:
         os.chdir(cwd)

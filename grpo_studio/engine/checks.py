@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from grpo_studio.config import LoadedRun
+from grpo_studio.config import ConfigError, ConfigProblem, LoadedRun
 from grpo_studio.engine.data import DataError, load_prompts, resolve_source
 from grpo_studio.engine.model import ModelError, context_length, model_path, read_model_config
 from grpo_studio.engine.rewards import RewardError, load_rewards
@@ -164,11 +164,11 @@ def check_before_loading(run: LoadedRun, report: Report | None = None, world_siz
     if run.config.model.name.strip():
         check_model(run, report)
     cfg = run.config
-    for field, spec, split in (("data.source", cfg.data.source, cfg.data.split),
-                               ("eval.source", cfg.eval.source, cfg.eval.split)):
+    for setting, spec, split in (("data.source", cfg.data.source, cfg.data.split),
+                                 ("eval.source", cfg.eval.source, cfg.eval.split)):
         if spec.strip():
             try:
-                resolve_source(run, spec, cfg.data.subset, split, field=field)
+                resolve_source(run, spec, cfg.data.subset, split, field=setting)
             except DataError as exc:
                 report.problems.append(str(exc))
     return report
@@ -179,3 +179,26 @@ def validate(run: LoadedRun) -> Report:
     if run.config.data.source.strip():
         check_data_and_rewards(run, report, load_data=not any(p.startswith("data.source:") for p in report.problems))
     return report
+
+
+def require_before_loading(run: LoadedRun, world_size: int = 1) -> None:
+    """ConfigError with every problem `check_before_loading` finds: what `train` runs before it makes
+    a run folder. The rest of validate's checks (rows, reward file, eval.correctness) run in train as
+    soon as what they need is loaded, still before the model is."""
+    problems = check_before_loading(run, world_size=world_size).problems
+    if problems:
+        raise ConfigError([as_problem(p) for p in problems], source=str(run.path) if run.path else None)
+
+
+def require_eval_correctness(run: LoadedRun, labels: list[str]) -> None:
+    """validate's check of eval.correctness, as a ConfigError, once the reward functions are known."""
+    report = Report()
+    check_eval(run, report, labels)
+    if report.problems:
+        raise ConfigError([as_problem(p) for p in report.problems])
+
+
+def as_problem(line: str) -> ConfigProblem:
+    """A `field: reason` line as a ConfigProblem."""
+    field, _, message = line.partition(": ")
+    return ConfigProblem(field, message) if message else ConfigProblem("run file", line)

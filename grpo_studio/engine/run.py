@@ -22,14 +22,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_studio.config import ConfigError, ConfigProblem, LoadedRun, load_run, local_path_settings, save_run
+from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
+from grpo_studio.engine.checks import require_before_loading
 from grpo_studio.engine.data import DataError
 from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.faults import fault_point
 from grpo_studio.engine.model import ModelError
-from grpo_studio.engine.resume import ResumePlan, adapter_from_checkpoint, file_sha256, plan_resume
+from grpo_studio.engine.resume import ResumePlan, complete_final_save, file_sha256, nothing_to_do, plan_resume
 from grpo_studio.engine.rewards import RewardError
 from grpo_studio.engine.run_home import record_run, runs_dir
+from grpo_studio.engine.run_endings import clear_folder, clear_staging, end_with_failure, never_trained
 from grpo_studio.engine.run_lock import RunLock, RunLocked
 from grpo_studio.engine.safe_files import SpaceReserve, disk_full_message, prepare_staging, publish, staging_path
 from grpo_studio.engine.store import RunFolder, RunStore, StoreError
@@ -80,34 +82,6 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
     cfg.run.output_dir = str(folder.path.parent)
     save_run(cfg, folder.config)
     return LoadedRun(cfg, folder.config, folder.path)
-
-
-def never_trained(folder: RunFolder) -> bool:
-    """A run folder whose run never reached step 1 (killed while loading, say) and that no process
-    trains now: nothing in it is worth keeping, so a new run may take its place."""
-    from grpo_studio.engine.run_lock import lock_holder
-
-    if not folder.is_run() or folder.complete_checkpoints() or folder.adapter.exists():
-        return False
-    if lock_holder(folder.path) is not None:
-        return False
-    if not folder.database.is_file():
-        return True
-    try:
-        with RunStore(folder.database, readonly=True) as store:
-            return store.last_step() == 0 and store.count_samples() == 0
-    except StoreError:
-        return False  # unreadable: may hold data; never delete it on a guess
-
-
-def _clear_folder(path: Path, keep: tuple[str, ...] = ()) -> None:
-    for child in path.iterdir():
-        if child.name in keep:
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
 
 
 def find_latest_run(run: LoadedRun) -> RunFolder | None:
@@ -165,7 +139,7 @@ class OpenedRun:
     folder: RunFolder
     run: LoadedRun
     plan: ResumePlan | None = None  # resuming only
-    created: bool = False  # a new run: removed again if it fails before step 1
+    new_run: bool = False  # removed again if it fails before step 1
     made_dir: bool = False  # the folder itself did not exist before
     lock: RunLock | None = None  # held by the main process only
 
@@ -204,12 +178,8 @@ def _train_in_folder(opened: OpenedRun, dist: Any, main: bool, bus: EventBus, re
                      stop_requested: Callable[[], bool] | None, started: float) -> Finished | Failed:
     folder, run, plan = opened.folder, opened.run, opened.plan
     if plan is not None and plan.action == "finished":  # nothing to do, and nothing is written
-        cfg = run.config
-        bus(Log(message=f"{folder.path} already finished at step {plan.step} of {cfg.grpo.max_steps}: nothing to "
-                        f"do (to train further, raise grpo.max_steps, e.g. --set grpo.max_steps={plan.step * 2})"))
-        finished = Finished(step=plan.step, adapter_dir=str(folder.adapter))
-        bus(finished)
-        return finished
+        bus(Opened(run_dir=str(folder.path), resume=True))
+        return nothing_to_do(folder, plan, run.config.grpo.max_steps, bus)
     store: RunStore | None = None
     record = None
     reserve = SpaceReserve(folder.path)
@@ -238,81 +208,27 @@ def _train_in_folder(opened: OpenedRun, dist: Any, main: bool, bus: EventBus, re
     try:
         fault_point("folder_opened", folder.path)
         if plan is not None and plan.action == "complete":
-            result: Finished | Failed = _complete_final_save(folder, plan, store, bus, started)
+            result: Finished | Failed = complete_final_save(folder, plan, store, bus, started)
         else:
             result = _train(run, folder, store, bus, plan, stop, started, dist)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a readable event
         if isinstance(exc, KeyboardInterrupt):
             failed = Failed(reason="interrupted", hint="Resume with --resume from the newest checkpoint.",
                             interrupted=True)
+        elif isinstance(exc, StoppedBeforeTraining):
+            failed = Failed(reason="stopped before training began", interrupted=True)
         else:
             failed = describe_failure(exc, folder.path)
         reserve.release()  # room for the store to record the failure, should the disk be full
-        result = _end_with_failure(opened, store, record, bus, failed) if main else failed
+        if main:
+            failed = end_with_failure(folder, store, record, bus, failed, new_run=opened.new_run,
+                                      made_dir=opened.made_dir, lock=opened.lock)
+        result = failed
     finally:
         reserve.release()
         if store is not None:
             store.close()
     return result
-
-
-def _end_with_failure(opened: OpenedRun, store: RunStore | None, record: Any, bus: EventBus,
-                      failed: Failed) -> Failed:
-    """Clear half-written staging folders (they may be what filled the disk), then either record the
-    failure, or, for a new run that never reached step 1, remove its folder: a retry with the same
-    --output must find the place free, and a list of runs must not fill with empty failures."""
-    folder = opened.folder
-    _clear_staging(folder)
-    try:
-        failed.step = store.last_step() if store is not None else 0
-    except StoreError:
-        failed.step = 0
-    if store is not None and opened.created and failed.step == 0 and not folder.complete_checkpoints():
-        bus.remove(record)
-        store.close()
-        if opened.lock is not None:
-            opened.lock.release()  # Windows cannot delete a locked file
-        if opened.made_dir:
-            shutil.rmtree(folder.path, ignore_errors=True)
-        else:
-            _clear_folder(folder.path)
-        bus(Log(message=f"nothing was trained, so the run folder {folder.path} was removed"))
-        bus(failed)
-        return failed
-    try:
-        bus(failed)
-    except Exception as exc:  # noqa: BLE001 - the store could not record the end (the disk is still full?)
-        bus.remove(record)
-        bus(Log(level="error", message=f"could not record the failure in {folder.database}: {exc}"))
-    return failed
-
-
-def _clear_staging(folder: RunFolder) -> None:
-    """Remove what a failed save left half-written; put the previous adapter back if a swap was cut short."""
-    shutil.rmtree(folder.checkpoints / ".staging", ignore_errors=True)
-    shutil.rmtree(staging_path(folder.adapter), ignore_errors=True)
-    old = folder.adapter.with_name(f".{folder.adapter.name}.old")
-    if old.is_dir() and not folder.adapter.exists():
-        os.replace(old, folder.adapter)
-
-
-def _complete_final_save(folder: RunFolder, plan: ResumePlan, store: RunStore | None, bus: EventBus,
-                         started: float) -> Finished:
-    """The run trained all its steps but was killed while writing its final adapter: write it from the
-    last checkpoint (the same weights), with no training step."""
-    assert plan.checkpoint is not None
-    for line in plan.skipped_lines():
-        bus(Log(level="warning", message=line))
-    bus(Log(message=f"training had finished at step {plan.step}; completing the final adapter from "
-                    f"{plan.checkpoint.name} (no training)"))
-    if store is not None:
-        store.truncate_after(plan.step)
-        _clear_staging(folder)
-        adapter_from_checkpoint(plan.checkpoint, folder.adapter)
-    fault_point("finished", folder.path)
-    finished = Finished(step=plan.step, adapter_dir=str(folder.adapter), seconds=time.time() - started)
-    bus(finished)
-    return finished
 
 
 def distributed_state() -> Any:
@@ -378,20 +294,20 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
             _check_store_version(folder)
             # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
             frozen = load_run(folder.config, overrides)
-            check_before_training(frozen, world_size)
+            require_before_loading(frozen, world_size)
             return OpenedRun(folder, frozen, plan_resume(folder, frozen.config.grpo.max_steps), lock=lock)
         except BaseException:
             lock.release()
             raise
-    check_before_training(run, world_size)  # before a folder exists: bad input leaves nothing behind
+    require_before_loading(run, world_size)  # before a folder exists: bad input leaves nothing behind
     target = Path(output).expanduser().resolve() if output is not None else None
     made_dir = target is None or not target.exists()
     folder = new_run_folder(run, output)
     lock = RunLock(folder.path).acquire()
     try:
         if any(p.name != "run.lock" for p in folder.path.iterdir()):
-            _clear_folder(folder.path, keep=("run.lock",))  # an earlier run here never reached step 1
-        return OpenedRun(folder, freeze_run_file(run, folder), created=True, made_dir=made_dir, lock=lock)
+            clear_folder(folder.path, keep=("run.lock",))  # an earlier run here never reached step 1
+        return OpenedRun(folder, freeze_run_file(run, folder), new_run=True, made_dir=made_dir, lock=lock)
     except BaseException:
         lock.release()
         if made_dir:
@@ -410,49 +326,38 @@ def _check_store_version(folder: RunFolder) -> None:
             raise RunFolderError(str(exc)) from None
 
 
-def check_before_training(run: LoadedRun, world_size: int = 1) -> None:
-    """Every check of `validate` that needs no dataset rows, reward process or model weights; the rest
-    (rows, reward file, eval.correctness) run as soon as those are loaded, before the model is."""
-    from grpo_studio.engine.checks import check_before_loading
-
-    problems = check_before_loading(run, world_size=world_size).problems
-    if problems:
-        raise ConfigError([_as_problem(p) for p in problems], source=str(run.path) if run.path else None)
-
-
-def _as_problem(line: str) -> ConfigProblem:
-    field, _, message = line.partition(": ")
-    return ConfigProblem(field, message) if message else ConfigProblem("run file", line)
-
-
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, plan: ResumePlan | None,
            stop: Callable[[], bool], started: float, dist: Any) -> Finished:
+    from grpo_studio.engine.checks import require_eval_correctness
     from grpo_studio.engine.model import choose_placement, count_parameters, load_tokenizer
+    from grpo_studio.engine.resume import resume_point, say_if_rewards_changed
     from grpo_studio.engine.rewards import close_rewards, load_rewards
 
     cfg = run.config
     world_size = dist.num_processes if dist is not None else 1
-    checkpoint = _resume_point(plan, store, bus) if plan is not None else None
+    checkpoint = resume_point(plan, store, bus) if plan is not None else None
     if store is not None:
-        _clear_staging(folder)  # what a killed earlier segment left half-written
+        clear_staging(folder)  # what a killed earlier segment left half-written
     placement = choose_placement(cfg.model)
     bus(Log(message=f"loading tokenizer of {cfg.model.name}"))
     tokenizer = load_tokenizer(run)
     prompts = _load_prompts(run, tokenizer, bus, world_size)
+    _stop_point(stop)  # the model is the slow part: a stop asked for while loading is honoured here
     specs = load_rewards(run, columns=list(prompts.dataset.column_names),
                          notify=lambda text: bus(Log(level="warning", message=text)))
     try:  # from here on a reward process may be running: it is stopped whatever happens
-        _check_rewards_for_eval(run, specs)
+        require_eval_correctness(run, [s.label for s in specs])
         trainer, callback = _build_trainer(run, folder, bus, stop, specs, placement, tokenizer, prompts)
         trainable, total = count_parameters(trainer.model)
         rewards_hash = file_sha256(folder.rewards)
         if store is not None and plan is not None:
-            _say_if_rewards_changed(store, bus, rewards_hash, checkpoint)
+            say_if_rewards_changed(store, bus, rewards_hash, checkpoint)
         bus(Started(run_dir=str(folder.path), max_steps=cfg.grpo.max_steps,
                     resumed_from_step=int(checkpoint.name.split("-")[1]) if checkpoint else 0,
                     device=f"{placement.device} ({placement.dtype})", model=cfg.model.name,
                     reward_names=[s.label for s in specs], trainable_params=trainable, total_params=total,
                     rewards_sha256=rewards_hash))
+        _stop_point(stop)
         try:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except RewardError as exc:
@@ -472,6 +377,15 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: Event
     return finished
 
 
+class StoppedBeforeTraining(Exception):
+    """A stop asked for while the run was still loading: nothing to save, nothing trained."""
+
+
+def _stop_point(stop: Callable[[], bool]) -> None:
+    if stop():
+        raise StoppedBeforeTraining()
+
+
 def _save_final_adapter(trainer: Any, tokenizer: Any, folder: RunFolder) -> None:
     """The adapter (and tokenizer), staged beside adapter/ and renamed over it: a crash or a full disk
     leaves the previous adapter (or none), never half of a new one."""
@@ -487,41 +401,8 @@ def _save_final_adapter(trainer: Any, tokenizer: Any, folder: RunFolder) -> None
     trainer.accelerator.wait_for_everyone()
 
 
-def _check_rewards_for_eval(run: LoadedRun, specs: list[Any]) -> None:
-    """validate's check of eval.correctness, now that the reward functions are known."""
-    from grpo_studio.engine.checks import Report, check_eval
-
-    report = Report()
-    check_eval(run, report, [s.label for s in specs])
-    if report.problems:
-        raise ConfigError([_as_problem(p) for p in report.problems])
-
-
-def _say_if_rewards_changed(store: RunStore, bus: EventBus, now: str, checkpoint: Path | None) -> None:
-    """The run folder's rewards.py is meant to be edited between segments (to fix a reward), but a
-    changed reward changes what the curves mean: say so in the log, which the store keeps."""
-    before = next((e.rewards_sha256 for e in reversed(store.events(["started"])) if e.rewards_sha256), "")
-    if before and now != before:
-        at = int(checkpoint.name.split("-")[1]) if checkpoint else 0
-        bus(Log(level="warning", message=f"rewards.py changed since the previous segment (sha256 {before[:12]} -> "
-                f"{now[:12]}): reward curves after step {at} are scored by the new file"))
-
-
-def _resume_point(plan: ResumePlan, store: RunStore | None, bus: EventBus) -> Path | None:
-    """The newest loadable checkpoint; the store forgets what was logged after it (those steps rerun)."""
-    for line in plan.skipped_lines():
-        bus(Log(level="warning", message=f"{line}; resuming from an older checkpoint"))
-    if store is not None:
-        store.truncate_after(plan.step)
-    if plan.checkpoint is None:
-        bus(Log(level="warning", message="no loadable checkpoint yet: starting this run from step 0"))
-        return None
-    bus(Log(message=f"resuming from {plan.checkpoint.name} (step {plan.step})"))
-    return plan.checkpoint
-
-
 def _load_prompts(run: LoadedRun, tokenizer: Any, bus: EventBus, world_size: int) -> Any:
-    from grpo_studio.engine.checks import rows_problem
+    from grpo_studio.engine.checks import as_problem, rows_problem
     from grpo_studio.engine.data import load_prompts
 
     cfg = run.config
@@ -529,7 +410,7 @@ def _load_prompts(run: LoadedRun, tokenizer: Any, bus: EventBus, world_size: int
     prompts = load_prompts(run, tokenizer)
     too_few = rows_problem(run, len(prompts.dataset), world_size, prompts.dropped_long)
     if too_few:
-        raise ConfigError([_as_problem(too_few)])
+        raise ConfigError([as_problem(too_few)])
     if prompts.dropped_long:
         bus(Log(level="warning", message=f"{prompts.dropped_long} prompts are longer than "
                 f"data.max_prompt_length={cfg.data.max_prompt_length} tokens and were left out"))

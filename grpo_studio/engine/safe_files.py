@@ -163,8 +163,10 @@ class SpaceReserve:
 
     def __init__(self, folder: str | Path):
         self.path = Path(folder) / ".space-reserve"
+        self.created = False
 
     def create(self) -> None:
+        self.created = True
         try:
             with open(self.path, "wb") as f:
                 if hasattr(os, "posix_fallocate"):
@@ -175,6 +177,10 @@ class SpaceReserve:
             self.release()  # no room even for this: the run will say so soon enough
 
     def release(self) -> None:
+        """Delete the reserve (a no-op unless this object made it: other processes leave it alone)."""
+        if not self.created:
+            return
+        self.created = False
         try:
             self.path.unlink()
         except OSError:

@@ -70,8 +70,9 @@ TABLES = ("meta", "metrics", "samples", "events")
 class StoreError(Exception):
     """The run store cannot be opened, read or written. One line that names the file, made for people:
 
-        /runs/x/run.db: damaged (database disk image is malformed). Checkpoints and the adapter are
-        separate files and not affected; to resume, move run.db aside (a new one starts empty).
+        /runs/x/run.db: damaged or not a GRPO Studio run store (database disk image is malformed).
+        Checkpoints and the adapter are separate files and not affected; to resume, move run.db
+        aside (a new one starts empty)
 
     Every failure of RunStore (open, read, write) is raised as this type, never as sqlite3's."""
 
@@ -254,8 +255,9 @@ class RunStore:
             elif isinstance(event, Finished):
                 self._meta_in_tx(status="stopped" if event.stopped else "finished", last_step=event.step,
                                  updated=event.time)
-            elif isinstance(event, Failed):
-                self._meta_in_tx(status="failed", failure=event.reason, updated=event.time)
+            elif isinstance(event, Failed):  # an abort the user asked for is a stop, not a failure
+                self._meta_in_tx(status="stopped" if event.interrupted else "failed", failure=event.reason,
+                                 updated=event.time)
             elif isinstance(event, Checkpoint):
                 self._meta_in_tx(last_checkpoint=event.path, last_checkpoint_step=event.step)
 

@@ -14,7 +14,7 @@ import pytest
 from fault_checks import RUN_SETTINGS, assert_whole_run
 
 from grpo_studio import cli
-from grpo_studio.engine.store import RunStore
+from grpo_studio.engine.store import RunFolder, RunStore
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX test harness")
 
@@ -103,4 +103,19 @@ def test_double_ctrl_c_exits_130(fault_project, tmp_path, point, kept):
     assert output.exists() == kept
     if kept:
         with RunStore(output / "run.db", readonly=True) as store:
-            assert store.meta()["status"] == "failed" and store.last_step() == 1
+            assert store.meta()["status"] == "stopped" and store.last_step() == 1
+
+
+def test_stop_while_loading_ends_before_step_1_and_leaves_no_folder(fault_project, tmp_path):
+    """The window's Stop (a STOP file) while the run still loads: no step is trained, exit 130, and a
+    new run that never reached step 1 leaves no folder."""
+    output = tmp_path / "run"
+    child = fault_runner.start(["train", str(fault_project), "--output", str(output), *RUN_SETTINGS],
+                               env={"GRPO_STUDIO_FAULT": "pause:folder_opened"})
+    child.wait_for(output / "FAULT_PAUSED")
+    RunFolder(output).request_stop()
+    (output / "FAULT_PAUSED").unlink()
+    out = child.finish()
+    assert out.rc == 130, out
+    assert "error: stopped before training began" in out.err and "loading model" not in out.out
+    assert not output.exists()
