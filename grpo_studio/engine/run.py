@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_studio.config import ConfigError, LoadedRun, load_run, save_run
+from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
 from grpo_studio.engine.data import DataError
 from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.model import ModelError
@@ -51,12 +51,12 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
     """Copy the run file and reward file into the run folder, with local paths made absolute,
     so the run can be resumed, evaluated and exported even if the originals change or move."""
     cfg = run.config.model_copy(deep=True)
-    model_dir = run.resolve(cfg.model.name)
-    if model_dir.is_dir():
-        cfg.model.name = str(model_dir)
-    for section in (cfg.data, cfg.eval):
-        if section.source and run.resolve(section.source).exists():
-            section.source = str(run.resolve(section.source))
+    for setting in local_path_settings():  # model.name, data.source, eval.source; hub ids stay as they are
+        section_name, key = setting.split(".")
+        section = getattr(cfg, section_name)
+        value = getattr(section, key)
+        if value and run.resolve(value).exists():
+            setattr(section, key, str(run.resolve(value)))
     needs_file = not cfg.rewards.functions or any(f.name for f in cfg.rewards.functions)
     if needs_file:
         src = run.resolve(cfg.rewards.file)
@@ -141,7 +141,7 @@ def train(
         return failed
     store = RunStore(folder.database) if main else None
     if store is not None:
-        bus.add(store.record)
+        bus.listeners.insert(0, store.record)  # stored first: a listener told of a step can read it back
         if folder.stop_request.exists():
             folder.stop_request.unlink()
         bus(Opened(run_dir=str(folder.path), resume=resume))
@@ -227,10 +227,22 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
                                      f"{runs_dir(run.path, run.config.run.output_dir, run.base_dir)} to resume")
         if not folder.is_run():
             raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
+        _check_store_version(folder)
         # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
         return folder, load_run(folder.config, overrides)
     folder = new_run_folder(run, output)
     return folder, freeze_run_file(run, folder)
+
+
+def _check_store_version(folder: RunFolder) -> None:
+    """A run store from a newer GRPO Studio is bad input, said before anything is written to it."""
+    from grpo_studio.engine.store_versions import StoreVersionError
+
+    if folder.database.exists():
+        try:
+            RunStore(folder.database, readonly=True).close()
+        except StoreVersionError as exc:
+            raise RunFolderError(str(exc)) from None
 
 
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,

@@ -38,6 +38,7 @@ from grpo_studio.gui.runs_panel import RunsView, read_run
 from grpo_studio.gui.samples_browser import SamplesBrowser
 from grpo_studio.gui.settings_form import SettingsView
 from grpo_studio.gui.style import icon
+from grpo_studio.gui.tasks import TaskRunner
 from grpo_studio.gui.training_view import TrainingView
 
 APP_NAME = "GRPO Studio"
@@ -57,7 +58,7 @@ def builtin_note(path: Path | None) -> str:
 
 class MainWindow(QMainWindow):
     runShown = Signal(object)  # the run folder whose curves and samples are on screen
-    checkFinished = Signal(object)  # a CheckResult
+    checkFinished = Signal(object)  # a CheckReport (engine/child_messages.py)
 
     def __init__(self, prefs: Preferences | None = None):
         super().__init__()
@@ -65,7 +66,7 @@ class MainWindow(QMainWindow):
         self.doc = RunDocument(self)
         self.controller = RunController(self)
         self.export_dialog: Any = None
-        self.check_job: Any = None
+        self.check_task = TaskRunner(self)  # Check (F7), in a child process
         self._snapshot_dir: Path | None = None
         self._close_after_run = False
         self.setWindowIcon(icon("app"))
@@ -338,17 +339,17 @@ class MainWindow(QMainWindow):
 
     def check(self) -> None:
         """Validate in a child process; findings are marked at their fields like any other problem."""
-        from grpo_studio.gui.background import run_in_background
         from grpo_studio.gui.run_check import run_check
 
-        if self.check_job is not None and self.check_job.running:
+        if self.check_task.is_running():
             return
         self.actions["check"].setEnabled(False)
         self.statusBar().showMessage("Checking the dataset, reward file and model…")
         seen = self.doc.config.model_copy(deep=True), self.doc.reward_source
-        self.check_job = run_in_background(run_check, seen[0], self.doc.path, seen[1], parent=self)
-        self.check_job.done.connect(lambda result: self._check_done(result, seen))
-        self.check_job.failed.connect(lambda exc, details: self._check_done(None, seen, f"{exc}"))
+        path = self.doc.path
+        self.check_task.start(lambda state: run_check(seen[0], path, seen[1], state=state),
+                              lambda result: self._check_done(result, seen),
+                              lambda exc, details: self._check_done(None, seen, f"{exc}"))
 
     def _check_done(self, result: Any, seen: tuple, error: str = "") -> None:
         from grpo_studio.gui.run_check import problems_by_field
@@ -434,7 +435,7 @@ class MainWindow(QMainWindow):
         if event.kind == "opened":
             self.samples_view.set_run(Path(event.run_dir), live=True)
             self.prefs.add_recent_run(Path(event.run_dir))
-        elif event.kind == "samples":
+        elif event.kind in ("samples", "samples_stored"):
             self.samples_view.samples_arrived(event.step)
         elif event.kind == "metrics":
             self.state_label.setText(f"Training · step {event.step} / {event.max_steps}")
@@ -528,6 +529,7 @@ class MainWindow(QMainWindow):
         self.prefs.set_value("window/page", self.current_view())
         self.samples_view.model.close()
         self.dataset_view.shutdown()
+        self.check_task.shutdown()
         self.rewards_view.bench.shutdown()
         self.settings_view.vram.shutdown()
         event.accept()
