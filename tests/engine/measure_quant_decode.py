@@ -374,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         for row in sweep_rows:
             by_group.setdefault(row[:2], []).append(row)
         top = [r for rows in by_group.values() for r in sorted(rows, key=lambda r: (math.isnan(r[3]), r[3]))[:4]]
-        print_table(f"Kernel sweep, batch {args.batch} (4 fastest launches per group of {len(sweep_rows) // max(1, len(by_group))}"
-                    " tried; roofline on the 4-bit bytes + scales + LoRA)",
+        tried = len(sweep_rows) // max(1, len(by_group))
+        print_table(f"Kernel sweep, batch {args.batch} (4 fastest launches per group of {tried} tried; "
+                    "roofline on the 4-bit bytes + scales + LoRA)",
                     ["shape", "group", "launch", "µs", "roofline"], top)
         print_table("The same groups, other ways", ["shape", "group", "way", "µs", "roofline"], reference_rows)
         print("\nquant_matmul.TUNED entries (batch bucket, K, N) -> best launch:")

@@ -206,11 +206,12 @@ def test_top_k_and_top_p_sample_what_transformers_processors_keep(temperature, t
 
     model = with_lora(tiny_causal_lm("llama")).eval()
     prompt = [5, 6, 7]
-    processors = LogitsProcessorList([TemperatureLogitsWarper(temperature)] + ([TopKLogitsWarper(top_k)] if top_k else [])
+    processors = LogitsProcessorList([TemperatureLogitsWarper(temperature)]
+                                     + ([TopKLogitsWarper(top_k)] if top_k else [])
                                      + ([TopPLogitsWarper(top_p)] if top_p < 1 else []))
     expected = _processed_probs(model, prompt, processors)
-    observed = _first_token_frequencies(model, SamplingSettings(max_new_tokens=1, pad_token_id=0,
-                                                                temperature=temperature, top_k=top_k, top_p=top_p), prompt)
+    settings = SamplingSettings(max_new_tokens=1, pad_token_id=0, temperature=temperature, top_k=top_k, top_p=top_p)
+    observed = _first_token_frequencies(model, settings, prompt)
     assert 1 < int((expected > 0).sum()) < 40  # the filters cut something and leave a choice
     assert observed[expected == 0].sum() == 0  # nothing outside what transformers keeps
     assert (observed - expected).abs().max() < 0.03

@@ -25,7 +25,8 @@ def quantized(rows, cols, kind="nf4", nested=True, blocksize=64, dtype=torch.bfl
     g = torch.Generator().manual_seed(seed)
     w = (torch.randn(rows, cols, generator=g) * 0.05).to(dtype)
     w[:, : max(1, cols // 7)] *= 4  # some larger columns: the block scales differ
-    return Params4bit(w, requires_grad=False, quant_type=kind, compress_statistics=nested, blocksize=blocksize).to("cpu")
+    return Params4bit(w, requires_grad=False, quant_type=kind, compress_statistics=nested,
+                      blocksize=blocksize).to("cpu")
 
 
 def int8_weight(rows, cols, seed=0):
