@@ -43,6 +43,12 @@ ARMS = {  # arm -> (settings, the generation mode its log must name, the TRL arm
 }
 
 
+def child_env() -> dict[str, str]:
+    """This checkout first on the path, and whatever else the path had (packages installed to a folder)."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "grpo_studio.cli", *args]
 
@@ -52,12 +58,12 @@ def start(arm: str, seed: int, folder: Path, extra: list[str]) -> subprocess.Pop
     command = cli("train", str(DEMO), "--output", str(folder), *[a for s in settings for a in ("--set", s)])
     log = open(folder.parent / f"{folder.name}.log", "w")
     return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env=child_env())
 
 
 def held_out_accuracy(folder: Path) -> float:
     out = subprocess.run(cli("eval", str(folder), "--json"), cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout
+                         env=child_env(), check=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["accuracy"])
 
 

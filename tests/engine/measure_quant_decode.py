@@ -260,8 +260,8 @@ def decode_bytes_per_step(gen: FastGenerator, mode: str, batch: int, kv_len: int
                 lora = (proj.lora_a.numel() + proj.lora_b.numel()) * 2 if proj.rank else 0
                 dense = proj.n_total * proj.cols * 2
                 weights += packed + lora + (2 * dense if mode == "bnb deq+mm" else 0)
-            else:
-                weights += proj.weight.numel() * proj.weight.element_size()
+            else:  # the merged copy (given back between generations: its size, not the tensor)
+                weights += proj.nbytes()
     head = lm.lm_head.weight.numel() * lm.lm_head.weight.element_size()
     cfg = lm.config
     kv = batch * kv_len * cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * \

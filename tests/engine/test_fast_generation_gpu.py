@@ -172,8 +172,8 @@ def test_kernel_group_with_lora_bias_and_split_k_in_a_cuda_graph(M):
     xa = torch.randn(M, rank, dtype=torch.bfloat16, device="cuda")
     lb = torch.randn(n_total, rank, dtype=torch.bfloat16, device="cuda") * 0.05
     bias = torch.randn(n_total, dtype=torch.bfloat16, device="cuda")
-    ref = qm.reference_linear(x, parts, bias, xa, lb)
     for config in (qm.Config(), qm.Config(split_k=1), qm.Config(block_n=64, split_k=5)):
+        ref = qm.reference_linear(x, parts, bias, xa, lb)  # of this x: the replay below changed it
         eager = qm.quant_linear(x, parts, bias=bias, lora_xa=xa, lora_b=lb, config=config)
         assert _rel_error(eager, ref) < 2e-3, config
         graph = torch.cuda.CUDAGraph()
