@@ -219,7 +219,8 @@ def write_run_file(setup: BenchSetup, folder: Path, model_dir: Path, data: Path)
     cfg.model.max_seq_length = setup.prompt_tokens + setup.completion_tokens
     cfg.quantization.load_in = setup.quant
     cfg.lora.r, cfg.lora.alpha, cfg.lora.target_modules = setup.lora_r, setup.lora_alpha, setup.targets
-    cfg.lora.gradient_checkpointing = setup.gradient_checkpointing
+    # The studio decides recomputation itself ("auto": off when the card has memory for it), as for a user.
+    cfg.lora.gradient_checkpointing = "auto" if setup.gradient_checkpointing else "off"
     cfg.data.source, cfg.data.answer_column = str(data), ""
     cfg.data.max_prompt_length = setup.prompt_tokens
     cfg.rewards.file = "bench_rewards.py"

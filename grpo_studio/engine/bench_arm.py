@@ -250,6 +250,7 @@ def main(argv: list[str]) -> int:
     work_path = Path(work)
     bandwidth = measure_bandwidth()
     limit_vram(setup.vram_limit_gib)
+    capacity = _capacity()
     raw = run_trl(setup, work_path) if arm == "trl" else run_studio(setup, work_path, arm, overrides)
     measured = raw["step_s"][setup.warmup:] or raw["step_s"]
     gens = raw["gen_s"][setup.warmup:] or raw["gen_s"]
@@ -279,7 +280,7 @@ def main(argv: list[str]) -> int:
         if gen and raw.get("read_bytes") and bandwidth:
             floor = raw["read_bytes"] / bandwidth  # seconds per decode step at the bandwidth bound
             result["roofline_frac"] = floor / (gen / decode_steps)
-    result["estimate_gib"] = _estimate(setup, work_path, raw.get("mode"), overrides)
+    result["estimate_gib"] = _estimate(work_path, raw.get("mode"), overrides, capacity)
     print("BENCH_RESULT " + json.dumps(result), flush=True)
     return 0
 
@@ -289,11 +290,26 @@ def _measured(values: list[float] | None, warmup: int) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _estimate(setup: BenchSetup, work: Path, mode: str | None, overrides: list[str]) -> float | None:
+def _capacity() -> float | None:
+    import torch
+
+    from grpo_studio.engine.generation_mode import cuda_capacity_bytes
+
+    return cuda_capacity_bytes() if torch.cuda.is_available() else None
+
+
+def _estimate(work: Path, mode: str | None, overrides: list[str], capacity: float | None) -> float | None:
+    """The VRAM estimate of what the arm ran: TRL's arm as its settings say; a studio arm as the step
+    plan that the engine made on this card (generation mode and training layout)."""
     from grpo_studio.config import load_run
     from grpo_studio.engine.vram import estimate_for_run
 
-    est = estimate_for_run(load_run(work / "run.toml", overrides), generation_mode=mode or "trl")
+    run = load_run(work / "run.toml", overrides)
+    if mode == "trl" and not overrides and run.config.grpo.fast_generation != "off":
+        run.config.lora.gradient_checkpointing = "on"  # the TRL arm's own layout: as set, checkpointing on
+        run.config.grpo.auto_micro_batch = False
+    est = estimate_for_run(run, capacity_bytes=capacity, on_gpu=capacity is not None) if mode != "trl" else \
+        estimate_for_run(run, generation_mode="trl")
     return None if est is None else est.gib()
 
 
