@@ -27,7 +27,7 @@ def is_builtin(path: Path | None) -> bool:
     """The run file ships with the app (the demo): its folder may be read-only, and is not the user's."""
     if path is None:
         return False
-    from grpo_studio.cli import resources_dir
+    from grpo_studio.resource_paths import resources_dir
 
     try:
         Path(path).resolve().relative_to(resources_dir().resolve())

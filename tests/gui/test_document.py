@@ -46,7 +46,7 @@ def test_snapshot_trains_unsaved_edits_with_absolute_paths(qapp, run_file, tmp_p
 
 
 def test_runs_of_the_builtin_demo_go_to_the_user_folder(qapp):
-    from grpo_studio.cli import demo_run_file
+    from grpo_studio.resource_paths import demo_run_file
     from grpo_studio.config import RunConfig
 
     assert output_dir_for(RunConfig(), demo_run_file()) == user_runs_dir() / "demo"
