@@ -125,10 +125,17 @@ class LoraSettings(Section):
     modules_to_save: list[str] = setting(
         [], "Modules trained in full and saved with the adapter (e.g. lm_head).", advanced=True
     )
-    gradient_checkpointing: bool = setting(
-        True, "Recompute activations in the backward pass: less memory, ~20-30% slower.",
+    gradient_checkpointing: Literal["auto", "on", "off"] = setting(
+        "auto", "Recompute activations in the backward pass: less memory, slower (up to 2x the training "
+        "half); auto = off on a GPU with memory for it, on otherwise (off on the CPU).",
         title="Gradient checkpointing", trainer_field="gradient_checkpointing", memory=True
     )
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _old_checkpointing(cls, value: Any) -> Any:
+        # Run files before "auto" said true / false.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("target_modules")
     @classmethod
@@ -239,6 +246,11 @@ class GrpoSettings(Section):
     )
     gradient_accumulation_steps: int = setting(1, "Micro-steps per optimizer step.", ge=1, le=1024,
         title="Gradient accumulation (steps)", trainer_field="gradient_accumulation_steps", memory=True)
+    auto_micro_batch: bool = setting(
+        True, "On a GPU with memory for it, train each generation batch in fewer, larger micro-steps (the same "
+        "gradients for the grpo, dr_grpo, dapo and cispo losses; far fewer kernel launches).", advanced=True,
+        title="Larger micro-steps when memory allows", memory=True
+    )
     learning_rate: float = setting(5e-6, "Peak learning rate.", gt=0, le=1.0, trainer_field="learning_rate")
     lr_scheduler_type: Literal["constant", "constant_with_warmup", "linear", "cosine"] = setting(
         "linear", "Learning-rate schedule.", title="LR schedule", trainer_field="lr_scheduler_type"
@@ -291,15 +303,21 @@ class GrpoSettings(Section):
         trainer_field="mask_truncated_completions"
     )
     seed: int = setting(42, "Random seed (data order, LoRA init, sampling).", ge=0, le=2**32 - 1, trainer_field="seed")
-    fast_generation: Literal["auto", "on", "off"] = setting(
-        "auto", "Sample with GRPO Studio's generator (merged LoRA copy, static KV cache, CUDA graphs); "
-        "auto = on CUDA GPUs for Llama/Qwen/Mistral models, else TRL's generate.", advanced=True,
-        title="Fast generation", memory=True
+    fast_generation: Literal["auto", "quantized", "merged", "off"] = setting(
+        "auto", "Sampling: GRPO Studio's generators (quantized: reads a 4-bit base as stored; merged: a 16-bit "
+        "copy with LoRA merged in) or TRL's generate (off); auto = the fastest that fits this GPU's memory.",
+        advanced=True, title="Fast generation", memory=True
     )
     extra: dict[str, Any] = setting(
         {}, "Any other TRL GRPOConfig field, e.g. {repetition_penalty = 1.1}.", advanced=True,
         title="Other GRPOConfig fields"
     )
+
+    @field_validator("fast_generation", mode="before")
+    @classmethod
+    def _old_fast_generation(cls, value: Any) -> Any:
+        # Run files before the generation modes said "on": the merged copy, the only fast path then.
+        return "merged" if value == "on" else value
 
     @field_validator("extra")
     @classmethod
@@ -371,7 +389,8 @@ class AlarmSettings(Section):
 
 class RunSettings(Section):
     name: str = setting("run", "Name of the run; its folder is output_dir/name-date-time.", title="Run name")
-    output_dir: str = setting("runs", "Folder for run folders, relative to the run file.",
+    output_dir: str = setting("runs", "Folder for run folders, relative to the run file (runs of the built-in "
+                              "run files go to the user data folder instead).",
         title="Runs folder", path_kind="folder", trainer_field="output_dir")
     logging_steps: int = setting(1, "Log metrics every N optimizer steps.", ge=1,
         title="Log every (steps)", trainer_field="logging_steps")

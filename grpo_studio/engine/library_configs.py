@@ -90,6 +90,8 @@ _TO_TRAINER: dict[str, Callable[[Any, "_Context"], Any]] = {
     "grpo.epsilon_high": lambda v, ctx: v or None,  # 0 = same as epsilon
     "grpo.warmup_ratio": lambda v, ctx: v,  # into warmup_steps: transformers 5 reads a float below 1 as a ratio
     "grpo.optimizer": lambda v, ctx: optimizer_name(v, ctx.on_gpu),
+    # "auto" is resolved before this (training_layout.py); left unresolved it means on.
+    "lora.gradient_checkpointing": lambda v, ctx: v != "off",
     "run.output_dir": lambda v, ctx: str(ctx.output_dir),  # the run folder's checkpoints/
     "run.save_total_limit": lambda v, ctx: v or None,  # 0 keeps all
     "rewards.functions[].weight": lambda v, ctx: ctx.reward_weights,  # one per reward, files' functions too

@@ -21,6 +21,7 @@ from grpo_studio.engine.data import DataError
 from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.model import ModelError
 from grpo_studio.engine.rewards import RewardError
+from grpo_studio.engine.run_home import record_run, runs_dir
 from grpo_studio.engine.store import RunFolder, RunStore
 
 
@@ -37,11 +38,12 @@ def new_run_folder(run: LoadedRun, output: str | Path | None = None) -> RunFolde
                                  "or add --resume to continue the run in it")
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = run.resolve(run.config.run.output_dir) / f"{run.config.run.name}-{stamp}"
+        base = runs_dir(run.path, run.config.run.output_dir, run.base_dir) / f"{run.config.run.name}-{stamp}"
         folder, n = RunFolder(base), 2
         while folder.path.exists():
             folder, n = RunFolder(base.with_name(f"{base.name}-{n}")), n + 1
     folder.path.mkdir(parents=True, exist_ok=True)
+    record_run(folder.path)  # for the window's Runs page, wherever the folder is
     return folder
 
 
@@ -72,7 +74,7 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
 
 def find_latest_run(run: LoadedRun) -> RunFolder | None:
     """The newest run folder made from this run file (output_dir/name-*)."""
-    parent = run.resolve(run.config.run.output_dir)
+    parent = runs_dir(run.path, run.config.run.output_dir, run.base_dir)
     if not parent.is_dir():
         return None
     candidates = [RunFolder(p) for p in parent.glob(f"{run.config.run.name}-*") if (p / "config.toml").is_file()]
@@ -222,7 +224,7 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
             folder = find_latest_run(run)
             if folder is None:
                 raise RunFolderError(f"no earlier run of {run.config.run.name!r} in "
-                                     f"{run.resolve(run.config.run.output_dir)} to resume")
+                                     f"{runs_dir(run.path, run.config.run.output_dir, run.base_dir)} to resume")
         if not folder.is_run():
             raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
         _check_store_version(folder)
@@ -326,25 +328,64 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
     model = load_model(run, placement)
     if cfg.lora.enabled:
         check_target_modules(model, cfg.lora.target_modules)
+    effective, generation = plan_this_step(run, placement, bus)
     callback = StudioCallback(bus, stop, str(folder.checkpoints),
                               watch=HealthWatch(cfg.alarms, cfg.grpo.max_completion_length))
     trainer = StudioGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         reward_processing_classes=reward_tokenizers,
-        args=grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs]),
+        args=grpo_config(effective, folder.checkpoints, placement, [s.weight for s in specs]),
         train_dataset=prompts.dataset,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
         callbacks=[callback],
         on_samples=bus,
         samples_per_step=cfg.run.samples_per_step,
-        fast_generation=cfg.grpo.fast_generation,
+        generation=generation,
         max_prompt_length=cfg.data.max_prompt_length,
         on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events do the reporting
+    if placement.device == "cuda" and cfg.lora.enabled and os.environ.get("GRPO_STUDIO_FUSED_LORA", "1") != "0":
+        from grpo_studio.engine.fused_lora import install
+
+        bus(Log(message=f"training: LoRA update fused in {install(trainer.model)} layers"))
     return trainer, callback
+
+
+def plan_this_step(run: LoadedRun, placement: Any, bus: EventBus) -> tuple[Any, Any]:
+    """The step plan on this device (generation mode, training layout), said in the log, and what the
+    trainer needs to change its generation mode later (a generation that runs out of memory)."""
+    from grpo_studio.engine.generation_mode import cuda_capacity_bytes
+    from grpo_studio.engine.model import model_path, read_model_config
+    from grpo_studio.engine.step_plan import plan_step
+    from grpo_studio.engine.trainer import GenerationSetup
+    from grpo_studio.engine.vram import estimate_for_config
+
+    world_size = distributed_world_size()
+    try:
+        model_config = read_model_config(model_path(run), run.config.model.revision)
+    except Exception:  # noqa: BLE001 - the model loaded already; without its config.json there is no estimate
+        model_config = None
+    on_gpu = placement.device == "cuda"
+    capacity = cuda_capacity_bytes() if on_gpu else None
+    plan = plan_step(run.config, model_config, capacity, on_gpu=on_gpu, world_size=world_size)
+    bus(Log(message=plan.layout.describe()))
+
+    def peak_bytes(mode: str) -> float | None:
+        if model_config is None:
+            return None
+        try:
+            return estimate_for_config(model_config, plan.config, generation_mode=mode, world_size=world_size).total
+        except (KeyError, TypeError, ValueError):
+            return None  # a config.json without the usual decoder fields
+
+    return plan.config, GenerationSetup(plan.config, model_config, peak_bytes, planned=plan.mode)
+
+
+def distributed_world_size() -> int:
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBus) -> tuple[list[Any], list[Any]]:
