@@ -25,18 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from grpo_studio.resource_paths import demo_run_file, resources_dir  # noqa: F401 - resources_dir: API
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 130
-
-
-def resources_dir() -> Path:
-    """resources/ beside the package in a checkout, or inside it when installed from a wheel."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "resources"
-    return packaged if packaged.is_dir() else here.parent / "resources"
-
-
-def demo_run_file() -> Path:
-    return resources_dir() / "demo" / "run.toml"
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ Exit codes: 0 done, 1 failed, 2 bad input (the result says which).
 from __future__ import annotations
 
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -60,8 +61,6 @@ def run_task(request: BaseModel, *, progress: Callable[[str, float], None] | Non
     """Run one request in a child and wait for it (call from a worker thread, never the GUI thread).
 
     `started(child)` is called once the child runs, so the caller can end it (`child.cancel()`)."""
-    import threading
-
     child = ChildProcess(command or TASK_COMMAND, reads=Reply)
     try:
         child.start(request)
@@ -93,7 +92,6 @@ def run_task(request: BaseModel, *, progress: Callable[[str, float], None] | Non
         if timer is not None:
             timer.cancel()
     return TaskOutcome(result, code, child.tail, cancelled=child.cancelled, timed_out=timed_out.is_set())
-
 
 
 # ---- the child's side ---------------------------------------------------------------------------

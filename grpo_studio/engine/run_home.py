@@ -36,7 +36,7 @@ def is_builtin(path: str | Path | None) -> bool:
     """The run file ships with the app (under resources/): its folder may be read-only, and is not the user's."""
     if path is None:
         return False
-    from grpo_studio.cli import resources_dir
+    from grpo_studio.resource_paths import resources_dir
 
     try:
         Path(path).resolve().relative_to(resources_dir().resolve())

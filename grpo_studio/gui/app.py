@@ -74,7 +74,7 @@ def initial_run(run: str | None) -> Path | None:
     """The command line's run file or folder; else the built-in demo; else nothing (a new run)."""
     if run:
         return Path(run)
-    from grpo_studio.cli import demo_run_file
+    from grpo_studio.resource_paths import demo_run_file
 
     demo = demo_run_file()
     return demo if demo.is_file() else None

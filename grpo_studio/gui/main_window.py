@@ -51,7 +51,7 @@ def builtin_note(path: Path | None) -> str:
     """The title's note for a run file that ships with the app (not saved over: Save asks where)."""
     if not is_builtin(path):
         return ""
-    from grpo_studio.cli import demo_run_file
+    from grpo_studio.resource_paths import demo_run_file
 
     return " (built-in demo)" if Path(path).resolve() == demo_run_file().resolve() else " (built-in example)"
 

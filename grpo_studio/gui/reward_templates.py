@@ -95,7 +95,7 @@ def _title(code: str, fallback: str) -> str:
 
 
 def templates_dir() -> Path:
-    from grpo_studio.cli import resources_dir
+    from grpo_studio.resource_paths import resources_dir
 
     return resources_dir() / "reward_templates"
 

@@ -112,7 +112,7 @@ QScrollArea > QWidget > QWidget#scrollContent {{ background: transparent; }}
 
 
 def icons_dir() -> Path:
-    from grpo_studio.cli import resources_dir
+    from grpo_studio.resource_paths import resources_dir
 
     return resources_dir() / "icons"
 

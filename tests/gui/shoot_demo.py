@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 
-from grpo_studio.cli import demo_run_file  # noqa: E402
+from grpo_studio.resource_paths import demo_run_file  # noqa: E402
 from grpo_studio.gui.app import make_app  # noqa: E402
 from grpo_studio.gui.main_window import MainWindow  # noqa: E402
 from grpo_studio.gui.preferences import Preferences  # noqa: E402

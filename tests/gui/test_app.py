@@ -35,7 +35,7 @@ def test_cli_screenshot_of_a_missing_file_says_so(tmp_path):
 
 def test_no_arguments_opens_the_demo_or_a_new_run(monkeypatch, tmp_path, window):
     demo = tmp_path / "demo" / "run.toml"
-    monkeypatch.setattr("grpo_studio.cli.demo_run_file", lambda: demo)
+    monkeypatch.setattr("grpo_studio.resource_paths.demo_run_file", lambda: demo)
     assert app_module.initial_run(None) is None  # no demo yet: a new, empty run
     window.open_initial(None)
     assert window.doc.path is None and window.windowTitle().startswith("Untitled run")
@@ -132,7 +132,7 @@ def test_check_validates_in_a_child_process_and_marks_what_it_finds(opened, qtbo
 
 
 def test_only_the_demo_is_titled_built_in_demo(window):
-    from grpo_studio.cli import demo_run_file, resources_dir
+    from grpo_studio.resource_paths import demo_run_file, resources_dir
 
     assert window.open_path(demo_run_file())
     assert window.windowTitle().startswith("run.toml (built-in demo)")

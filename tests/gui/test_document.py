@@ -48,7 +48,7 @@ def test_snapshot_trains_unsaved_edits_with_absolute_paths(qapp, run_file, tmp_p
 
 
 def test_runs_of_the_builtin_run_files_go_to_the_user_folder(qapp, tmp_path):
-    from grpo_studio.cli import demo_run_file, resources_dir
+    from grpo_studio.resource_paths import demo_run_file, resources_dir
     from grpo_studio.config import RunConfig
 
     assert user_runs_dir() == Path(os.environ["GRPO_STUDIO_DATA_DIR"]) / "runs"  # tests never touch the user's

@@ -228,10 +228,13 @@ def test_reward_exception_is_marked_in_the_editor(opened, qtbot):
 
 
 def test_export_from_the_window_prints_no_library_noise(trained_run, tmp_path):
-    """The window's export runs in its own process's terminal: no progress bars, deprecation notes or
-    optional-kernel notices there (`Loading weights: 100%|...`, `FutureWarning`, `kernels-community`)."""
-    code = ("import sys; from pathlib import Path; from grpo_studio.gui.export_dialog import _export; "
-            "print(_export('merged', Path(sys.argv[1]), Path(sys.argv[2]), 'float32', lambda what, f: None))")
+    """The window's export runs in a child process, as the dialog runs it: nothing reaches the window's
+    terminal, and the child is quiet too (no progress bars, deprecation notes or optional-kernel notices
+    in its log: `Loading weights: 100%|...`, `FutureWarning`, `kernels-community`)."""
+    code = ("import sys; from grpo_studio.engine.child_messages import ExportRequest; "
+            "from grpo_studio.engine.child_tasks import run_task; "
+            "o = run_task(ExportRequest(run_dir=sys.argv[1], dest=sys.argv[2], merged=True, dtype='float32')); "
+            "print(o.result.path); o.log_tail and print(o.log_tail, file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code, str(trained_run), str(tmp_path / "merged")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
