@@ -8,6 +8,7 @@
     grpo-studio eval RUN.toml [--adapter DIR] [--limit N] [--json]
     grpo-studio export RUN_DIR [--to DIR] [--merged]
     grpo-studio bench [--arch tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b] [--quant 4bit] [--steps N]
+                      [--vram-limit GIB] [--lengths fixed|natural]
 
 Exit codes: 0 success; 1 the run or command failed; 2 bad input (run file, dataset, reward file,
 model path, arguments); 130 stopped on request (Ctrl-C): the checkpoint is saved, `--resume` continues.
@@ -122,7 +123,14 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
     p.add_argument("--arch", default="tiny", help="tiny, qwen2.5-0.5b, qwen2.5-1.5b or qwen2.5-7b (random weights)")
     p.add_argument("--quant", choices=["16bit", "4bit"], default="16bit", help="base weights: bf16, or bnb 4-bit")
     p.add_argument("--steps", type=int, default=3, metavar="N", help="measured steps after one warm-up step")
-    p.add_argument("--arms", default="trl,studio", help="comma-separated: trl, studio")
+    p.add_argument("--arms", default="trl,studio",
+                   help="comma-separated: trl, studio, studio-trlgen, studio-eager; a studio arm may add "
+                        "+section.key=value overrides (studio+lora.gradient_checkpointing=false)")
+    p.add_argument("--vram-limit", type=float, default=0.0, metavar="GIB",
+                   help="cap each arm's GPU memory at GIB, to stand in for a smaller card (e.g. 16)")
+    p.add_argument("--lengths", choices=["fixed", "natural"], default="fixed",
+                   help="fixed: every completion has exactly the maximum length; natural: completions end at "
+                        "EOS with a spread of lengths (mean near 40%% of the maximum)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--work", metavar="DIR", help="folder for the model, data and runs (default: a temp folder)")
 
@@ -175,11 +183,13 @@ def _load(path: str, overrides: list[str]) -> Any:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    from grpo_studio.gui.system_libraries import import_problem
+
     try:
         from grpo_studio.gui.app import run_app
-    except ImportError as exc:
-        _err(f"error: the window cannot start: {exc}")
-        return EXIT_FAILED
+    except ImportError as exc:  # PySide6 missing, or a system library Qt needs (libEGL, libfontconfig...)
+        _err(import_problem(exc))
+        return EXIT_BAD_INPUT
     return run_app(args.run, screenshot=args.screenshot, view=args.view)
 
 
@@ -429,7 +439,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     return bench_main(args.arch, args.quant, args.steps, [a.strip() for a in args.arms.split(",") if a.strip()],
-                      args.json, args.work)
+                      args.json, args.work, vram_limit_gib=args.vram_limit, lengths=args.lengths)
 
 
 # ---- demo -----------------------------------------------------------------------------------
@@ -437,8 +447,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole loop in the terminal: held-out accuracy, a GRPO run, held-out accuracy again."""
-    import time
-
     from grpo_studio.cli_report import TerminalReporter, format_duration
     from grpo_studio.engine.evaluate import evaluate
     from grpo_studio.engine.library_noise import quiet_libraries
@@ -453,13 +461,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"held-out accuracy of the starter model: {before.accuracy:.1%} ({before.correct}/{before.n})")
     stop = StopOnSignal()
     stop.install()
-    started = time.time()
     result = train(run, output=args.output, listener=TerminalReporter(), stop_requested=stop)
     if result.kind != "finished":
         return exit_code(result)
     after = evaluate(run, adapter=result.adapter_dir)
+    # The time the run itself reported ("finished 40 steps in ..."), not one of our own: one figure.
     print(f"held-out accuracy after GRPO: {after.accuracy:.1%} ({after.correct}/{after.n}); "
-          f"before: {before.accuracy:.1%}; training took {format_duration(time.time() - started)}")
+          f"before: {before.accuracy:.1%}; training took {format_duration(result.seconds)}")
     return exit_code(result)
 
 

@@ -68,6 +68,15 @@ class Samples(_Event):
     samples: list[Sample]
 
 
+class SamplesStored(_Event):
+    """A step's sampled completions are in the run store (what the window's event stream carries
+    instead of the completions themselves)."""
+
+    kind: Literal["samples_stored"] = "samples_stored"
+    step: int
+    count: int
+
+
 class Checkpoint(_Event):
     kind: Literal["checkpoint"] = "checkpoint"
     step: int
@@ -110,7 +119,8 @@ class Failed(_Event):
 
 
 Event = Annotated[
-    Union[Opened, Started, Metrics, Samples, Checkpoint, Alarm, Log, Finished, Failed], Field(discriminator="kind")
+    Union[Opened, Started, Metrics, Samples, SamplesStored, Checkpoint, Alarm, Log, Finished, Failed],
+    Field(discriminator="kind"),
 ]
 _adapter: TypeAdapter[Any] = TypeAdapter(Event)
 
@@ -141,8 +151,11 @@ class EventBus:
         self.listeners: list[Listener] = list(listeners)
         self.critical: set[int] = set()
 
-    def add(self, listener: Listener, critical: bool = False) -> None:
-        self.listeners.append(listener)
+    def add(self, listener: Listener, critical: bool = False, first: bool = False) -> None:
+        if first:
+            self.listeners.insert(0, listener)
+        else:
+            self.listeners.append(listener)
         if critical:
             self.critical.add(id(listener))
 
@@ -192,6 +205,7 @@ __all__ = [
     "Opened",
     "Sample",
     "Samples",
+    "SamplesStored",
     "Started",
     "decode_event",
     "encode_event",

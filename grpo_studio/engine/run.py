@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_studio.config import ConfigError, LoadedRun, load_run, save_run
+from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
 from grpo_studio.engine.checks import require_before_loading
 from grpo_studio.engine.data import DataError
 from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
@@ -30,6 +30,7 @@ from grpo_studio.engine.faults import fault_point
 from grpo_studio.engine.model import ModelError
 from grpo_studio.engine.resume import ResumePlan, complete_final_save, file_sha256, nothing_to_do, plan_resume
 from grpo_studio.engine.rewards import RewardError
+from grpo_studio.engine.run_home import record_run, runs_dir
 from grpo_studio.engine.run_endings import clear_folder, clear_staging, end_with_failure, never_trained
 from grpo_studio.engine.run_lock import RunLock, RunLocked
 from grpo_studio.engine.safe_files import SpaceReserve, disk_full_message, prepare_staging, publish, staging_path
@@ -49,11 +50,12 @@ def new_run_folder(run: LoadedRun, output: str | Path | None = None) -> RunFolde
                                  "or add --resume to continue the run in it")
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = run.resolve(run.config.run.output_dir) / f"{run.config.run.name}-{stamp}"
+        base = runs_dir(run.path, run.config.run.output_dir, run.base_dir) / f"{run.config.run.name}-{stamp}"
         folder, n = RunFolder(base), 2
         while folder.path.exists():
             folder, n = RunFolder(base.with_name(f"{base.name}-{n}")), n + 1
     folder.path.mkdir(parents=True, exist_ok=True)
+    record_run(folder.path)  # for the window's Runs page, wherever the folder is
     return folder
 
 
@@ -61,12 +63,12 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
     """Copy the run file and reward file into the run folder, with local paths made absolute,
     so the run can be resumed, evaluated and exported even if the originals change or move."""
     cfg = run.config.model_copy(deep=True)
-    model_dir = run.resolve(cfg.model.name)
-    if model_dir.is_dir():
-        cfg.model.name = str(model_dir)
-    for section in (cfg.data, cfg.eval):
-        if section.source and run.resolve(section.source).exists():
-            section.source = str(run.resolve(section.source))
+    for setting in local_path_settings():  # model.name, data.source, eval.source; hub ids stay as they are
+        section_name, key = setting.split(".")
+        section = getattr(cfg, section_name)
+        value = getattr(section, key)
+        if value and run.resolve(value).exists():
+            setattr(section, key, str(run.resolve(value)))
     needs_file = not cfg.rewards.functions or any(f.name for f in cfg.rewards.functions)
     if needs_file:
         src = run.resolve(cfg.rewards.file)
@@ -84,7 +86,7 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
 
 def find_latest_run(run: LoadedRun) -> RunFolder | None:
     """The newest run folder made from this run file (output_dir/name-*)."""
-    parent = run.resolve(run.config.run.output_dir)
+    parent = runs_dir(run.path, run.config.run.output_dir, run.base_dir)
     if not parent.is_dir():
         return None
     candidates = [RunFolder(p) for p in parent.glob(f"{run.config.run.name}-*") if (p / "config.toml").is_file()]
@@ -186,7 +188,8 @@ def _train_in_folder(opened: OpenedRun, dist: Any, main: bool, bus: EventBus, re
             reserve.create()
             store = RunStore(folder.database, check=resume)
             record = store.record
-            bus.add(record, critical=True)  # a run whose events cannot be stored must not go on silently
+            bus.add(record, critical=True, first=True)  # stored first: a listener told of a step can read it back;
+            # and a run whose events cannot be stored must not go on silently
             bus.add(lambda e: fault_point("step_end", folder.path) if e.kind == "metrics" else None, critical=True)
             if folder.stop_request.exists():
                 folder.stop_request.unlink()
@@ -283,11 +286,12 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
             folder = find_latest_run(run)
             if folder is None:
                 raise RunFolderError(f"no earlier run of {run.config.run.name!r} in "
-                                     f"{run.resolve(run.config.run.output_dir)} to resume")
+                                     f"{runs_dir(run.path, run.config.run.output_dir, run.base_dir)} to resume")
         if not folder.is_run():
             raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
         lock = RunLock(folder.path).acquire()  # before anything in the folder is read for writing
         try:
+            _check_store_version(folder)
             # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
             frozen = load_run(folder.config, overrides)
             require_before_loading(frozen, world_size)
@@ -309,6 +313,17 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
         if made_dir:
             shutil.rmtree(folder.path, ignore_errors=True)
         raise
+
+
+def _check_store_version(folder: RunFolder) -> None:
+    """A run store from a newer GRPO Studio is bad input, said before anything is written to it."""
+    from grpo_studio.engine.store_versions import StoreVersionError
+
+    if folder.database.exists():
+        try:
+            RunStore(folder.database, readonly=True).close()
+        except StoreVersionError as exc:
+            raise RunFolderError(str(exc)) from None
 
 
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, plan: ResumePlan | None,
@@ -421,25 +436,64 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
     model = load_model(run, placement)
     if cfg.lora.enabled:
         check_target_modules(model, cfg.lora.target_modules)
+    effective, generation = plan_this_step(run, placement, bus)
     callback = StudioCallback(bus, stop, str(folder.checkpoints),
                               watch=HealthWatch(cfg.alarms, cfg.grpo.max_completion_length))
     trainer = StudioGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         reward_processing_classes=reward_tokenizers,
-        args=grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs]),
+        args=grpo_config(effective, folder.checkpoints, placement, [s.weight for s in specs]),
         train_dataset=prompts.dataset,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
         callbacks=[callback],
         on_samples=bus,
         samples_per_step=cfg.run.samples_per_step,
-        fast_generation=cfg.grpo.fast_generation,
+        generation=generation,
         max_prompt_length=cfg.data.max_prompt_length,
         on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events do the reporting
+    if placement.device == "cuda" and cfg.lora.enabled and os.environ.get("GRPO_STUDIO_FUSED_LORA", "1") != "0":
+        from grpo_studio.engine.fused_lora import install
+
+        bus(Log(message=f"training: LoRA update fused in {install(trainer.model)} layers"))
     return trainer, callback
+
+
+def plan_this_step(run: LoadedRun, placement: Any, bus: EventBus) -> tuple[Any, Any]:
+    """The step plan on this device (generation mode, training layout), said in the log, and what the
+    trainer needs to change its generation mode later (a generation that runs out of memory)."""
+    from grpo_studio.engine.generation_mode import cuda_capacity_bytes
+    from grpo_studio.engine.model import model_path, read_model_config
+    from grpo_studio.engine.step_plan import plan_step
+    from grpo_studio.engine.trainer import GenerationSetup
+    from grpo_studio.engine.vram import estimate_for_config
+
+    world_size = distributed_world_size()
+    try:
+        model_config = read_model_config(model_path(run), run.config.model.revision)
+    except Exception:  # noqa: BLE001 - the model loaded already; without its config.json there is no estimate
+        model_config = None
+    on_gpu = placement.device == "cuda"
+    capacity = cuda_capacity_bytes() if on_gpu else None
+    plan = plan_step(run.config, model_config, capacity, on_gpu=on_gpu, world_size=world_size)
+    bus(Log(message=plan.layout.describe()))
+
+    def peak_bytes(mode: str) -> float | None:
+        if model_config is None:
+            return None
+        try:
+            return estimate_for_config(model_config, plan.config, generation_mode=mode, world_size=world_size).total
+        except (KeyError, TypeError, ValueError):
+            return None  # a config.json without the usual decoder fields
+
+    return plan.config, GenerationSetup(plan.config, model_config, peak_bytes, planned=plan.mode)
+
+
+def distributed_world_size() -> int:
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBus) -> tuple[list[Any], list[Any]]:
@@ -482,7 +536,7 @@ def _save_checkpoint_after_failure(trainer: Any, folder: RunFolder, bus: EventBu
     if step == 0 or (newest and newest[0] >= step):
         return
     try:
-        trainer._save_checkpoint(trainer.model, trial=None)
+        trainer.save_checkpoint_now()
         bus(Log(level="warning", message=f"saved checkpoint-{step} before stopping"))
     except Exception as exc:  # noqa: BLE001 - the original failure matters more
         bus(Log(level="error", message=f"could not save a checkpoint after the failure: {exc}"))

@@ -4,6 +4,8 @@ The training worker writes; the GUI and the CLI read, while the run goes on or l
 WAL mode lets readers in other processes see committed rows without blocking the writer, and
 every event is committed on its own, so a crash loses at most the step in flight.
 
+Its format version is SQLite's user_version; older stores are migrated (store_versions.py).
+
 Layout of a run folder (see `RunFolder`):
     config.toml      the run file as trained (paths made absolute, reward file copied beside it)
     rewards.py       the reward functions as trained
@@ -33,6 +35,13 @@ from grpo_studio.engine.events import (
     event_from_dict,
 )
 from grpo_studio.engine.faults import fault_point
+from grpo_studio.engine.store_versions import (
+    StoreVersionError,
+    current_payload,
+    mark_current,
+    stored_version,
+    upgrade_in_place,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -148,13 +157,18 @@ class RunStore:
         except OSError as exc:
             self.close()
             raise StoreError(path, f"cannot open the run store ({exc.strerror or exc})") from exc
+        except StoreVersionError:
+            self.close()
+            raise
 
     def _open(self, check: bool) -> None:
         path = self.path
+        new = False
         if self.readonly:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists()
             self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         ours = set(TABLES)
@@ -165,11 +179,18 @@ class RunStore:
             problems = [r[0] for r in self.db.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")
+        # Older stores are migrated as they are read; one from a newer GRPO Studio is refused.
+        self.version = 0 if new else stored_version(self.db, self.path)
         if not self.readonly:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
             self.db.commit()
+            if new:
+                mark_current(self.db)
+            else:
+                upgrade_in_place(self.db, self.version)  # before anything is written: never old and new mixed
+            self.version = stored_version(self.db)
 
     def close(self) -> None:
         if self.db is not None:
@@ -349,7 +370,8 @@ class RunStore:
             kinds = list(kinds)
             sql += f" WHERE kind IN ({','.join('?' * len(kinds))})"
             args = kinds
-        return [event_from_dict(json.loads(r[0])) for r in self.db.execute(sql + " ORDER BY id", args)]
+        return [event_from_dict(current_payload(json.loads(r[0]), self.version))
+                for r in self.db.execute(sql + " ORDER BY id", args)]
 
 
 class RunFolder:
