@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -100,7 +101,9 @@ class Child:
             self.proc.kill()
             self.proc.join()
             raise TimeoutError(f"grpo-studio {' '.join(self.args)} did not end within {timeout} s")
-        return Outcome(self.proc.exitcode, *self.output())
+        outcome = Outcome(self.proc.exitcode, *self.output())
+        shutil.rmtree(self.out_path.parent, ignore_errors=True)
+        return outcome
 
 
 def start(args: list[str], env: dict[str, str] | None = None, cwd: str | Path | None = None,

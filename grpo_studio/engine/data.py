@@ -73,8 +73,7 @@ def resolve_source(run: LoadedRun, spec: str, subset: str = "", split: str = "tr
             )
         return DataSource(spec, path)
     if path.suffix.lower() in DATA_FILE_FORMATS or spec.startswith((".", "/", "~")) or "\\" in spec:
-        where = f"{spec} (relative to {run.base_dir}: {path})" if not Path(spec).expanduser().is_absolute() else spec
-        raise DataError(f"file not found: {where}", field=field)
+        raise DataError(f"file not found: {path}", field=field)  # relative paths: to the run file's folder
     if spec.count("/") > 1:
         raise DataError(f"{spec!r} is neither an existing file nor a hub id (owner/name)", field=field)
     return DataSource(spec, None, subset=subset, split=split)

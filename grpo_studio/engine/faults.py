@@ -8,7 +8,8 @@ checkpoint save instead of sleeping and hoping:
     enospc   raise OSError(ENOSPC), as a full disk does
     fill     fill the disk under the run folder until it is full, then carry on (the next write
              meets a real ENOSPC); for tests on a small filesystem
-    pause    write RUN_DIR/FAULT_PAUSED and wait until that file is deleted (a test holds a live run)
+    pause    write FAULT_PAUSED in the folder of the point and wait until that file is deleted (a
+             test holds a live run)
 
 Points, in the order a run passes them: `folder_opened`, `step_end` (after a step's metrics were
 stored), `checkpoint_begin`, `save_model` (inside every model save: checkpoints and the final
@@ -50,14 +51,15 @@ def fault_point(name: str, where: str | Path | None = None) -> None:
         return
     action = parts[0]
     if action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
         time.sleep(60)  # the signal is delivered asynchronously; never run past the point meanwhile
     elif action == "enospc":
         raise OSError(errno.ENOSPC, "No space left on device (injected)", str(where or name))
     elif action == "fill" and where is not None:
         _fill_disk(Path(where))
     elif action == "pause" and where is not None:
-        flag = Path(where) / "FAULT_PAUSED"
+        folder = Path(where) if Path(where).is_dir() else Path(where).parent
+        flag = folder / "FAULT_PAUSED"
         flag.write_text(str(os.getpid()))
         while flag.exists():
             time.sleep(0.05)

@@ -2,8 +2,8 @@
 TRL still has it.
 
 `engine/trainer.py` is the one module that touches TRL's and transformers' internals: its
-`StudioGRPOTrainer` overrides two private `GRPOTrainer` methods, calls one private `Trainer` method
-and reads attributes that TRL does not document. Each of them is listed here. The trainer checks the
+`StudioGRPOTrainer` overrides private `GRPOTrainer` / `Trainer` methods (generation, scoring, and the
+checkpoint save it stages), overrides `save_model`, and reads attributes that TRL does not document. Each of them is listed here. The trainer checks the
 list when it is built (`check_trainer_class` before, `check_trainer` after `GRPOTrainer.__init__`),
 so a TRL that changed them fails at once with a message that names what changed, not with a
 `TypeError` in the middle of a run. `tests/engine/test_trl_contract.py` checks the same list, that
@@ -25,7 +25,12 @@ SUPPORTED_TRL = ">=1.16,<1.17"  # keep equal to the pin in pyproject.toml
 PRIVATE_METHODS: dict[str, tuple[str, ...]] = {
     "_generate_single_turn": ("prompt_ids", "images", "multimodal_fields", "num_generations", "has_tool_images"),
     "_generate_and_score_completions": ("inputs",),
-    "_save_checkpoint": ("model", "trial"),  # transformers' Trainer: a checkpoint after a reward failure
+    "_save_checkpoint": ("model", "trial"),  # transformers' Trainer: staged checkpoints; one after a reward failure
+    "_get_output_dir": ("trial",),  # transformers' Trainer: where _save_checkpoint writes (the staging folder)
+}
+# Public Trainer methods that trainer.py overrides (so their parameters matter too); other modules may call them.
+OVERRIDDEN_PUBLIC_METHODS: dict[str, tuple[str, ...]] = {
+    "save_model": ("output_dir", "_internal_call"),  # a fault-injection point inside every model save
 }
 
 # Attributes of a built GRPOTrainer that trainer.py reads (private, undocumented or feature flags).
@@ -65,7 +70,7 @@ def class_problems(trainer_class: Any = None) -> list[str]:
     if trainer_class is None:
         from trl import GRPOTrainer as trainer_class
     problems = []
-    for name, wanted in PRIVATE_METHODS.items():
+    for name, wanted in {**PRIVATE_METHODS, **OVERRIDDEN_PUBLIC_METHODS}.items():
         method = getattr(trainer_class, name, None)
         if method is None:
             problems.append(f"GRPOTrainer.{name} no longer exists")

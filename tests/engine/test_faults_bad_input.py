@@ -36,7 +36,7 @@ CATALOGUE = [
     ("threshold_nan", ["eval.threshold=nan"], "eval.threshold: input should be a finite number, got nan"),
     ("empty_model", ['model.name=""'], "model.name: is empty: give a hub id or a local folder"),
     ("missing_data", ["data.source=missing/train.jsonl"],
-     "data.source: file not found: missing/train.jsonl (relative to {project}: {project}/missing/train.jsonl)"),
+     "data.source: file not found: {project}/missing/train.jsonl"),  # beside the run file, not in the run folder
     ("null_prompt", rows("1+1=", "2+2=", None, "3+3="),
      "{data}:3: no prompt: 'question' (data.prompt_column) is empty or null; fill it in or remove the row"),
     ("too_small", rows("1+1="),
