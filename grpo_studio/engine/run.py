@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from grpo_studio.config import ConfigError, LoadedRun, load_run, save_run
 from grpo_studio.engine.data import DataError
-from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
+from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING, EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.model import ModelError
 from grpo_studio.engine.rewards import RewardError
 from grpo_studio.engine.run_home import record_run, runs_dir
@@ -155,7 +155,9 @@ def train(
     try:
         result = _train(run, folder, store, bus, resume, stop, started)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a readable event
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, KeyboardInterrupt) and last_step() == 0 and folder.newest_checkpoint() is None:
+            failed = Failed(reason=STOPPED_BEFORE_TRAINING, step=0)  # a stop while loading (engine/stop.py)
+        elif isinstance(exc, KeyboardInterrupt):
             failed = Failed(reason="interrupted", hint="Resume with --resume from the newest checkpoint.",
                             step=last_step())
         else:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.config import ConfigError
+from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
 from grpo_studio.engine.run_home import is_builtin
 from grpo_studio.engine.store import RunFolder
 from grpo_studio.gui.dataset_panel import DatasetView
@@ -449,7 +450,9 @@ class MainWindow(QMainWindow):
         if self._snapshot_dir is not None:
             shutil.rmtree(self._snapshot_dir, ignore_errors=True)
             self._snapshot_dir = None
-        if final.kind == "failed":
+        if final.kind == "failed" and final.reason == STOPPED_BEFORE_TRAINING:
+            self.statusBar().showMessage("Stopped before the first step: nothing was trained.", 15000)
+        elif final.kind == "failed":
             if self.rewards_view.mark_runtime_error(final.reason):
                 self.statusBar().showMessage(f"Training failed in the reward code: {final.reason}", 15000)
             else:

@@ -207,3 +207,31 @@ def test_export_from_the_window_prints_no_library_noise(trained_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(tmp_path / "merged")
     assert proc.stderr == "", proc.stderr
+
+
+def test_stop_works_while_the_worker_waits_on_the_hub(opened, qtbot, monkeypatch, tmp_path):
+    """Stop at any moment: here the worker sits in a model download that would hang for a minute."""
+    from hub_server import HangingHub
+
+    from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
+
+    server = HangingHub()  # answers the hub probe, then never answers a download
+    try:
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            monkeypatch.delenv(name, raising=False)  # the worker inherits the window's environment
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        opened.doc.set_field("model.name", "someone/slow-model")
+        opened.actions["train"].trigger()
+        qtbot.waitUntil(lambda: server.downloads > 0, timeout=RUN_TIMEOUT_MS)
+        assert opened.actions["stop"].isEnabled()
+        with qtbot.waitSignal(opened.controller.runEnded, timeout=10_000) as ended:
+            opened.actions["stop"].trigger()
+        assert ended.args[0].reason == STOPPED_BEFORE_TRAINING
+        assert opened.statusBar().currentMessage() == "Stopped before the first step: nothing was trained."
+        view = opened.training_view
+        assert view.progress.text() == "stopped before step 1" and view.banner.property("level") == "info"
+        assert not opened.actions["resume"].isEnabled() and opened.actions["train"].isEnabled()
+        shot(opened, "stopped-while-loading")
+    finally:
+        server.close()
