@@ -32,11 +32,13 @@ def process_start_time() -> float | None:
 
 
 class FirstPaint(QObject):
-    """Notes when the window is first painted (for the launch-time figure)."""
+    """Notes when the window is first painted (for the launch-time figure), then lets the window start
+    what the first screen did not need."""
 
-    def __init__(self, target: QObject, report: bool):
+    def __init__(self, target: QObject, report: bool, then=None):
         super().__init__(target)
         self.report = report
+        self.then = then
         self.seconds: float | None = None
         target.installEventFilter(self)
 
@@ -47,6 +49,8 @@ class FirstPaint(QObject):
             if self.report and self.seconds is not None:
                 print(f"first paint {self.seconds:.2f} s after launch", file=sys.stderr, flush=True)
             obj.removeEventFilter(self)
+            if self.then is not None:
+                QTimer.singleShot(0, self.then)  # after this paint has reached the screen
         return False
 
 
@@ -105,7 +109,8 @@ def run_app(run: str | None = None, screenshot: str | None = None, view: str = "
     from grpo_studio.gui.preferences import Preferences
 
     window = MainWindow(Preferences(ephemeral=bool(screenshot)))
-    paint = FirstPaint(window, report=bool(os.environ.get("GRPO_STUDIO_REPORT_FIRST_PAINT")))
+    paint = FirstPaint(window, report=bool(os.environ.get("GRPO_STUDIO_REPORT_FIRST_PAINT")),
+                       then=window.after_first_paint)
     path = initial_run(run)
     if path is not None and not path.exists():
         print(f"error: {path}: no such run file or run folder", file=sys.stderr)
@@ -130,7 +135,7 @@ def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:
     result = {"ok": False}
 
     def grab() -> None:
-        if window.training_view.is_loading():  # a run folder's store is still being read
+        if window.training_view.is_loading() or window.install_notice.pending:  # still being read
             QTimer.singleShot(100, grab)
             return
         window.training_view._redraw()

@@ -29,6 +29,7 @@ from grpo_studio.engine.run_home import is_builtin
 from grpo_studio.engine.store import RunFolder
 from grpo_studio.gui.dataset_panel import DatasetView
 from grpo_studio.gui.document import RunDocument
+from grpo_studio.gui.install_notice import InstallNotice
 from grpo_studio.gui.menus import build_menus, make_actions
 from grpo_studio.gui.preferences import Preferences
 from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
@@ -106,6 +107,14 @@ class MainWindow(QMainWindow):
         right_box = QVBoxLayout(right)
         right_box.setContentsMargins(0, 0, 0, 0)
         right_box.setSpacing(0)
+        self.install_notice = InstallNotice(self.prefs)
+        notice_holder = QWidget()
+        notice_box = QVBoxLayout(notice_holder)
+        notice_box.setContentsMargins(24, 12, 24, 0)
+        notice_box.addWidget(self.install_notice)
+        notice_holder.setVisible(False)
+        self.install_notice.shown.connect(notice_holder.setVisible)
+        right_box.addWidget(notice_holder)
         holder = QWidget()
         holder_box = QVBoxLayout(holder)
         holder_box.setContentsMargins(24, 12, 24, 0)
@@ -148,6 +157,10 @@ class MainWindow(QMainWindow):
         self.runs_view.exportRequested.connect(self.export)
         self.settings_view.vram.updated.connect(self._show_vram)
         self._update_problem_count()
+
+    def after_first_paint(self) -> None:
+        """Work the first screen does not need, started once the window is on screen."""
+        self.install_notice.check()  # the CUDA build of torch on a computer without an NVIDIA GPU
 
     # ---- pages -----------------------------------------------------------------------------
     def show_view(self, key: str) -> None:
