@@ -84,7 +84,7 @@ def initial_run(run: str | None) -> Path | None:
     return demo if demo.is_file() else None
 
 
-def make_app() -> QApplication:
+def make_app(with_stylesheet: bool = True) -> QApplication:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("GRPO Studio")
     app.setOrganizationName("GRPO Studio")
@@ -93,7 +93,7 @@ def make_app() -> QApplication:
     from grpo_studio.gui.style import apply_style
 
     refcount_guard.install(app)  # PySide6 6.12.0 on CPython < 3.12 (see the module)
-    apply_style(app)
+    apply_style(app, with_stylesheet=with_stylesheet)
     return app
 
 
@@ -104,18 +104,22 @@ def run_app(run: str | None = None, screenshot: str | None = None, view: str = "
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    app = make_app()
-    from grpo_studio.gui.main_window import MainWindow
-    from grpo_studio.gui.preferences import Preferences
-
-    window = MainWindow(Preferences(ephemeral=bool(screenshot)))
-    paint = FirstPaint(window, report=bool(os.environ.get("GRPO_STUDIO_REPORT_FIRST_PAINT")),
-                       then=window.after_first_paint)
     path = initial_run(run)
     if path is not None and not path.exists():
         print(f"error: {path}: no such run file or run folder", file=sys.stderr)
         return 2
+    styled = bool(QApplication.instance() and QApplication.instance().styleSheet())
+    app = make_app(with_stylesheet=False)
+    from grpo_studio.gui.main_window import MainWindow
+    from grpo_studio.gui.preferences import Preferences
+    from grpo_studio.gui.style import apply_stylesheet
+
+    window = MainWindow(Preferences(ephemeral=bool(screenshot)))
+    paint = FirstPaint(window, report=bool(os.environ.get("GRPO_STUDIO_REPORT_FIRST_PAINT")),
+                       then=window.after_first_paint)
     window.open_initial(path)
+    if not styled:
+        apply_stylesheet(app)  # once, on the built window (see style.apply_style)
     if screenshot:
         return take_screenshot(app, window, Path(screenshot), view)
     window.show()

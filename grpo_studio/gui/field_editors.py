@@ -235,6 +235,12 @@ class WrapLine(QPlainTextEdit):
         super().resizeEvent(event)
         self._fit_height()
 
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.StyleChange:  # the window is styled after it is built
+            WrapLine._one_line = None
+            self._fit_height()
+
     def _fit_height(self) -> None:
         """One line as high as a QLineEdit beside it; one line more for each wrapped line."""
         layout = self.document().documentLayout()
