@@ -75,6 +75,24 @@ def choose_placement(settings: ModelSettings) -> Placement:
     return Placement(device, dtype, local_rank)
 
 
+def skip_unused_bitsandbytes(run: LoadedRun, placement: Placement) -> bool:
+    """Keep bitsandbytes out of a CPU run that neither quantizes nor uses an 8-bit optimizer.
+
+    peft and TRL import it whenever it is installed; on the CPU that costs several CPU-seconds of
+    torch.compile set-up per process (the demo's start on a busy machine) and, on CPUs with AVX-512
+    BF16, a 'Failed to load CPU gemm_4bit_forward from kernels-community' notice, for nothing. A None
+    in sys.modules makes it look absent to import and find_spec alike. Returns whether it did."""
+    import sys
+
+    cfg = run.config
+    optimizer = cfg.grpo.optimizer.lower()
+    if placement.device != "cpu" or cfg.quantization.load_in != "16bit" or "8bit" in optimizer \
+            or "bnb" in optimizer or "paged" in optimizer or "bitsandbytes" in sys.modules:
+        return False
+    sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
+    return True
+
+
 def read_model_config(path_or_id: str, revision: str = "") -> dict[str, Any] | None:
     """config.json of a local folder, or of a hub model when it is cached; None if unknown."""
     local = Path(path_or_id)

@@ -237,12 +237,18 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
 
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,
            stop: Callable[[], bool], started: float) -> Finished:
-    from grpo_studio.engine.model import choose_placement, count_parameters, load_tokenizer
+    from grpo_studio.engine.model import (
+        choose_placement,
+        count_parameters,
+        load_tokenizer,
+        skip_unused_bitsandbytes,
+    )
     from grpo_studio.engine.rewards import close_rewards, load_rewards
 
     cfg = run.config
     checkpoint = _resume_point(folder, store, bus) if resume else None
     placement = choose_placement(cfg.model)
+    skip_unused_bitsandbytes(run, placement)  # before TRL and peft are imported
     bus(Log(message=f"loading tokenizer of {cfg.model.name}"))
     tokenizer = load_tokenizer(run)
     prompts = _load_prompts(run, tokenizer, bus)
