@@ -1,5 +1,6 @@
 """Run files on disk: TOML in, validated settings out (and back), `--set section.key=value`
-overrides, and errors that name every bad field."""
+overrides, and errors that name every bad field. Files carry their format version, and older ones
+are migrated as they are read (versions.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import tomli_w
 from pydantic import ValidationError
 
+from grpo_studio.config import versions
 from grpo_studio.config.settings import ConfigError, ConfigProblem, RunConfig
 
 
@@ -133,7 +135,7 @@ def load_run(path: str | Path, overrides: list[str] | None = None) -> LoadedRun:
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts "(at line N, column M)" in the message; keep it for the user.
         raise ConfigError([ConfigProblem(str(path), f"not valid TOML: {exc}")], source=str(path)) from None
-    data = apply_overrides(data, overrides or [])
+    data = apply_overrides(versions.upgrade(data, str(path)), overrides or [])
     try:
         config = config_from_dict(data)
     except ConfigError as exc:
@@ -147,16 +149,16 @@ def loads_run(text: str, base_dir: str | Path = ".", overrides: list[str] | None
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigProblem("run file", f"not valid TOML: {exc}")]) from None
-    config = config_from_dict(apply_overrides(data, overrides or []))
+    config = config_from_dict(apply_overrides(versions.upgrade(data), overrides or []))
     return LoadedRun(config=config, path=None, base_dir=Path(base_dir).resolve())
 
 
 def dumps_run(config: RunConfig) -> str:
-    """The whole tree as TOML, every setting written out so the file documents itself."""
+    """The whole tree as TOML, every setting written out so the file documents itself, under its version."""
     data = config.model_dump(mode="json")
     # A reward entry is either a function or a model: leave the unused key out.
     data["rewards"]["functions"] = [{k: v for k, v in f.items() if v != ""} for f in data["rewards"]["functions"]]
-    return tomli_w.dumps(data)
+    return tomli_w.dumps(versions.stamp(data))
 
 
 def save_run(config: RunConfig, path: str | Path) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_studio.config import ConfigError, LoadedRun, load_run, save_run
+from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
 from grpo_studio.engine.data import DataError
 from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING, EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.model import ModelError
@@ -51,12 +51,12 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
     """Copy the run file and reward file into the run folder, with local paths made absolute,
     so the run can be resumed, evaluated and exported even if the originals change or move."""
     cfg = run.config.model_copy(deep=True)
-    model_dir = run.resolve(cfg.model.name)
-    if model_dir.is_dir():
-        cfg.model.name = str(model_dir)
-    for section in (cfg.data, cfg.eval):
-        if section.source and run.resolve(section.source).exists():
-            section.source = str(run.resolve(section.source))
+    for setting in local_path_settings():  # model.name, data.source, eval.source; hub ids stay as they are
+        section_name, key = setting.split(".")
+        section = getattr(cfg, section_name)
+        value = getattr(section, key)
+        if value and run.resolve(value).exists():
+            setattr(section, key, str(run.resolve(value)))
     needs_file = not cfg.rewards.functions or any(f.name for f in cfg.rewards.functions)
     if needs_file:
         src = run.resolve(cfg.rewards.file)
@@ -141,7 +141,7 @@ def train(
         return failed
     store = RunStore(folder.database) if main else None
     if store is not None:
-        bus.add(store.record)
+        bus.listeners.insert(0, store.record)  # stored first: a listener told of a step can read it back
         if folder.stop_request.exists():
             folder.stop_request.unlink()
         bus(Opened(run_dir=str(folder.path), resume=resume))
@@ -229,10 +229,22 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
                                      f"{runs_dir(run.path, run.config.run.output_dir, run.base_dir)} to resume")
         if not folder.is_run():
             raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
+        _check_store_version(folder)
         # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
         return folder, load_run(folder.config, overrides)
     folder = new_run_folder(run, output)
     return folder, freeze_run_file(run, folder)
+
+
+def _check_store_version(folder: RunFolder) -> None:
+    """A run store from a newer GRPO Studio is bad input, said before anything is written to it."""
+    from grpo_studio.engine.store_versions import StoreVersionError
+
+    if folder.database.exists():
+        try:
+            RunStore(folder.database, readonly=True).close()
+        except StoreVersionError as exc:
+            raise RunFolderError(str(exc)) from None
 
 
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,
@@ -324,25 +336,64 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
     model = load_model(run, placement)
     if cfg.lora.enabled:
         check_target_modules(model, cfg.lora.target_modules)
+    effective, generation = plan_this_step(run, placement, bus)
     callback = StudioCallback(bus, stop, str(folder.checkpoints),
                               watch=HealthWatch(cfg.alarms, cfg.grpo.max_completion_length))
     trainer = StudioGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         reward_processing_classes=reward_tokenizers,
-        args=grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs]),
+        args=grpo_config(effective, folder.checkpoints, placement, [s.weight for s in specs]),
         train_dataset=prompts.dataset,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
         callbacks=[callback],
         on_samples=bus,
         samples_per_step=cfg.run.samples_per_step,
-        fast_generation=cfg.grpo.fast_generation,
+        generation=generation,
         max_prompt_length=cfg.data.max_prompt_length,
         on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events do the reporting
+    if placement.device == "cuda" and cfg.lora.enabled and os.environ.get("GRPO_STUDIO_FUSED_LORA", "1") != "0":
+        from grpo_studio.engine.fused_lora import install
+
+        bus(Log(message=f"training: LoRA update fused in {install(trainer.model)} layers"))
     return trainer, callback
+
+
+def plan_this_step(run: LoadedRun, placement: Any, bus: EventBus) -> tuple[Any, Any]:
+    """The step plan on this device (generation mode, training layout), said in the log, and what the
+    trainer needs to change its generation mode later (a generation that runs out of memory)."""
+    from grpo_studio.engine.generation_mode import cuda_capacity_bytes
+    from grpo_studio.engine.model import model_path, read_model_config
+    from grpo_studio.engine.step_plan import plan_step
+    from grpo_studio.engine.trainer import GenerationSetup
+    from grpo_studio.engine.vram import estimate_for_config
+
+    world_size = distributed_world_size()
+    try:
+        model_config = read_model_config(model_path(run), run.config.model.revision)
+    except Exception:  # noqa: BLE001 - the model loaded already; without its config.json there is no estimate
+        model_config = None
+    on_gpu = placement.device == "cuda"
+    capacity = cuda_capacity_bytes() if on_gpu else None
+    plan = plan_step(run.config, model_config, capacity, on_gpu=on_gpu, world_size=world_size)
+    bus(Log(message=plan.layout.describe()))
+
+    def peak_bytes(mode: str) -> float | None:
+        if model_config is None:
+            return None
+        try:
+            return estimate_for_config(model_config, plan.config, generation_mode=mode, world_size=world_size).total
+        except (KeyError, TypeError, ValueError):
+            return None  # a config.json without the usual decoder fields
+
+    return plan.config, GenerationSetup(plan.config, model_config, peak_bytes, planned=plan.mode)
+
+
+def distributed_world_size() -> int:
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBus) -> tuple[list[Any], list[Any]]:
@@ -385,7 +436,7 @@ def _save_checkpoint_after_failure(trainer: Any, folder: RunFolder, bus: EventBu
     if step == 0 or (newest and newest[0] >= step):
         return
     try:
-        trainer._save_checkpoint(trainer.model, trial=None)
+        trainer.save_checkpoint_now()
         bus(Log(level="warning", message=f"saved checkpoint-{step} before stopping"))
     except Exception as exc:  # noqa: BLE001 - the original failure matters more
         bus(Log(level="error", message=f"could not save a checkpoint after the failure: {exc}"))

@@ -36,6 +36,7 @@ from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
 from grpo_studio.gui.run_controller import RunController
 from grpo_studio.gui.run_snapshot import output_dir_for, write_snapshot
 from grpo_studio.gui.style import icon
+from grpo_studio.gui.tasks import TaskRunner
 
 APP_NAME = "GRPO Studio"
 RUN_FILES = "Run files (*.toml);;All files (*)"
@@ -54,7 +55,7 @@ def builtin_note(path: Path | None) -> str:
 
 class MainWindow(QMainWindow):
     runShown = Signal(object)  # the run folder whose curves and samples are on screen
-    checkFinished = Signal(object)  # a CheckResult
+    checkFinished = Signal(object)  # a CheckReport (engine/child_messages.py)
 
     def __init__(self, prefs: Preferences | None = None):
         super().__init__()
@@ -62,7 +63,7 @@ class MainWindow(QMainWindow):
         self.doc = RunDocument(self)
         self.controller = RunController(self)
         self.export_dialog: Any = None
-        self.check_job: Any = None
+        self.check_task = TaskRunner(self)  # Check (F7), in a child process
         self._snapshot_dir: Path | None = None
         self._close_after_run = False
         self.setWindowIcon(icon("app"))
@@ -384,17 +385,17 @@ class MainWindow(QMainWindow):
 
     def check(self) -> None:
         """Validate in a child process; findings are marked at their fields like any other problem."""
-        from grpo_studio.gui.background import run_in_background
         from grpo_studio.gui.run_check import run_check
 
-        if self.check_job is not None and self.check_job.running:
+        if self.check_task.is_running():
             return
         self.actions["check"].setEnabled(False)
         self.statusBar().showMessage("Checking the dataset, reward file and model…")
         seen = self.doc.config.model_copy(deep=True), self.doc.reward_source
-        self.check_job = run_in_background(run_check, seen[0], self.doc.path, seen[1], parent=self)
-        self.check_job.done.connect(lambda result: self._check_done(result, seen))
-        self.check_job.failed.connect(lambda exc, details: self._check_done(None, seen, f"{exc}"))
+        path = self.doc.path
+        self.check_task.start(lambda state: run_check(seen[0], path, seen[1], state=state),
+                              lambda result: self._check_done(result, seen),
+                              lambda exc, details: self._check_done(None, seen, f"{exc}"))
 
     def _check_done(self, result: Any, seen: tuple, error: str = "") -> None:
         from grpo_studio.gui.run_check import problems_by_field
@@ -482,7 +483,7 @@ class MainWindow(QMainWindow):
         if event.kind == "opened":
             self.samples_view.set_run(Path(event.run_dir), live=True)
             self.prefs.add_recent_run(Path(event.run_dir))
-        elif event.kind == "samples":
+        elif event.kind in ("samples", "samples_stored"):
             self.samples_view.samples_arrived(event.step)
         elif event.kind == "metrics":
             self.state_label.setText(f"Training · step {event.step} / {event.max_steps}")
@@ -577,6 +578,7 @@ class MainWindow(QMainWindow):
             return
         self.prefs.save_window_state(self.saveGeometry(), self.saveState())
         self.prefs.set_value("window/page", self.current_view())
+        self.check_task.shutdown()
         for key, shut in (("samples", lambda v: v.model.close()), ("dataset", lambda v: v.shutdown()),
                           ("rewards", lambda v: v.bench.shutdown()), ("settings", lambda v: v.vram.shutdown())):
             if self.pages.peek(key) is not None:  # a page never built has nothing to close

@@ -11,10 +11,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from grpo_studio.config import LoadedRun, RunConfig, save_run
+from grpo_studio.config import LoadedRun, RunConfig, local_path_settings, save_run
 from grpo_studio.engine.run_home import runs_dir
 
-SNAPSHOT_FIELDS = ("model.name", "data.source", "eval.source")
+SNAPSHOT_FIELDS = tuple(local_path_settings())  # made absolute when they name something that exists
 
 
 def output_dir_for(config: RunConfig, run_path: Path | None) -> Path:
