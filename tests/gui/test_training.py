@@ -228,15 +228,17 @@ def test_reward_exception_is_marked_in_the_editor(opened, qtbot):
 
 
 def test_export_from_the_window_prints_no_library_noise(trained_run, tmp_path):
-    """The window's export runs in its own process's terminal: no progress bars, deprecation notes or
-    optional-kernel notices there (`Loading weights: 100%|...`, `FutureWarning`, `kernels-community`)."""
-    code = ("import sys; from pathlib import Path; from grpo_studio.gui.export_dialog import _export; "
-            "print(_export('merged', Path(sys.argv[1]), Path(sys.argv[2]), 'float32', lambda what, f: None))")
-    proc = subprocess.run([sys.executable, "-c", code, str(trained_run), str(tmp_path / "merged")],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str(tmp_path / "merged")
-    assert proc.stderr == "", proc.stderr
+    """The window's export runs in a child process whose stderr reaches the terminal and the log: no
+    progress bars, deprecation notes or optional-kernel notices there (`Loading weights: 100%|...`,
+    `FutureWarning`, `kernels-community`)."""
+    from grpo_studio.engine.child_messages import ExportRequest
+    from grpo_studio.engine.child_tasks import run_task
+
+    outcome = run_task(ExportRequest(run_dir=str(trained_run), dest=str(tmp_path / "merged"), merged=True,
+                                     dtype="float32"), timeout_s=300)
+    assert outcome.returncode == 0 and (tmp_path / "merged" / "config.json").is_file(), outcome.log_tail
+    for noise in ("Loading weights", "Warning", "kernels-community", "it/s]"):
+        assert noise not in outcome.log_tail, outcome.log_tail
 
 
 def test_stop_works_while_the_worker_waits_on_the_hub(opened, qtbot, monkeypatch, tmp_path):
