@@ -187,25 +187,18 @@ def cmd_gui(args: argparse.Namespace) -> int:
 # ---- train ----------------------------------------------------------------------------------
 
 
-class StopOnSignal:
-    """First Ctrl-C (or SIGTERM): finish the step, save, exit. Second Ctrl-C: abort now."""
+def stop_on_signal() -> Any:
+    """First Ctrl-C (or SIGTERM): finish the step, save, exit; before the first step, stop at once
+    (engine/stop.py). Second Ctrl-C: abort now."""
+    from grpo_studio.engine.stop import StopRequest
 
-    def __init__(self) -> None:
-        self.requested = False
+    def say(during_loading: bool) -> None:
+        _err("\nstopping..." if during_loading else
+             "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)...")
 
-    def install(self) -> None:
-        signal.signal(signal.SIGINT, self._handle)
-        if hasattr(signal, "SIGTERM"):
-            signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        _err("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)...")
-
-    def __call__(self) -> bool:
-        return self.requested
+    stop = StopRequest(on_request=say)
+    stop.install(tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None))
+    return stop
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -214,18 +207,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from grpo_studio.engine.run import train
 
     quiet_libraries()
-    stop = StopOnSignal()
-    stop.install()
+    stop = stop_on_signal()
     reporter = TerminalReporter(verbose=args.verbose)
-    result = train(args.run, output=args.output, resume=args.resume, listener=reporter,
+    result = train(args.run, output=args.output, resume=args.resume, listener=stop.listener(reporter),
                    stop_requested=stop, overrides=args.overrides)
     return exit_code(result)
 
 
 def exit_code(result: Any) -> int:
+    from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
+
     if result.kind == "finished":
         return EXIT_STOPPED if result.stopped else EXIT_OK
-    if result.interrupted:
+    if result.interrupted or result.reason == STOPPED_BEFORE_TRAINING:
         return EXIT_STOPPED
     return EXIT_BAD_INPUT if result.input_error else EXIT_FAILED
 
@@ -450,9 +444,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"GRPO Studio demo: {run.path}")
     before = evaluate(run)
     print(f"held-out accuracy of the starter model: {before.accuracy:.1%} ({before.correct}/{before.n})")
-    stop = StopOnSignal()
-    stop.install()
-    result = train(run, output=args.output, listener=TerminalReporter(), stop_requested=stop)
+    stop = stop_on_signal()
+    result = train(run, output=args.output, listener=stop.listener(TerminalReporter()), stop_requested=stop)
     if result.kind != "finished":
         return exit_code(result)
     after = evaluate(run, adapter=result.adapter_dir)

@@ -93,6 +93,11 @@ class TerminalReporter:
         self.print(f"  adapter: {e.adapter_dir}")
 
     def on_failed(self, e: Any) -> None:
+        from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
+
+        if e.reason == STOPPED_BEFORE_TRAINING:
+            print(e.reason, file=sys.stderr, flush=True)  # asked for, not an error
+            return
         print(f"error: {e.reason}", file=sys.stderr, flush=True)
         if e.hint:
             print(f"  hint: {e.hint}", file=sys.stderr, flush=True)

@@ -2,8 +2,9 @@
 
 Reads the run file, the dataset (columns, ground truths) and the reward file (syntax, functions,
 signatures); reads a local model's config.json for its context length. Hub ids are looked up only
-when the hub answers quickly; offline, they are reported as warnings, not errors, since the same
-run file is meant to be validated on a laptop and trained on a GPU box.
+when the hub answers a short probe (engine/hub.py); a hub model or dataset that is neither cached
+nor reachable is a warning, not an error, since the same run file is meant to be validated on a
+laptop and trained on a GPU box. The window's dataset preview says the same.
 
 Problems come back as one line each: `section.key: reason` for settings, `FILE:LINE: reason` for
 dataset and reward files.
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grpo_studio.config import ConfigError, ConfigProblem, LoadedRun
-from grpo_studio.engine.data import DataError, load_prompts, resolve_source
+from grpo_studio.engine import hub
+from grpo_studio.engine.data import DataError, HubUnreachable, load_prompts, resolve_source
 from grpo_studio.engine.model import ModelError, context_length, model_path, read_model_config
 from grpo_studio.engine.rewards import RewardError, load_rewards
 
@@ -31,22 +33,6 @@ class Report:
         return not self.problems
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers at all (one quick request), so offline checks don't hang."""
-    import os
-
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        return False
-    try:
-        import httpx
-
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-        httpx.head(f"{endpoint}/api/models", timeout=timeout)
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not reachable now"
-        return False
-
-
 def check_model(run: LoadedRun, report: Report) -> None:
     cfg = run.config
     try:
@@ -56,8 +42,11 @@ def check_model(run: LoadedRun, report: Report) -> None:
         report.problems.append(str(exc))
         return
     if model_cfg is None:
-        report.warnings.append(f"model.name: {name!r} is a hub id that is not downloaded yet; it will be "
-                               "fetched when training starts")
+        if hub.ensure().online:
+            report.warnings.append(f"model.name: {name!r} is a hub id that is not downloaded yet; it will be "
+                                   "fetched when training starts")
+        else:
+            report.warnings.append(f"model.name: {hub.not_on_this_machine('model', name, 'model.name')}")
         return
     n_ctx = context_length(model_cfg)
     report.facts["model_context"] = n_ctx
@@ -87,10 +76,8 @@ def check_data_and_rewards(run: LoadedRun, report: Report, load_data: bool = Tru
     columns: list[str] | None = None
     try:
         # Without load_data the source itself is already reported as a problem: check the rewards alone.
-        source = resolve_source(run, cfg.data.source, cfg.data.subset, cfg.data.split) if load_data else None
-        if source is None:
-            pass
-        elif source.is_local or hub_reachable():
+        if load_data:
+            resolve_source(run, cfg.data.source, cfg.data.subset, cfg.data.split)
             prompts = load_prompts(run, tokenizer=None, check_length=False)
             columns = list(prompts.dataset.column_names)
             report.facts["rows"] = len(prompts.dataset)
@@ -101,9 +88,10 @@ def check_data_and_rewards(run: LoadedRun, report: Report, load_data: bool = Tru
             if prompts.missing_answers:
                 report.warnings.append(f"data.answer_pattern: {prompts.missing_answers} of "
                                        f"{len(prompts.dataset)} rows have no ground truth")
-        else:
-            report.warnings.append(f"data.source: the hub is not reachable, so {cfg.data.source!r} was not "
-                                   "checked; it will be downloaded when training starts")
+    except HubUnreachable as exc:
+        # A warning, here and in the window's preview: the run file may be checked on a laptop
+        # offline and trained on a machine that reaches the hub. Training itself stops on it.
+        report.warnings.append(str(exc))
     except DataError as exc:
         report.problems.append(str(exc))
     try:

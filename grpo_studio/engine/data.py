@@ -39,6 +39,12 @@ class DataError(Exception):
         return f"{self.field}: " if self.field else ""
 
 
+class HubUnreachable(DataError):
+    """A hub dataset that is not in the local cache while the hub cannot be reached. `validate` and the
+    window's preview report it as a warning (the same run file may train where the hub answers);
+    training stops on it."""
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where rows come from: a local file, or a hub dataset id with its subset and split."""
@@ -193,11 +199,17 @@ def load_raw(source: DataSource, max_rows: int = 0) -> Any:
         except Exception as exc:  # the loaders raise many types; all mean "this file can't be read"
             raise DataError(f"cannot read as {builder}: {_first_line(exc)}", file=path) from None
     else:
+        from grpo_studio.engine import hub
+
+        state = hub.ensure()  # a few seconds at most; offline from the cache if the hub does not answer
         try:
             ds = datasets.load_dataset(source.spec, source.subset or None, split=source.split)
         except ValueError as exc:
             raise DataError(f"{_first_line(exc)}", field="data.split") from None
         except Exception as exc:
+            if not state.online:
+                raise HubUnreachable(hub.not_on_this_machine("dataset", source.spec, "data.source"),
+                                     field="data.source") from None
             raise DataError(f"cannot load {source.spec!r} from the hub: {_first_line(exc)}",
                             field="data.source") from None
     if max_rows and len(ds) > max_rows:

@@ -109,13 +109,14 @@ def evaluate(run: LoadedRun, adapter: str | Path | None = None, limit: int = 0,
 
 def _evaluate(run: LoadedRun, cfg: Any, tokenizer: Any, ds: Any, specs: list[Any], adapter: str | Path | None,
               progress: Callable[[int, int], None] | None, started: float) -> EvalResult:
-    from grpo_studio.engine.model import choose_placement, load_model
+    from grpo_studio.engine.model import choose_placement, load_model, skip_unused_bitsandbytes
     from grpo_studio.engine.trainer import message_text
 
     judge = correctness_function(run, [s.label for s in specs])
     if judge is None:
         raise EvalError("eval.correctness: no reward function decides correctness; set eval.correctness")
     placement = choose_placement(cfg.model)
+    skip_unused_bitsandbytes(run, placement)  # before peft is imported for the adapter
     model = load_model(run, placement)
     if adapter is not None:
         adapter = Path(adapter)

@@ -108,6 +108,10 @@ class Finished(_Event):
     seconds: float = 0.0
 
 
+# Failed.reason of a run stopped on request before its first step (nothing trained, nothing to resume).
+STOPPED_BEFORE_TRAINING = "stopped before the first step: nothing was trained"
+
+
 class Failed(_Event):
     kind: Literal["failed"] = "failed"
     step: int = 0

@@ -18,6 +18,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
     # bitsandbytes announces an optional CPU kernel package at import.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # "Retrying in 4s [Retry 3/5]" lines: an unreachable hub is found by one short probe instead
+    # (engine/hub.py), and a failed download ends with a message that says what to do.
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         import transformers
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_studio.config import LoadedRun, ModelSettings
+from grpo_studio.engine import hub
 
 
 class ModelError(Exception):
@@ -74,6 +75,24 @@ def choose_placement(settings: ModelSettings) -> Placement:
     return Placement(device, dtype, local_rank)
 
 
+def skip_unused_bitsandbytes(run: LoadedRun, placement: Placement) -> bool:
+    """Keep bitsandbytes out of a CPU run that neither quantizes nor uses an 8-bit optimizer.
+
+    peft and TRL import it whenever it is installed; on the CPU that costs several CPU-seconds of
+    torch.compile set-up per process (the demo's start on a busy machine) and, on CPUs with AVX-512
+    BF16, a 'Failed to load CPU gemm_4bit_forward from kernels-community' notice, for nothing. A None
+    in sys.modules makes it look absent to import and find_spec alike. Returns whether it did."""
+    import sys
+
+    cfg = run.config
+    optimizer = cfg.grpo.optimizer.lower()
+    if placement.device != "cpu" or cfg.quantization.load_in != "16bit" or "8bit" in optimizer \
+            or "bnb" in optimizer or "paged" in optimizer or "bitsandbytes" in sys.modules:
+        return False
+    sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
+    return True
+
+
 def read_model_config(path_or_id: str, revision: str = "") -> dict[str, Any] | None:
     """config.json of a local folder, or of a hub model when it is cached; None if unknown."""
     local = Path(path_or_id)
@@ -124,13 +143,15 @@ def tokenizer_class(name: str) -> Any:
 def load_tokenizer(run: LoadedRun) -> Any:
     cfg = run.config.model
     name = model_path(run)
+    hub_id = not Path(name).is_dir()
+    if hub_id:
+        hub.ensure()  # a few seconds at most; offline from the cache if the hub does not answer
     try:
         tok = tokenizer_class(name).from_pretrained(
             name, revision=cfg.revision or None, trust_remote_code=cfg.trust_remote_code
         )
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, HF errors...
-        raise ModelError(f"cannot load the tokenizer of {name!r}: {_short(exc)}",
-                         hint=_hint_for_load_error(name, exc)) from None
+        raise load_error(f"cannot load the tokenizer of {name!r}", name, exc, hub_id) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"  # generation continues prompts on the right
@@ -167,11 +188,23 @@ def load_model(run: LoadedRun, placement: Placement) -> Any:
         kwargs["quantization_config"] = quant
     if placement.device == "cuda":
         kwargs["device_map"] = {"": placement.local_rank}
+    hub_id = not Path(name).is_dir()
+    if hub_id:
+        hub.ensure()
     try:
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"cannot load {name!r}: {_short(exc)}", hint=_hint_for_load_error(name, exc)) from None
+        raise load_error(f"cannot load {name!r}", name, exc, hub_id) from None
     return model
+
+
+def load_error(what: str, name: str, exc: BaseException, hub_id: bool, field: str = "model.name") -> ModelError:
+    """A load failure as a ModelError; a hub id that is not cached while the hub is unreachable says so
+    (HF_HUB_OFFLINE, the local-folder route) instead of repeating the library's connection error."""
+    state = hub.state()
+    if hub_id and state is not None and not state.online and "trust_remote_code" not in str(exc):
+        return ModelError(hub.not_on_this_machine("model", name, field), field=field)
+    return ModelError(f"{what}: {_short(exc)}", field=field, hint=_hint_for_load_error(name, exc))
 
 
 def check_target_modules(model: Any, target_modules: list[str] | str) -> None:

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from grpo_studio.config import LoadedRun
-from grpo_studio.engine.data import DataError, build_prompts, load_raw, render_prompt, resolve_source
+from grpo_studio.engine.data import (
+    DataError,
+    HubUnreachable,
+    build_prompts,
+    load_raw,
+    render_prompt,
+    resolve_source,
+)
 
 
 @dataclass
@@ -37,6 +44,7 @@ class DatasetPreview:
     problem: str = ""  # what went wrong, one line
     problem_field: str = ""  # the setting to fix (data.source, data.prompt_column, ...)
     notes: list[str] = field(default_factory=list)  # things worth knowing that are not errors
+    unavailable: str = ""  # the rows cannot be read here (a hub dataset, offline): a warning, as `validate` says
 
 
 _lock = threading.Lock()
@@ -94,6 +102,9 @@ def preview(run: LoadedRun, n: int = 5, first: int = 0) -> DatasetPreview:
     try:
         source = resolve_source(run, cfg.data.source, cfg.data.subset, cfg.data.split)
         raw = _cached_raw(source)
+    except HubUnreachable as exc:
+        out.unavailable = exc.message
+        return out
     except DataError as exc:
         # Shown at the field it names, so the field's name is left out; a file keeps its FILE:LINE.
         out.problem = exc.message if exc.field else str(exc)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo_studio.config import LoadedRun
-from grpo_studio.engine.model import ModelError, _hint_for_load_error, _short
+from grpo_studio.engine import hub
+from grpo_studio.engine.model import ModelError, load_error
 from grpo_studio.engine.rewards import check_rewards
 
 
@@ -43,13 +44,14 @@ def load_reward_model(run: LoadedRun, name: str, label: str, dtype: str = "float
     if not local.is_dir() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise ModelError(f"folder not found: {local}", field=field)
     trust = run.config.model.trust_remote_code
+    if not local.is_dir():
+        hub.ensure()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, trust_remote_code=trust, dtype=getattr(torch, dtype))
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types; all mean "cannot load"
-        raise ModelError(f"cannot load reward model {name!r}: {_short(exc)}", field=field,
-                         hint=_hint_for_load_error(name, exc)) from None
+        raise load_error(f"cannot load reward model {name!r}", name, exc, not local.is_dir(), field) from None
     # As TRL does: the score is read at the last non-pad token, so the model must know the pad id.
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
 from grpo_studio.engine.checks import require_before_loading
 from grpo_studio.engine.data import DataError
-from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
+from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING, EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.faults import fault_point
 from grpo_studio.engine.model import ModelError
 from grpo_studio.engine.resume import ResumePlan, complete_final_save, file_sha256, nothing_to_do, plan_resume
@@ -212,11 +212,13 @@ def _train_in_folder(opened: OpenedRun, dist: Any, main: bool, bus: EventBus, re
         else:
             result = _train(run, folder, store, bus, plan, stop, started, dist)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a readable event
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, StoppedBeforeTraining) or (
+                isinstance(exc, KeyboardInterrupt) and not _reached_step_1(store, folder)):
+            # A stop while loading (engine/stop.py interrupts downloads and hub retries): nothing trained.
+            failed = Failed(reason=STOPPED_BEFORE_TRAINING, interrupted=True)
+        elif isinstance(exc, KeyboardInterrupt):
             failed = Failed(reason="interrupted", hint="Resume with --resume from the newest checkpoint.",
                             interrupted=True)
-        elif isinstance(exc, StoppedBeforeTraining):
-            failed = Failed(reason="stopped before training began", interrupted=True)
         else:
             failed = describe_failure(exc, folder.path)
         reserve.release()  # room for the store to record the failure, should the disk be full
@@ -329,7 +331,7 @@ def _check_store_version(folder: RunFolder) -> None:
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, plan: ResumePlan | None,
            stop: Callable[[], bool], started: float, dist: Any) -> Finished:
     from grpo_studio.engine.checks import require_eval_correctness
-    from grpo_studio.engine.model import choose_placement, count_parameters, load_tokenizer
+    from grpo_studio.engine.model import choose_placement, count_parameters, load_tokenizer, skip_unused_bitsandbytes
     from grpo_studio.engine.resume import resume_point, say_if_rewards_changed
     from grpo_studio.engine.rewards import close_rewards, load_rewards
 
@@ -339,6 +341,7 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: Event
     if store is not None:
         clear_staging(folder)  # what a killed earlier segment left half-written
     placement = choose_placement(cfg.model)
+    skip_unused_bitsandbytes(run, placement)  # before TRL and peft are imported
     bus(Log(message=f"loading tokenizer of {cfg.model.name}"))
     tokenizer = load_tokenizer(run)
     prompts = _load_prompts(run, tokenizer, bus, world_size)
@@ -375,6 +378,14 @@ def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: Event
     finished = Finished(step=step, stopped=stopped, adapter_dir=str(folder.adapter), seconds=time.time() - started)
     bus(finished)
     return finished
+
+
+def _reached_step_1(store: RunStore | None, folder: RunFolder) -> bool:
+    try:
+        logged = store is not None and store.last_step() > 0
+    except StoreError:
+        logged = False
+    return logged or folder.newest_checkpoint() is not None
 
 
 class StoppedBeforeTraining(Exception):

@@ -9,14 +9,14 @@ prints (Python or C) lands in the log on stderr and can never corrupt the event 
 a step's samples are stored (`samples_stored`).
 
 Stopping: a `STOP` file in the run folder, or SIGTERM / Ctrl-C, finishes the current step, saves a
-checkpoint and exits 130. A crash of this process (CUDA error, OOM kill, segfault) costs the run,
+checkpoint and exits 130; before the first step (loading, downloading) it ends the run at once
+(engine/stop.py). A crash of this process (CUDA error, OOM kill, segfault) costs the run,
 never the window: the supervisor sees the exit code and the last events.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import Any
 
@@ -47,17 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     link = ParentLink.claim()
     from grpo_studio.engine.library_noise import quiet_libraries
     from grpo_studio.engine.run import train
+    from grpo_studio.engine.stop import StopRequest
 
     quiet_libraries()
-    stop = {"requested": False}
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop["requested"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    result = train(args.run, output=args.output, resume=args.resume, listener=window_listener(link),
-                   stop_requested=lambda: stop["requested"], overrides=args.overrides)
+    stop = StopRequest()  # also before the first step: a download or hub retry is interrupted at once
+    stop.install()
+    stop.watch_stop_file()
+    try:
+        result = train(args.run, output=args.output, resume=args.resume, stop_requested=stop,
+                       listener=stop.listener(window_listener(link)), overrides=args.overrides)
+    except KeyboardInterrupt:  # stopped while the run folder was being made: nothing to report
+        return 130
+    finally:
+        stop.close()
     if result.kind == "finished":
         return 130 if result.stopped else 0
     if result.interrupted:

@@ -32,11 +32,13 @@ def process_start_time() -> float | None:
 
 
 class FirstPaint(QObject):
-    """Notes when the window is first painted (for the launch-time figure)."""
+    """Notes when the window is first painted (for the launch-time figure), then lets the window start
+    what the first screen did not need."""
 
-    def __init__(self, target: QObject, report: bool):
+    def __init__(self, target: QObject, report: bool, then=None):
         super().__init__(target)
         self.report = report
+        self.then = then
         self.seconds: float | None = None
         target.installEventFilter(self)
 
@@ -47,6 +49,8 @@ class FirstPaint(QObject):
             if self.report and self.seconds is not None:
                 print(f"first paint {self.seconds:.2f} s after launch", file=sys.stderr, flush=True)
             obj.removeEventFilter(self)
+            if self.then is not None:
+                QTimer.singleShot(0, self.then)  # after this paint has reached the screen
         return False
 
 
@@ -80,7 +84,7 @@ def initial_run(run: str | None) -> Path | None:
     return demo if demo.is_file() else None
 
 
-def make_app() -> QApplication:
+def make_app(with_stylesheet: bool = True) -> QApplication:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("GRPO Studio")
     app.setOrganizationName("GRPO Studio")
@@ -89,7 +93,7 @@ def make_app() -> QApplication:
     from grpo_studio.gui.style import apply_style
 
     refcount_guard.install(app)  # PySide6 6.12.0 on CPython < 3.12 (see the module)
-    apply_style(app)
+    apply_style(app, with_stylesheet=with_stylesheet)
     return app
 
 
@@ -100,17 +104,22 @@ def run_app(run: str | None = None, screenshot: str | None = None, view: str = "
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    app = make_app()
-    from grpo_studio.gui.main_window import MainWindow
-    from grpo_studio.gui.preferences import Preferences
-
-    window = MainWindow(Preferences(ephemeral=bool(screenshot)))
-    paint = FirstPaint(window, report=bool(os.environ.get("GRPO_STUDIO_REPORT_FIRST_PAINT")))
     path = initial_run(run)
     if path is not None and not path.exists():
         print(f"error: {path}: no such run file or run folder", file=sys.stderr)
         return 2
+    styled = bool(QApplication.instance() and QApplication.instance().styleSheet())
+    app = make_app(with_stylesheet=False)
+    from grpo_studio.gui.main_window import MainWindow
+    from grpo_studio.gui.preferences import Preferences
+    from grpo_studio.gui.style import apply_stylesheet
+
+    window = MainWindow(Preferences(ephemeral=bool(screenshot)))
+    paint = FirstPaint(window, report=bool(os.environ.get("GRPO_STUDIO_REPORT_FIRST_PAINT")),
+                       then=window.after_first_paint)
     window.open_initial(path)
+    if not styled:
+        apply_stylesheet(app)  # once, on the built window (see style.apply_style)
     if screenshot:
         return take_screenshot(app, window, Path(screenshot), view)
     window.show()
@@ -130,7 +139,7 @@ def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:
     result = {"ok": False}
 
     def grab() -> None:
-        if window.training_view.is_loading():  # a run folder's store is still being read
+        if window.training_view.is_loading() or window.install_notice.pending:  # still being read
             QTimer.singleShot(100, grab)
             return
         window.training_view._redraw()

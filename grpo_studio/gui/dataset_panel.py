@@ -28,7 +28,7 @@ from grpo_studio.config import FieldSpec
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.field_editors import FieldEditor, guard_wheel
 from grpo_studio.gui.settings_form import Card, FieldRow, form_grid, page_header, path_editor, scrolling, spec_for
-from grpo_studio.gui.style import MUTED, monospace_font
+from grpo_studio.gui.style import MUTED, WARNING, monospace_font
 from grpo_studio.gui.tasks import TaskRunner
 
 PREVIEW_ROWS = 5
@@ -214,6 +214,11 @@ class DatasetView(QWidget):
             self.prompt_column.set_columns(result.columns)
             self.answer_column.set_columns(result.columns)
         self.doc.set_found_problems("dataset", {result.problem_field: result.problem} if result.problem else {})
+        if result.unavailable:  # a warning, not a problem: `validate` says the same, and training may work elsewhere
+            self.status.setText(f"<span style='color:{WARNING}'><b>Not previewed</b>: "
+                                f"{html.escape(result.unavailable)}</span>")
+            self.preview.clear()
+            return
         if result.problem:
             where = result.problem_field
             self.status.setText(f"<span style='color:#c62828'><b>{html.escape(where)}</b>: "

@@ -235,10 +235,23 @@ class WrapLine(QPlainTextEdit):
         super().resizeEvent(event)
         self._fit_height()
 
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.StyleChange:  # the window is styled after it is built
+            WrapLine._one_line = None
+            self._fit_height()
+
     def _fit_height(self) -> None:
         """One line as high as a QLineEdit beside it; one line more for each wrapped line."""
         layout = self.document().documentLayout()
-        lines = max(1, min(self.MAX_LINES, round(layout.documentSize().height()))) if self.toPlainText() else 1
+        if self.toPlainText() or not self.placeholderText():
+            lines = round(layout.documentSize().height())
+        else:  # Qt paints the placeholder word-wrapped: room for all of it
+            width = max(40, self.viewport().width() - 2 * int(self.document().documentMargin()))
+            shown = self.fontMetrics().boundingRect(0, 0, width, 10_000, Qt.TextFlag.TextWordWrap,
+                                                    self.placeholderText())
+            lines = -(-shown.height() // self.fontMetrics().lineSpacing())
+        lines = max(1, min(self.MAX_LINES, lines))
         if WrapLine._one_line is None:
             probe = QLineEdit()
             probe.ensurePolished()  # with the stylesheet's padding and border

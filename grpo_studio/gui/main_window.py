@@ -24,22 +24,19 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.config import ConfigError
+from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
 from grpo_studio.engine.run_home import is_builtin
 from grpo_studio.engine.store import RunFolder
-from grpo_studio.gui.dataset_panel import DatasetView
 from grpo_studio.gui.document import RunDocument
+from grpo_studio.gui.install_notice import InstallNotice
 from grpo_studio.gui.menus import build_menus, make_actions
+from grpo_studio.gui.pages import LazyPages
 from grpo_studio.gui.preferences import Preferences
 from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
-from grpo_studio.gui.reward_editor import RewardsView
 from grpo_studio.gui.run_controller import RunController
 from grpo_studio.gui.run_snapshot import output_dir_for, write_snapshot
-from grpo_studio.gui.runs_panel import RunsView, read_run
-from grpo_studio.gui.samples_browser import SamplesBrowser
-from grpo_studio.gui.settings_form import SettingsView
 from grpo_studio.gui.style import icon
 from grpo_studio.gui.tasks import TaskRunner
-from grpo_studio.gui.training_view import TrainingView
 
 APP_NAME = "GRPO Studio"
 RUN_FILES = "Run files (*.toml);;All files (*)"
@@ -74,14 +71,6 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(960, 640)
 
         self.actions = make_actions(self)
-        self.settings_view = SettingsView(self.doc)
-        self.dataset_view = DatasetView(self.doc)
-        self.rewards_view = RewardsView(self.doc)
-        self.training_view = TrainingView()
-        self.samples_view = SamplesBrowser()
-        self.runs_view = RunsView()
-        self.views = {"settings": self.settings_view, "dataset": self.dataset_view, "rewards": self.rewards_view,
-                      "training": self.training_view, "samples": self.samples_view, "runs": self.runs_view}
         self.recent_menu = build_menus(self, self.actions, PAGES)
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._build_body()
@@ -98,14 +87,23 @@ class MainWindow(QMainWindow):
         for key, title in PAGES:
             self.nav.addItem(title)
         self.stack = QStackedWidget()
-        for key, _ in PAGES:
-            self.stack.addWidget(self.views[key])
+        self.pages = LazyPages(self.stack, {"settings": self._make_settings, "dataset": self._make_dataset,
+                                            "rewards": self._make_rewards, "training": self._make_training,
+                                            "samples": self._make_samples, "runs": self._make_runs})
         self.problems_bar = ProblemsBar(self.doc)
         self.problems_bar.fieldClicked.connect(self.focus_field)
         right = QWidget()
         right_box = QVBoxLayout(right)
         right_box.setContentsMargins(0, 0, 0, 0)
         right_box.setSpacing(0)
+        self.install_notice = InstallNotice(self.prefs)
+        notice_holder = QWidget()
+        notice_box = QVBoxLayout(notice_holder)
+        notice_box.setContentsMargins(24, 12, 24, 0)
+        notice_box.addWidget(self.install_notice)
+        notice_holder.setVisible(False)
+        self.install_notice.shown.connect(notice_holder.setVisible)
+        right_box.addWidget(notice_holder)
         holder = QWidget()
         holder_box = QVBoxLayout(holder)
         holder_box.setContentsMargins(24, 12, 24, 0)
@@ -121,8 +119,7 @@ class MainWindow(QMainWindow):
         box.addWidget(self.nav)
         box.addWidget(right, 1)
         self.setCentralWidget(body)
-        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
-        self.nav.setCurrentRow(0)
+        self.nav.currentRowChanged.connect(lambda row: self.pages.show(PAGES[row][0]))
         self.state_label = QLabel("Idle")
         self.problem_label = QLabel()
         self.problem_label.setStyleSheet("color: #c62828;")
@@ -139,15 +136,63 @@ class MainWindow(QMainWindow):
         self.doc.pathChanged.connect(self._refresh_runs)
         self.doc.problemsChanged.connect(self._update_problem_count)
         self.controller.event.connect(self._on_event)
-        self.controller.logLine.connect(self.training_view.append_output)
         self.controller.stateChanged.connect(self._on_state)
         self.controller.runEnded.connect(self._on_run_ended)
-        self.training_view.runDirChanged.connect(lambda _: self._update_actions())
-        self.runs_view.openRequested.connect(self.open_run)
-        self.runs_view.resumeRequested.connect(self.resume)
-        self.runs_view.exportRequested.connect(self.export)
-        self.settings_view.vram.updated.connect(self._show_vram)
         self._update_problem_count()
+
+    # ---- pages, built when first needed (gui/pages.py) -------------------------------------
+    settings_view = property(lambda self: self.pages.get("settings"))
+    dataset_view = property(lambda self: self.pages.get("dataset"))
+    rewards_view = property(lambda self: self.pages.get("rewards"))
+    training_view = property(lambda self: self.pages.get("training"))
+    samples_view = property(lambda self: self.pages.get("samples"))
+    runs_view = property(lambda self: self.pages.get("runs"))
+
+    def _make_settings(self) -> QWidget:
+        from grpo_studio.gui.settings_form import SettingsView
+
+        view = SettingsView(self.doc)
+        view.vram.updated.connect(self._show_vram)
+        return view
+
+    def _make_dataset(self) -> QWidget:
+        from grpo_studio.gui.dataset_panel import DatasetView
+
+        return DatasetView(self.doc)
+
+    def _make_rewards(self) -> QWidget:
+        from grpo_studio.gui.reward_editor import RewardsView
+
+        return RewardsView(self.doc)
+
+    def _make_training(self) -> QWidget:
+        from grpo_studio.gui.training_view import TrainingView
+
+        view = TrainingView()
+        self.controller.logLine.connect(view.append_output)
+        view.runDirChanged.connect(lambda _: self._update_actions())
+        return view
+
+    def _make_samples(self) -> QWidget:
+        from grpo_studio.gui.samples_browser import SamplesBrowser
+
+        return SamplesBrowser()
+
+    def _make_runs(self) -> QWidget:
+        from grpo_studio.gui.runs_panel import RunsView
+
+        view = RunsView()
+        view.openRequested.connect(self.open_run)
+        view.resumeRequested.connect(self.resume)
+        view.exportRequested.connect(self.export)
+        view.set_sources([output_dir_for(self.doc.config, self.doc.path)], self.prefs.recent_runs())
+        view.set_busy(self.controller.is_active())
+        return view
+
+    def after_first_paint(self) -> None:
+        """Work the first screen does not need, started once the window is on screen."""
+        self.install_notice.check()  # the CUDA build of torch on a computer without an NVIDIA GPU
+        self.pages.build_rest()  # the other pages, one by one, so the first switch to each is quick
 
     # ---- pages -----------------------------------------------------------------------------
     def show_view(self, key: str) -> None:
@@ -288,8 +333,9 @@ class MainWindow(QMainWindow):
     def _refresh_runs(self) -> None:
         """Every run the user made (noted by the engine, from the window or the command line), those
         in this run file's runs folder, and run folders opened from elsewhere."""
-        folders = [output_dir_for(self.doc.config, self.doc.path)]
-        self.runs_view.set_sources(folders, self.prefs.recent_runs())
+        runs = self.pages.peek("runs")
+        if runs is not None:  # else it reads them when it is built
+            runs.set_sources([output_dir_for(self.doc.config, self.doc.path)], self.prefs.recent_runs())
 
     def open_run(self, run_dir: Path, load_config: bool = False) -> bool:
         """Show a past run's curves and samples (and, from the command line, edit its settings)."""
@@ -393,6 +439,8 @@ class MainWindow(QMainWindow):
         run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
         if run_dir is None or self.controller.is_active():
             return
+        from grpo_studio.gui.runs_panel import read_run
+
         info = read_run(run_dir)
         overrides: list[str] = []
         if info.status == "finished" and info.max_steps:
@@ -442,7 +490,8 @@ class MainWindow(QMainWindow):
 
     def _on_state(self, state: str) -> None:
         self.state_label.setText({"idle": "Idle", "running": "Training…", "stopping": "Stopping…"}[state])
-        self.runs_view.set_busy(state != "idle")
+        if self.pages.peek("runs") is not None:
+            self.runs_view.set_busy(state != "idle")
         self._update_actions()
 
     def _on_run_ended(self, final: Any) -> None:
@@ -450,7 +499,9 @@ class MainWindow(QMainWindow):
         if self._snapshot_dir is not None:
             shutil.rmtree(self._snapshot_dir, ignore_errors=True)
             self._snapshot_dir = None
-        if final.kind == "failed":
+        if final.kind == "failed" and final.reason == STOPPED_BEFORE_TRAINING:
+            self.statusBar().showMessage("Stopped before the first step: nothing was trained.", 15000)
+        elif final.kind == "failed":
             if self.rewards_view.mark_runtime_error(final.reason):
                 self.statusBar().showMessage(f"Training failed in the reward code: {final.reason}", 15000)
             else:
@@ -466,7 +517,8 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         active = self.controller.is_active()
-        run_dir = self.training_view.run_dir
+        shown = self.pages.peek("training")
+        run_dir = shown.run_dir if shown is not None else None
         self.actions["train"].setEnabled(not active)
         self.actions["stop"].setEnabled(active)
         resumable = False
@@ -504,8 +556,7 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         page = self.prefs.value("window/page", "settings")
-        if page in self.views:
-            self.show_view(page)
+        self.show_view(page if page in self.pages.keys else "settings")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._close_after_run:
@@ -527,9 +578,9 @@ class MainWindow(QMainWindow):
             return
         self.prefs.save_window_state(self.saveGeometry(), self.saveState())
         self.prefs.set_value("window/page", self.current_view())
-        self.samples_view.model.close()
-        self.dataset_view.shutdown()
         self.check_task.shutdown()
-        self.rewards_view.bench.shutdown()
-        self.settings_view.vram.shutdown()
+        for key, shut in (("samples", lambda v: v.model.close()), ("dataset", lambda v: v.shutdown()),
+                          ("rewards", lambda v: v.bench.shutdown()), ("settings", lambda v: v.vram.shutdown())):
+            if self.pages.peek(key) is not None:  # a page never built has nothing to close
+                shut(self.pages.peek(key))
         event.accept()

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
 from grpo_studio.engine.store import RunFolder
 from grpo_studio.gui.style import title_row
 
@@ -54,7 +55,9 @@ class RunInfo:
     @property
     def status_text(self) -> str:
         words = STATUS_WORDS.get(self.status, self.status)
-        return f"{self.status} before step 1" if self.status in ("failed", "stopped") and not self.last_step else words
+        if self.status in ("failed", "stopped") and not self.last_step:
+            return "stopped before step 1" if self.failure == STOPPED_BEFORE_TRAINING else f"{self.status} before step 1"
+        return words
 
 
 def read_run(path: Path) -> RunInfo:

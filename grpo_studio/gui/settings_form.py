@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QCollapsible
 
 from grpo_studio.config import SECTIONS, FieldSpec, field_specs
+from grpo_studio.gui.collapsible import Collapsible
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.field_editors import FieldEditor, PathEditor, make_editor
 from grpo_studio.gui.style import set_invalid
@@ -172,14 +172,14 @@ class SectionCard(Card):
             row.add_to(advanced if spec.advanced else basic)
             self.rows[spec.path] = row
         self.body.addLayout(basic)
-        self.advanced: QCollapsible | None = None
+        self.advanced: Collapsible | None = None
         if advanced.rowCount() > 1 or advanced.itemAtPosition(0, 0) is not None:
-            self.advanced = QCollapsible("Advanced", expandedIcon="▾", collapsedIcon="▸")
+            self.advanced = Collapsible("Advanced")
             self.advanced.setObjectName("advanced")
             inner = QWidget()
             inner.setLayout(advanced)
             self.advanced.addWidget(inner)
-            self.advanced.layout().setContentsMargins(0, 4, 0, 0)
+            self.advanced.content_layout.setContentsMargins(0, 4, 0, 0)
             self.body.addWidget(self.advanced)
             # Open the fold when one of its fields has a problem, so the message is seen.
             doc.problemsChanged.connect(self._unfold_on_problem)

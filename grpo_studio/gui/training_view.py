@@ -28,9 +28,10 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.engine import metric_names
+from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
 from grpo_studio.gui.log_view import LogView
 from grpo_studio.gui.metric_data import MetricData
-from grpo_studio.gui.style import ERROR, WARNING, monospace_font, title_row
+from grpo_studio.gui.style import ERROR, OK, WARNING, monospace_font, title_row
 from grpo_studio.gui.tasks import TaskRunner
 
 PAST_ALARMS_LISTED = 2
@@ -87,7 +88,7 @@ class Banner(QFrame):
         self.setProperty("level", level)
         self.style().unpolish(self)
         self.style().polish(self)
-        color = ERROR if level == "error" else WARNING
+        color = {"error": ERROR, "info": OK}.get(level, WARNING)
         self.title.setText(f"<b style='color:{color}'>{html.escape(title)}</b>")
         self.hint.setText(hint)
         self.hint.setVisible(bool(hint))
@@ -312,6 +313,15 @@ class TrainingView(QWidget):
                 self.progress.setRange(0, 1)
             self._update_label()
             self._update_progress_text(live=False)
+        elif kind == "failed" and event.reason == STOPPED_BEFORE_TRAINING:
+            self.final = event  # Stop pressed while the model or data were loading: asked for, not a failure
+            self.status = "stopped"
+            if self.progress.maximum() == 0:
+                self.progress.setRange(0, 1)
+            self._log_at(when, "info", event.reason)
+            self.banner.show_message("info", "Stopped before the first step: nothing was trained.",
+                                     "Train starts the run again.")
+            self._update_label()
         elif kind == "failed":
             self.final = event
             self.status = "failed"
@@ -349,8 +359,9 @@ class TrainingView(QWidget):
         words = {"running": "training", "loading": "loading model and data…", "stopped": "stopped (resumable)",
                  "finished": "finished", "failed": "failed", "stopping": "stopping after this step…"}
         extra = f" · {self.device}" if self.device else ""
-        self.run_label.setText(f"{name} · {words.get(self.status, self.status)}{extra}")
         ended_early = self.step == 0 and self.status in ("failed", "stopped", "interrupted")
+        state = f"{self.status} before step 1" if ended_early else words.get(self.status, self.status)
+        self.run_label.setText(f"{name} · {state}{extra}")
         # Not "step 0 / 1": a run that ended before its first step never learned its length.
         self.progress.setFormat(f"{self.status} before step 1" if ended_early else "step %v / %m")
 

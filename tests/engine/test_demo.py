@@ -47,6 +47,7 @@ def test_the_demo_command_states_one_training_time(monkeypatch, capsys, tmp_path
     from grpo_studio.engine import evaluate as evaluate_module
     from grpo_studio.engine import run as run_module
     from grpo_studio.engine.events import Finished
+    from grpo_studio.engine.stop import StopRequest
 
     scores = iter([SimpleNamespace(accuracy=0.285, correct=73, n=256), SimpleNamespace(accuracy=0.988, correct=253,
                                                                                          n=256)])
@@ -58,7 +59,7 @@ def test_the_demo_command_states_one_training_time(monkeypatch, capsys, tmp_path
         return finished
 
     monkeypatch.setattr(run_module, "train", fake_train)
-    monkeypatch.setattr(cli.StopOnSignal, "install", lambda self: None)  # keep pytest's own Ctrl-C
+    monkeypatch.setattr(cli, "stop_on_signal", StopRequest)  # no signal handlers: keep pytest's own Ctrl-C
     assert cli.main(["demo"]) == 0
     out = capsys.readouterr().out
     times = re.findall(r"(?:finished 40 steps in|training took) (\S+?);?$", out, re.M)

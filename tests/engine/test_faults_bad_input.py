@@ -86,13 +86,11 @@ def test_after_bad_data_the_retry_with_the_same_output_works(fault_project, tmp_
     assert_whole_run(output)
 
 
-@pytest.mark.parametrize("point, kept", [("folder_opened:1", False), ("step_end:1", True)])
-def test_double_ctrl_c_exits_130(fault_project, tmp_path, point, kept):
-    """First Ctrl-C: finish the step and stop. Second: abort now, exit 130 (resumable when a step was
-    stored; a run that never reached step 1 leaves no folder)."""
+def test_double_ctrl_c_exits_130(fault_project, tmp_path):
+    """First Ctrl-C: finish the step and stop. Second: abort now, exit 130, resumable from the step stored."""
     output = tmp_path / "run"
     child = fault_runner.start(["train", str(fault_project), "--output", str(output), *RUN_SETTINGS],
-                               env={"GRPO_STUDIO_FAULT": f"pause:{point}"})
+                               env={"GRPO_STUDIO_FAULT": "pause:step_end:1"})
     child.wait_for(output / "FAULT_PAUSED")
     os.kill(child.proc.pid, signal.SIGINT)
     child.wait_for_text("Ctrl-C again to abort")
@@ -100,10 +98,22 @@ def test_double_ctrl_c_exits_130(fault_project, tmp_path, point, kept):
     out = child.finish()
     assert out.rc == 130, out
     assert "error: interrupted" in out.err and "Traceback" not in out.err
-    assert output.exists() == kept
-    if kept:
-        with RunStore(output / "run.db", readonly=True) as store:
-            assert store.meta()["status"] == "stopped" and store.last_step() == 1
+    with RunStore(output / "run.db", readonly=True) as store:
+        assert store.meta()["status"] == "stopped" and store.last_step() == 1
+
+
+def test_ctrl_c_while_loading_stops_at_once(fault_project, tmp_path):
+    """Before step 1 there is no step to finish: one Ctrl-C ends the run at once (engine/stop.py), exit
+    130, and a new run that never reached step 1 leaves no folder."""
+    output = tmp_path / "run"
+    child = fault_runner.start(["train", str(fault_project), "--output", str(output), *RUN_SETTINGS],
+                               env={"GRPO_STUDIO_FAULT": "pause:folder_opened"})
+    child.wait_for(output / "FAULT_PAUSED")
+    os.kill(child.proc.pid, signal.SIGINT)
+    out = child.finish()
+    assert out.rc == 130, out
+    assert "stopped before the first step" in out.err and "Traceback" not in out.err
+    assert not output.exists()
 
 
 def test_stop_while_loading_ends_before_step_1_and_leaves_no_folder(fault_project, tmp_path):
@@ -117,5 +127,5 @@ def test_stop_while_loading_ends_before_step_1_and_leaves_no_folder(fault_projec
     (output / "FAULT_PAUSED").unlink()
     out = child.finish()
     assert out.rc == 130, out
-    assert "error: stopped before training began" in out.err and "loading model" not in out.out
+    assert "stopped before the first step: nothing was trained" in out.err and "loading model" not in out.out
     assert not output.exists()

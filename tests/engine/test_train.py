@@ -125,3 +125,29 @@ def test_bad_inputs_fail_before_training(tmp_path, tiny_model):
     assert result.reason.startswith("model.name: folder not found:")
     result = train(run, overrides=["data.prompt_column=prompt_text"])
     assert "no column 'prompt_text'" in result.reason
+
+
+def test_a_cpu_run_without_quantization_leaves_bitsandbytes_out(run_file):
+    """peft imports bitsandbytes whenever it is installed: several CPU-seconds of torch.compile set-up
+    (and a kernels-community notice on some CPUs) for a run that has no use for it."""
+    import subprocess
+    import sys
+
+    from grpo_studio.config import load_run
+    from grpo_studio.engine.model import Placement, skip_unused_bitsandbytes
+
+    saved = sys.modules.get("bitsandbytes", "absent")
+    try:
+        sys.modules.pop("bitsandbytes", None)
+        cpu, gpu = Placement("cpu", "float32"), Placement("cuda", "bfloat16")
+        assert not skip_unused_bitsandbytes(load_run(run_file), gpu)
+        assert not skip_unused_bitsandbytes(load_run(run_file, ["grpo.optimizer=adamw_8bit"]), cpu)
+        assert "bitsandbytes" not in sys.modules
+    finally:
+        if saved != "absent":
+            sys.modules["bitsandbytes"] = saved
+    code = ("import sys; from grpo_studio.engine.run import train; "
+            f"r = train({str(run_file)!r}, overrides=['grpo.max_steps=1']); "
+            "print(r.kind, sys.modules.get('bitsandbytes', 'absent'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.stdout.split()[-2:] == ["finished", "None"], proc.stderr[-3000:]  # trained, bitsandbytes never loaded

@@ -1,6 +1,6 @@
 """How long `grpo-studio` takes from launch to the first painted window (not a test: a benchmark).
 
-    python tests/gui/measure_launch.py [-n 7] [RUN.toml] [--platform offscreen|xcb]
+    python tests/gui/measure_launch.py [-n 7] [RUN.toml] [--platform offscreen|xcb] [--compare OTHER_CHECKOUT]
 
 Starts the window N times in fresh processes, each with `GRPO_STUDIO_LAUNCH_T0` set to the moment
 just before the process is created (so interpreter start-up and every import count) and
@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PAINTED = re.compile(r"first paint (\d+\.\d+) s after launch")
 
 
-def launch_once(run: str | None, platform: str, timeout: float = 60) -> float:
+def launch_once(run: str | None, platform: str, timeout: float = 60, root: Path = ROOT) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "GRPO_STUDIO_REPORT_FIRST_PAINT": "1", "QT_QPA_PLATFORM": platform,
                "GRPO_STUDIO_SETTINGS": str(Path(tmp) / "settings.ini"),
-               "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+               "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         command = [sys.executable, "-m", "grpo_studio.cli", "gui", *([run] if run else [])]
         env["GRPO_STUDIO_LAUNCH_T0"] = repr(time.time())
         proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -60,14 +60,24 @@ def main() -> int:
     parser.add_argument("run", nargs="?", help="run file to open (default: the built-in demo)")
     parser.add_argument("-n", type=int, default=7, help="launches (default 7); the first also warms the disk cache")
     parser.add_argument("--platform", default="offscreen", help="QT_QPA_PLATFORM (default offscreen)")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="the checkout to launch (default: this one), e.g. an older commit for a before/after")
+    parser.add_argument("--compare", type=Path, metavar="ROOT",
+                        help="another checkout, launched in turn with --root's (the same load for both)")
     args = parser.parse_args()
+    roots = [args.root] + ([args.compare] if args.compare else [])
     load_before = os.getloadavg()
-    launch_once(args.run, args.platform)  # warm-up: files into the page cache, .pyc written
-    times = [launch_once(args.run, args.platform) for _ in range(args.n)]
+    for root in roots:
+        launch_once(args.run, args.platform, root=root)  # warm-up: files into the page cache, .pyc written
+    times: dict[Path, list[float]] = {root: [] for root in roots}
+    for _ in range(args.n):
+        for root in roots:
+            times[root].append(launch_once(args.run, args.platform, root=root))
     load_after = os.getloadavg()
-    print("first paint (s): " + " ".join(f"{t:.2f}" for t in times))
-    print(f"median {statistics.median(times):.2f} s, min {min(times):.2f} s, max {max(times):.2f} s "
-          f"over {args.n} launches (after one warm-up), QT_QPA_PLATFORM={args.platform}")
+    for root, measured in times.items():
+        print(f"{root}: first paint (s): " + " ".join(f"{t:.2f}" for t in measured))
+        print(f"  median {statistics.median(measured):.2f} s, min {min(measured):.2f} s, max {max(measured):.2f} s "
+              f"over {args.n} launches (after one warm-up), QT_QPA_PLATFORM={args.platform}")
     print(f"load average (1/5/15 min) before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
           f"after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} on {os.cpu_count()} CPUs")
     return 0

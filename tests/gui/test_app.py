@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
+from conftest import shot
 from grpo_studio.gui import app as app_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,3 +139,47 @@ def test_only_the_demo_is_titled_built_in_demo(window):
     assert window.windowTitle().startswith("run.toml (built-in demo)")
     assert window.open_path(resources_dir() / "runs" / "gsm8k.toml")
     assert window.windowTitle().startswith("gsm8k.toml (built-in example)")
+
+
+def test_a_cuda_build_on_a_computer_without_nvidia_gpu_is_told_after_the_first_paint(window, qtbot, monkeypatch,
+                                                                                      tmp_path):
+    from fake_torch import write_cuda_torch_metadata
+    from PySide6.QtGui import QGuiApplication
+
+    from grpo_studio.engine import torch_build
+    from grpo_studio.gui.main_window import MainWindow
+
+    site = str(write_cuda_torch_metadata(tmp_path / "site"))  # as a bare `pip install` on Linux leaves it
+    real = torch_build.installed_torch
+    monkeypatch.setattr(torch_build, "installed_torch", lambda path=None: real(path=[site]))
+    monkeypatch.setattr(torch_build, "has_nvidia_gpu", lambda: False)
+    notice = window.install_notice
+    assert not notice.isVisible()  # nothing read before the first paint
+    window.after_first_paint()
+    qtbot.waitUntil(notice.isVisible, timeout=20_000)
+    assert "<b>PyTorch&#x27;s CUDA build is installed</b> (5.3 GB with NVIDIA" in notice.text.text()
+    assert notice.command_label.text().endswith("pip install torch==2.13.0 --index-url "
+                                                "https://download.pytorch.org/whl/cpu")
+    notice.copy_button.click()
+    assert QGuiApplication.clipboard().text() == notice.command_label.text()
+    shot(window, "cuda-build-notice")
+    notice.dismiss()
+    assert not notice.isVisible()
+    again = MainWindow(window.prefs)  # the next launch: not again
+    qtbot.addWidget(again)
+    again.after_first_paint()
+    assert not again.install_notice.pending
+
+
+
+def test_the_window_starts_and_checks_the_torch_build_without_importing_torch(tmp_path):
+    code = ("import sys, time; from grpo_studio.gui.app import make_app; app = make_app(); "
+            "from grpo_studio.gui.main_window import MainWindow; from grpo_studio.gui.preferences import Preferences; "
+            "from grpo_studio.gui.app import initial_run; w = MainWindow(Preferences(ephemeral=True)); "
+            "w.open_initial(initial_run(None)); w.show(); w.after_first_paint(); t = time.time()\n"
+            "while w.install_notice.pending and time.time() - t < 60: app.processEvents(); time.sleep(0.02)\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'trl') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**__import__("os").environ, "GRPO_STUDIO_SETTINGS": str(tmp_path / "s.ini")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -228,15 +228,42 @@ def test_reward_exception_is_marked_in_the_editor(opened, qtbot):
 
 
 def test_export_from_the_window_prints_no_library_noise(trained_run, tmp_path):
-    """The window's export runs in a child process, as the dialog runs it: nothing reaches the window's
-    terminal, and the child is quiet too (no progress bars, deprecation notes or optional-kernel notices
-    in its log: `Loading weights: 100%|...`, `FutureWarning`, `kernels-community`)."""
-    code = ("import sys; from grpo_studio.engine.child_messages import ExportRequest; "
-            "from grpo_studio.engine.child_tasks import run_task; "
-            "o = run_task(ExportRequest(run_dir=sys.argv[1], dest=sys.argv[2], merged=True, dtype='float32')); "
-            "print(o.result.path); o.log_tail and print(o.log_tail, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code, str(trained_run), str(tmp_path / "merged")],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str(tmp_path / "merged")
-    assert proc.stderr == "", proc.stderr
+    """The window's export runs in a child process whose stderr reaches the terminal and the log: no
+    progress bars, deprecation notes or optional-kernel notices there (`Loading weights: 100%|...`,
+    `FutureWarning`, `kernels-community`)."""
+    from grpo_studio.engine.child_messages import ExportRequest
+    from grpo_studio.engine.child_tasks import run_task
+
+    outcome = run_task(ExportRequest(run_dir=str(trained_run), dest=str(tmp_path / "merged"), merged=True,
+                                     dtype="float32"), timeout_s=300)
+    assert outcome.returncode == 0 and (tmp_path / "merged" / "config.json").is_file(), outcome.log_tail
+    for noise in ("Loading weights", "Warning", "kernels-community", "it/s]"):
+        assert noise not in outcome.log_tail, outcome.log_tail
+
+
+def test_stop_works_while_the_worker_waits_on_the_hub(opened, qtbot, monkeypatch, tmp_path):
+    """Stop at any moment: here the worker sits in a model download that would hang for a minute."""
+    from hub_server import HangingHub
+
+    from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
+
+    server = HangingHub()  # answers the hub probe, then never answers a download
+    try:
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            monkeypatch.delenv(name, raising=False)  # the worker inherits the window's environment
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        opened.doc.set_field("model.name", "someone/slow-model")
+        opened.actions["train"].trigger()
+        qtbot.waitUntil(lambda: server.downloads > 0, timeout=RUN_TIMEOUT_MS)
+        assert opened.actions["stop"].isEnabled()
+        with qtbot.waitSignal(opened.controller.runEnded, timeout=10_000) as ended:
+            opened.actions["stop"].trigger()
+        assert ended.args[0].reason == STOPPED_BEFORE_TRAINING
+        assert opened.statusBar().currentMessage() == "Stopped before the first step: nothing was trained."
+        view = opened.training_view
+        assert view.progress.text() == "stopped before step 1" and view.banner.property("level") == "info"
+        assert not opened.actions["resume"].isEnabled() and opened.actions["train"].isEnabled()
+        shot(opened, "stopped-while-loading")
+    finally:
+        server.close()
