@@ -5,7 +5,7 @@
     grpo-studio train RUN.toml [--output DIR] [--set section.key=value ...] [--resume]
     grpo-studio validate RUN.toml [--set ...]
     grpo-studio rewards-check RUN.toml [--set ...] [--completions FILE.jsonl] [--prompts N] [--json]
-    grpo-studio eval RUN.toml [--adapter DIR] [--limit N] [--json]
+    grpo-studio eval RUN.toml|RUN_DIR [--adapter DIR|NAME] [--compare-base] [--limit N] [--json]
     grpo-studio export RUN_DIR [--to DIR] [--merged]
     grpo-studio bench [--arch tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b] [--quant 4bit] [--steps N]
 
@@ -100,8 +100,12 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
 
     p = sub.add_parser("eval", help="greedy accuracy on the run's held-out split")
     p.add_argument("run", help="run file (.toml), or a run folder (evaluates its adapter)")
-    p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder to apply to the base model")
+    p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder to apply to the base model (with a run "
+                   "folder also 'adapter' or a checkpoint name, e.g. checkpoint-20)")
     p.add_argument("--base", action="store_true", help="with a run folder: evaluate the base model alone")
+    p.add_argument("--compare-base", action="store_true",
+                   help="score the base model and base + adapter on the same prompts, side by side; with a "
+                        "run folder the result is stored in RUN_DIR/evals/")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="evaluate the first N held-out rows")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--show", type=int, default=0, metavar="N", help="print N example completions")
@@ -315,6 +319,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from grpo_studio.engine.rewards import RewardError
     from grpo_studio.engine.store import RunFolder
 
+    if args.compare_base:
+        from grpo_studio.cli_after_training import cmd_eval_compare
+
+        return cmd_eval_compare(args)
     quiet_libraries()
     path, adapter = Path(args.run), args.adapter
     if path.is_dir():
@@ -323,6 +331,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             _err(f"{path}: not a run folder (no config.toml)")
             return EXIT_BAD_INPUT
         path = folder.config
+        if adapter is not None and not Path(adapter).is_dir():  # a name: 'adapter', 'checkpoint-20'
+            from grpo_studio.engine.eval_compare import resolve_adapter
+
+            try:
+                adapter = str(resolve_adapter(folder, adapter)[1])
+            except EvalError as exc:
+                _err(str(exc))
+                return EXIT_BAD_INPUT
         if adapter is None and not args.base:
             from grpo_studio.engine.export import ExportError, adapter_source
 
@@ -350,6 +366,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         what = f"{result.model}" + (f" + {result.adapter}" if result.adapter else "")
         print(f"{what}\naccuracy {result.accuracy:.1%} ({result.correct}/{result.n}, judged by "
               f"{result.correctness} >= {run.config.eval.threshold}) in {result.seconds:.1f}s")
+        fmt = "not measured" if result.format_rate is None else f"{result.format_rate:.1%}"
+        print(f"format rate {fmt}; mean length {result.mean_length:.1f} tokens; truncated {result.truncated_rate:.1%}")
         for name, mean in result.rewards.items():
             print(f"  mean {name}: {mean:.3f}")
         for ex in result.examples[: args.show]:

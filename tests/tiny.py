@@ -124,3 +124,33 @@ def write_run(folder: Path, model_dir: Path, *, data: Path | None = None, reward
         save_steps = 2
         ''') + extra)
     return run
+
+
+def make_run_folder(run_file: Path, folder: Path, *, seed: int = 1, checkpoint_step: int | None = None) -> Path:
+    """A run folder as training leaves it (frozen run file, reward file, adapter/), without training:
+    the adapter is PEFT's LoRA with random (not zero) B matrices, so it changes what the model says.
+    With `checkpoint_step`, the adapter is also saved as checkpoints/checkpoint-N."""
+    import torch
+    from peft import get_peft_model
+
+    from grpo_studio.config import load_run
+    from grpo_studio.engine.library_configs import lora_config
+    from grpo_studio.engine.model import load_model, model_path  # noqa: F401 - same loading path as training
+    from grpo_studio.engine.run import freeze_run_file
+    from grpo_studio.engine.store import RunFolder
+    from transformers import AutoModelForCausalLM
+
+    run = load_run(run_file)
+    target = RunFolder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    frozen = freeze_run_file(run, target)
+    torch.manual_seed(seed)
+    config = lora_config(frozen.config)
+    config.init_lora_weights = False
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(frozen.config.model.name), config)
+    model.save_pretrained(target.adapter)
+    if checkpoint_step is not None:
+        checkpoint = target.checkpoints / f"checkpoint-{checkpoint_step}"
+        model.save_pretrained(checkpoint)
+        (checkpoint / "trainer_state.json").write_text("{}")
+    return folder

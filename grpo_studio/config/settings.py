@@ -277,6 +277,13 @@ class EvalSettings(Section):
         "", "Reward function that decides 'correct'; empty = the first whose name contains 'correct'."
     )
     threshold: float = setting(1.0, "A completion is correct when that reward is at least this.")
+    format: str = setting(
+        "", "Reward function that decides 'well formatted' for the format rate; empty = the first whose name "
+        "contains 'format', else data.answer_pattern found in the completion.", advanced=True
+    )
+    format_threshold: float = setting(
+        1.0, "A completion is well formatted when that reward is at least this.", advanced=True
+    )
     batch_size: int = setting(32, "Prompts generated at once during evaluation.", ge=1, le=4096)
 
 
