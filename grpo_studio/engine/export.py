@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from grpo_studio.config import load_run
+from grpo_studio.engine.model_card import write_model_card
 from grpo_studio.engine.store import RunFolder
 
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
@@ -46,6 +47,7 @@ def export_adapter(run_dir: str | Path, dest: str | Path, progress: Progress | N
             progress(f"copying {f.name}", i / max(1, len(files)))
         shutil.copy2(f, dest / f.name)
     shutil.copy2(folder.config, dest / "grpo_studio_run.toml")
+    write_model_card(dest, folder.path, "adapter", adapter=src)  # replaces PEFT's empty template
     if progress:
         progress("adapter exported", 1.0)
     return dest
@@ -94,6 +96,7 @@ def export_merged(run_dir: str | Path, dest: str | Path, dtype: str = "bfloat16"
     dest.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(dest)
     load_tokenizer(run).save_pretrained(dest)
+    write_model_card(dest, folder.path, "merged", adapter=src)
     if progress:
         progress("merged model exported", 1.0)
     return dest
