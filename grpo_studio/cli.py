@@ -6,7 +6,7 @@
     grpo-studio validate RUN.toml [--set ...]
     grpo-studio rewards-check RUN.toml [--set ...] [--completions FILE.jsonl] [--prompts N] [--json]
     grpo-studio eval RUN.toml|RUN_DIR [--adapter DIR|NAME] [--compare-base] [--limit N] [--json]
-    grpo-studio export RUN_DIR [--to DIR] [--merged]
+    grpo-studio export RUN_DIR [--to DIR] [--merged | --gguf [TYPE]]
     grpo-studio bench [--arch tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b] [--quant 4bit] [--steps N]
 
 Exit codes: 0 success; 1 the run or command failed; 2 bad input (run file, dataset, reward file,
@@ -117,6 +117,10 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
     p.add_argument("--merged", action="store_true", help="write the base model with the adapter merged in")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16",
                    help="dtype of the merged model")
+    p.add_argument("--gguf", nargs="?", const="f16", metavar="TYPE",
+                   choices=["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"],
+                   help="write the merged model as one GGUF file for llama.cpp / Ollama / LM Studio: f32, f16 "
+                        "(default), bf16, q8_0, q5_1, q5_0, q4_1 or q4_0 (needs: pip install 'grpo-studio[gguf]')")
 
     p = sub.add_parser("settings", help="every run-file setting with its default, range and help")
     p.add_argument("section", nargs="?", help="only this section (model, lora, data, grpo, ...)")
@@ -385,13 +389,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     run_dir = Path(args.run_dir)
-    dest = Path(args.to) if args.to else run_dir / ("export-merged" if args.merged else "export-adapter")
+    kind = "gguf" if args.gguf else "merged" if args.merged else "adapter"
+    dest = Path(args.to) if args.to else run_dir / f"export-{kind}"
 
     def progress(what: str, fraction: float) -> None:
         print(f"  [{fraction:4.0%}] {what}", file=sys.stderr, flush=True)
 
     try:
-        if args.merged:
+        if args.gguf:
+            from grpo_studio.engine.gguf_export import GgufError, export_gguf
+
+            try:
+                out = export_gguf(run_dir, dest, args.gguf, progress=progress)
+            except GgufError as exc:
+                raise ExportError(str(exc)) from None
+        elif args.merged:
             out = export_merged(run_dir, dest, dtype=args.dtype, progress=progress)
         else:
             out = export_adapter(run_dir, dest, progress=progress)
