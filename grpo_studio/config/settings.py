@@ -331,6 +331,10 @@ class RunSettings(Section):
     samples_per_step: int = setting(
         0, "Sampled completions stored per step for the samples browser; 0 = all.", ge=0, advanced=True
     )
+    report_to: list[Literal["tensorboard", "trackio", "wandb"]] = setting(
+        [], "Also send the metrics to these trackers: tensorboard (RUN_DIR/tensorboard), trackio, wandb; empty = "
+        "the run store only. Each needs its package (pip install tensorboard / trackio / wandb).", advanced=True
+    )
 
     @field_validator("name")
     @classmethod

@@ -147,6 +147,10 @@ def validate(run: LoadedRun) -> Report:
         from grpo_studio.engine.library_configs import check_extra
 
         report.problems += [str(p) for p in check_extra(run.config)]
+    if run.config.run.report_to:
+        from grpo_studio.engine.library_configs import check_trackers
+
+        report.problems += [str(p) for p in check_trackers(run.config)]
     if run.config.model.name.strip():
         check_model(run, report)
     if run.config.data.source.strip():

@@ -118,7 +118,10 @@ def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights
         save_strategy="steps",
         save_steps=cfg.run.save_steps,
         save_total_limit=cfg.run.save_total_limit or None,
-        report_to=[],
+        # trackers (run.report_to) get every metric the window shows, under transformers' "train/" prefix
+        report_to=list(cfg.run.report_to),
+        run_name=output_dir.parent.name,  # the run folder's name
+        project="grpo-studio",
         disable_tqdm=True,
         log_completions=False,
         remove_unused_columns=False,
@@ -126,3 +129,25 @@ def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights
     )
     kwargs.update(g.extra)
     return GRPOConfig(**kwargs)
+
+
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}
+
+
+def check_trackers(cfg: RunConfig) -> list[ConfigProblem]:
+    """Each tracker in run.report_to needs its package; say which pip command installs it."""
+    import importlib.util
+
+    return [
+        ConfigProblem("run.report_to", f"{name!r} needs the {TRACKER_PACKAGES[name]} package: "
+                                       f"pip install {TRACKER_PACKAGES[name]} (or remove it from run.report_to)")
+        for name in cfg.run.report_to
+        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None
+    ]
+
+
+def place_tracker_logs(trainer: Any, run_dir: Path) -> None:
+    """TensorBoard writes into RUN_DIR/tensorboard (transformers' default is a folder under the checkpoints)."""
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None) is None:
+            callback.logging_dir = str(run_dir / "tensorboard")

@@ -215,6 +215,7 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
             output = path
             path = RunFolder(path).config
         run = load_run(path, overrides)
+    _check_trackers(run)
     if resume:
         if output is not None:
             folder = RunFolder(Path(output).expanduser().resolve())
@@ -226,9 +227,21 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
         if not folder.is_run():
             raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
         # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
-        return folder, load_run(folder.config, overrides)
+        frozen = load_run(folder.config, overrides)
+        _check_trackers(frozen)
+        return folder, frozen
     folder = new_run_folder(run, output)
     return folder, freeze_run_file(run, folder)
+
+
+def _check_trackers(run: LoadedRun) -> None:
+    """A tracker chosen in run.report_to without its package is bad input, found before anything loads."""
+    if run.config.run.report_to:
+        from grpo_studio.engine.library_configs import check_trackers
+
+        problems = check_trackers(run.config)
+        if problems:
+            raise ConfigError(problems)
 
 
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,
@@ -304,7 +317,7 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
     from transformers.trainer_callback import PrinterCallback
 
     from grpo_studio.engine.alarms import HealthWatch
-    from grpo_studio.engine.library_configs import grpo_config, lora_config
+    from grpo_studio.engine.library_configs import grpo_config, lora_config, place_tracker_logs
     from grpo_studio.engine.model import check_target_modules, load_model
     from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
 
@@ -332,6 +345,10 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
         on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events do the reporting
+    # Ours first: it adds the perf/* metrics to the logs that the trackers (run.report_to) then receive.
+    trainer.callback_handler.callbacks.remove(callback)
+    trainer.callback_handler.callbacks.insert(0, callback)
+    place_tracker_logs(trainer, folder.path)
     return trainer, callback
 
 
