@@ -6,7 +6,7 @@
     grpo-studio validate RUN.toml [--set ...]
     grpo-studio rewards-check RUN.toml [--set ...] [--completions FILE.jsonl] [--prompts N] [--json]
     grpo-studio eval RUN.toml|RUN_DIR [--adapter DIR|NAME] [--compare-base] [--limit N] [--json]
-    grpo-studio export RUN_DIR [--to DIR] [--merged | --gguf [TYPE]]
+    grpo-studio export RUN_DIR [--to DIR] [--merged | --gguf [TYPE]] [--push-to-hub REPO_ID [--private]]
     grpo-studio bench [--arch tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b] [--quant 4bit] [--steps N]
 
 Exit codes: 0 success; 1 the run or command failed; 2 bad input (run file, dataset, reward file,
@@ -121,6 +121,10 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
                    choices=["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"],
                    help="write the merged model as one GGUF file for llama.cpp / Ollama / LM Studio: f32, f16 "
                         "(default), bf16, q8_0, q5_1, q5_0, q4_1 or q4_0 (needs: pip install 'grpo-studio[gguf]')")
+    p.add_argument("--push-to-hub", metavar="REPO_ID",
+                   help="then upload the export with its model card to this Hugging Face model repo (created if "
+                        "missing), with your stored login (`hf auth login`)")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
 
     p = sub.add_parser("settings", help="every run-file setting with its default, range and help")
     p.add_argument("section", nargs="?", help="only this section (model, lora, data, grpo, ...)")
@@ -411,6 +415,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_BAD_INPUT
     print(out)
+    if args.push_to_hub:
+        from grpo_studio.engine.hub_push import HubPushError, push_export
+
+        try:
+            print(push_export(out if out.is_dir() else out.parent, args.push_to_hub, run_dir=run_dir,
+                              private=args.private, progress=progress))
+        except HubPushError as exc:
+            _err(f"exported to {out}, but not pushed: {exc}")
+            return EXIT_FAILED
     return EXIT_OK
 
 
