@@ -53,6 +53,10 @@ class GgufError(Exception):
     pass
 
 
+class GgufCancelled(Exception):
+    """The caller's cancel check said stop; nothing was left behind."""
+
+
 def require_gguf() -> Any:
     try:
         import gguf
@@ -68,9 +72,11 @@ def gguf_file_name(name: str, qtype: str) -> str:
 # ---- the export ---------------------------------------------------------------------------------
 
 
-def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progress: Progress | None = None) -> Path:
+def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progress: Progress | None = None,
+                cancelled: Callable[[], bool] | None = None) -> Path:
     """Merge the run's adapter into its base model and write DEST/<run name>-<qtype>.gguf with a
-    model card. DEST is built beside itself and renamed at the end: a failure leaves nothing."""
+    model card. DEST is built beside itself and renamed at the end: a failure (or `cancelled()`
+    turning true, checked between tensors) leaves nothing."""
     from grpo_studio.config import load_run
     from grpo_studio.engine.export import ExportError, adapter_source
     from grpo_studio.engine.model_card import write_model_card
@@ -94,10 +100,16 @@ def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progr
     staging = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    say = progress or (lambda what, fraction: None)
+    def say(what: str, fraction: float) -> None:
+        if progress:
+            progress(what, fraction)
+        if cancelled and cancelled():
+            raise GgufCancelled()
+
     try:
         say("loading the base model and merging the adapter", 0.02)
         model = merged_model(run, src)
+        say("merged", 0.08)
         tokenizer_dir = staging / "tokenizer"
         _load_tokenizer(run).save_pretrained(tokenizer_dir)
         out = staging / gguf_file_name(run.config.run.name, qtype)
@@ -111,7 +123,8 @@ def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progr
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    say("GGUF exported", 1.0)
+    if progress:
+        progress("GGUF exported", 1.0)
     return dest / out.name
 
 

@@ -3,21 +3,24 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
 import tiny
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-pytest.importorskip("gguf")
-
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
-
-from grpo_studio.config import load_run  # noqa: E402
-from grpo_studio.engine.export import adapter_source  # noqa: E402
-from grpo_studio.engine.gguf_export import GgufError, check_architecture, export_gguf, merged_model, write_gguf  # noqa: E402
-from grpo_studio.engine.store import RunFolder  # noqa: E402
+from grpo_studio.config import load_run
+from grpo_studio.engine.export import adapter_source
+from grpo_studio.engine.gguf_export import (
+    GgufCancelled,
+    GgufError,
+    check_architecture,
+    export_gguf,
+    merged_model,
+    write_gguf,
+)
+from grpo_studio.engine.store import RunFolder
 
 PROMPTS = ["3+4=", "9+9=", "0+7=", "What is 12+35?"]
 
@@ -125,6 +128,10 @@ def test_unsupported_model_and_missing_package(llama_run, tmp_path, monkeypatch,
     with pytest.raises(RuntimeError):
         export_gguf(llama_run, tmp_path / "out", "f16")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["project", "run"]  # nothing half-written
+
+    with pytest.raises(GgufCancelled):
+        export_gguf(llama_run, tmp_path / "out", "f16", cancelled=lambda: True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project", "run"]
 
     monkeypatch.setitem(sys.modules, "gguf", None)  # as if it were not installed
     from grpo_studio.cli import main

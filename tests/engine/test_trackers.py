@@ -18,7 +18,6 @@ def test_off_by_default(run_file):
 
 
 def test_tensorboard_event_files_hold_the_window_metrics(run_file, tmp_path):
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     result = train(run_file, output=tmp_path / "run", overrides=["grpo.max_steps=2", 'run.report_to=["tensorboard"]'])
