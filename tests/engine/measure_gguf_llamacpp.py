@@ -8,8 +8,9 @@ transformers (float32): the prompt's token ids (llama.cpp's tokenizer from the G
 model's own), the greedy completion token for token (llama.cpp's logits argmax vs. transformers'
 greedy `generate`), and llama.cpp's detokenized text. Exit status 1 when anything differs.
 
-The binding: `llama_cpp_py_sync` (a prebuilt llama.cpp on PyPI, `pip install llama-cpp-py-sync`;
-llama-cpp-python compiles llama.cpp from source, over half an hour on two cores).
+The binding is llama-cpp-python (`pip install llama-cpp-python`: it compiles llama.cpp, well over
+half an hour on two busy cores). Its Python package also runs on a libllama built apart from its own
+vendored llama.cpp (`cmake --build build --target llama`) and named by LLAMA_CPP_LIB_PATH.
 """
 
 from __future__ import annotations
@@ -21,19 +22,16 @@ from pathlib import Path
 
 
 def llama_cpp_greedy(llm, ids: list[int], new_tokens: int, eos: set[int]) -> list[int]:
-    """Greedy decoding through llama.cpp's C API: the argmax of the last position's logits, one token at a time."""
-    lib, ffi = llm._lib, llm._ffi
-    n_vocab = llm.n_vocab
-    llm._clear_context_state()
-    n_past = llm._eval_tokens(ids, 0)
+    """Greedy decoding in llama.cpp: the argmax of the last position's logits, one token at a time."""
+    llm.reset()
+    llm.eval(ids)
     out: list[int] = []
     for _ in range(new_tokens):
-        logits = ffi.unpack(lib.llama_get_logits_ith(llm._ctx, -1), n_vocab)
-        token = max(range(n_vocab), key=logits.__getitem__)
+        token = int(llm.scores[llm.n_tokens - 1].argmax())
         out.append(token)
         if token in eos:
             break
-        n_past = llm._eval_tokens([token], n_past)
+        llm.eval([token])
     return out
 
 
@@ -46,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
-    from llama_cpp_py_sync import Llama
+    from llama_cpp import Llama
 
     from grpo_studio.config import load_run
     from grpo_studio.engine.data import load_prompts, prompt_token_ids
@@ -64,8 +62,8 @@ def main() -> int:
     eos = {tokenizer.eos_token_id} | set(
         [model.generation_config.eos_token_id] if isinstance(model.generation_config.eos_token_id, int)
         else (model.generation_config.eos_token_id or []))
-    llm = Llama(model_path=args.gguf, n_ctx=512, n_batch=512, n_threads=1, verbose=False)
-    print(f"{Path(args.gguf).name}: llama.cpp vocabulary {llm.n_vocab}, model {model.config.vocab_size}")
+    llm = Llama(model_path=args.gguf, n_ctx=512, n_batch=512, n_threads=1, logits_all=True, verbose=False)
+    print(f"{Path(args.gguf).name}: llama.cpp vocabulary {llm.n_vocab()}, model {model.config.vocab_size}")
 
     same_ids = same_tokens = same_text = 0
     started = time.time()
@@ -73,7 +71,7 @@ def main() -> int:
         text = prompt if isinstance(prompt, str) else tokenizer.apply_chat_template(prompt, tokenize=False,
                                                                                     add_generation_prompt=True)
         ids = prompt_token_ids(prompt, tokenizer)
-        cpp_ids = llm.tokenize(text, add_special=True, parse_special=True)
+        cpp_ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         same_ids += cpp_ids == ids
         with torch.no_grad():
             hf = model.generate(torch.tensor([ids]), max_new_tokens=args.new_tokens, do_sample=False,
@@ -83,7 +81,7 @@ def main() -> int:
         cpp = llama_cpp_greedy(llm, ids, args.new_tokens, eos)
         same_tokens += cpp == hf
         hf_text = tokenizer.decode(hf, skip_special_tokens=True)
-        cpp_text = llm.detokenize([t for t in cpp if t not in eos], remove_special=True, unparse_special=False)
+        cpp_text = llm.detokenize([t for t in cpp if t not in eos]).decode("utf-8", errors="replace")
         same_text += cpp_text == hf_text
         if cpp != hf or cpp_ids != ids:
             print(f"  differs: {text!r}\n    transformers {hf_text!r}\n    llama.cpp    {cpp_text!r}")
@@ -91,7 +89,8 @@ def main() -> int:
     print(f"prompt token ids equal: {same_ids}/{n}; greedy completions equal token for token: {same_tokens}/{n}; "
           f"detokenized text equal: {same_text}/{n} ({time.time() - started:.1f}s)")
     if n:
-        print(f"  e.g. {prompts[0]!r} -> {llm.detokenize(llama_cpp_greedy(llm, prompt_token_ids(prompts[0], tokenizer), args.new_tokens, eos), remove_special=True, unparse_special=False)!r}")
+        first = llama_cpp_greedy(llm, prompt_token_ids(prompts[0], tokenizer), args.new_tokens, eos)
+        print(f"  e.g. {prompts[0]!r} -> {llm.detokenize([t for t in first if t not in eos]).decode()!r}")
     return 0 if same_ids == same_tokens == same_text == n else 1
 
 
