@@ -135,7 +135,6 @@ def make_run_folder(run_file: Path, folder: Path, *, seed: int = 1, checkpoint_s
 
     from grpo_studio.config import load_run
     from grpo_studio.engine.library_configs import lora_config
-    from grpo_studio.engine.model import load_model, model_path  # noqa: F401 - same loading path as training
     from grpo_studio.engine.run import freeze_run_file
     from grpo_studio.engine.store import RunFolder
     from transformers import AutoModelForCausalLM
@@ -194,8 +193,10 @@ def build_arch_model(folder: Path, arch: str, *, tokenizer=None, seed: int = 0, 
     common = dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                   pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "mistral": (MistralConfig, MistralForCausalLM),
-                                 "qwen2": (Qwen2Config, Qwen2ForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM)}[arch]
+    config_class, model_class = {
+        "llama": (LlamaConfig, LlamaForCausalLM), "mistral": (MistralConfig, MistralForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM),
+    }[arch]
     extra = {"tie_word_embeddings": False} if arch == "llama" else {}
     if arch == "qwen3":
         # Qwen3 sets head_dim apart from hidden / heads; 128 as in every Qwen3 (transformers' GGUF reader

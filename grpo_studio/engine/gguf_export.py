@@ -213,7 +213,8 @@ def write_gguf(model: Any, tokenizer_dir: str | Path, path: str | Path, qtype: s
         if new_name is None:
             raise GgufError(f"no GGUF name for the tensor {hf_name!r} of this {hf_arch}")
         array = data.numpy()
-        kind = tensor_type if array.ndim >= 2 and not new_name.endswith("_norm.weight") else gguf.GGMLQuantizationType.F32
+        matrix = array.ndim >= 2 and not new_name.endswith("_norm.weight")
+        kind = tensor_type if matrix else gguf.GGMLQuantizationType.F32  # llama.cpp wants norms and 1-D in f32
         try:
             packed = gguf.quants.quantize(array, kind)
         except gguf.QuantError:  # rows not a multiple of the block size

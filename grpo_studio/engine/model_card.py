@@ -99,7 +99,8 @@ def _held_out_section(folder: RunFolder, label: str | None) -> str:
         f"| mean completion length (tokens) | {b.mean_length:.1f} | {t.mean_length:.1f} |",
         "",
         f"Training fixed {result.counts['fixed']} answers and broke {result.counts['broken']} "
-        f"({result.counts['both_right']} right before and after, {result.counts['both_wrong']} wrong before and after).\n",
+        f"({result.counts['both_right']} right before and after, {result.counts['both_wrong']} wrong before and "
+        "after).\n",
     ])
 
 

@@ -35,7 +35,7 @@ def test_compare_scores_both_models_on_the_same_prompts_and_stores_the_result(ru
     seen = []
     result = compare_run(run_dir, limit=6, progress=lambda done, total: seen.append((done, total)))
     # the same numbers as two separate evaluations: the base pass ran before the adapter was applied
-    run = load_run(run_dir / "config.toml")
+    run = load_run(run_dir / "config.toml", ["rewards.isolate=false"])  # (same scores, no second process)
     alone = evaluate(run, limit=6)
     tuned_alone = evaluate(run, adapter=run_dir / "adapter", limit=6)
     assert [p.base.completion for p in result.prompts] == [e["completion"] for e in alone.examples]
@@ -60,7 +60,7 @@ def test_compare_scores_both_models_on_the_same_prompts_and_stores_the_result(ru
 
 def test_format_rate_and_a_checkpoint_by_name(run_dir):
     result = compare_run(run_dir, "checkpoint-2", limit=4, store=False,
-                         overrides=["eval.format=length_reward", "eval.format_threshold=-0.1"])
+                         overrides=["eval.format=length_reward", "eval.format_threshold=-0.1", "rewards.isolate=false"])
     assert result.tuned.label == "checkpoint-2" and result.tuned.adapter.endswith("checkpoint-2")
     assert result.format_rule == "length_reward >= -0.1"
     for p in result.prompts:
@@ -86,7 +86,7 @@ def test_cancel_stops_between_batches(run_dir):
         return len(calls) > 3
 
     with pytest.raises(EvalCancelled):
-        compare_run(run_dir, limit=4, cancelled=cancelled, overrides=["eval.batch_size=1"])
+        compare_run(run_dir, limit=4, cancelled=cancelled, overrides=["eval.batch_size=1", "rewards.isolate=false"])
     assert not (run_dir / "evals").exists()
 
 
