@@ -8,6 +8,7 @@
     grpo-studio eval RUN.toml|RUN_DIR [--adapter DIR|NAME] [--compare-base] [--limit N] [--json]
     grpo-studio export RUN_DIR [--to DIR] [--merged | --gguf [TYPE]] [--push-to-hub REPO_ID [--private]]
     grpo-studio bench [--arch tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b] [--quant 4bit] [--steps N]
+                      [--vram-limit GIB] [--lengths fixed|natural]
 
 Exit codes: 0 success; 1 the run or command failed; 2 bad input (run file, dataset, reward file,
 model path, arguments); 130 stopped on request (Ctrl-C): the checkpoint is saved, `--resume` continues.
@@ -134,7 +135,14 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
     p.add_argument("--arch", default="tiny", help="tiny, qwen2.5-0.5b, qwen2.5-1.5b or qwen2.5-7b (random weights)")
     p.add_argument("--quant", choices=["16bit", "4bit"], default="16bit", help="base weights: bf16, or bnb 4-bit")
     p.add_argument("--steps", type=int, default=3, metavar="N", help="measured steps after one warm-up step")
-    p.add_argument("--arms", default="trl,studio", help="comma-separated: trl, studio")
+    p.add_argument("--arms", default="trl,studio",
+                   help="comma-separated: trl, studio, studio-trlgen, studio-eager; a studio arm may add "
+                        "+section.key=value overrides (studio+lora.gradient_checkpointing=false)")
+    p.add_argument("--vram-limit", type=float, default=0.0, metavar="GIB",
+                   help="cap each arm's GPU memory at GIB, to stand in for a smaller card (e.g. 16)")
+    p.add_argument("--lengths", choices=["fixed", "natural"], default="fixed",
+                   help="fixed: every completion has exactly the maximum length; natural: completions end at "
+                        "EOS with a spread of lengths (mean near 40%% of the maximum)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--work", metavar="DIR", help="folder for the model, data and runs (default: a temp folder)")
 
@@ -470,7 +478,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     return bench_main(args.arch, args.quant, args.steps, [a.strip() for a in args.arms.split(",") if a.strip()],
-                      args.json, args.work)
+                      args.json, args.work, vram_limit_gib=args.vram_limit, lengths=args.lengths)
 
 
 # ---- demo -----------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from grpo_studio.engine import metric_names as m
+
 
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
@@ -56,17 +58,17 @@ class TerminalReporter:
             per_step = (now - self.first_time) / (e.step - self.first_step)
             eta = f" | ETA {format_duration(per_step * (e.max_steps - e.step))}"
         parts = [f"step {e.step:>{len(str(e.max_steps))}}/{e.max_steps}",
-                 f"reward {_num(v.get('reward'))} ±{_num(v.get('reward_std'), 2)}"]
-        per_func = [f"{n.removesuffix('_reward')} {_num(v.get(f'rewards/{n}/mean'), 2)}" for n in self.reward_names
-                    if f"rewards/{n}/mean" in v]
+                 f"reward {_num(v.get(m.REWARD))} ±{_num(v.get(m.REWARD_STD), 2)}"]
+        per_func = [f"{n.removesuffix('_reward')} {_num(v.get(m.reward_mean(n)), 2)}" for n in self.reward_names
+                    if m.reward_mean(n) in v]
         if per_func:
             parts.append(" ".join(per_func))
-        if "kl" in v:
-            parts.append(f"kl {_num(v['kl'], 2)}")
-        parts.append(f"loss {_num(v.get('loss'), 2)}")
-        parts.append(f"len {_num(v.get('completions/mean_length'), 3)}")
-        if "perf/step_seconds" in v:
-            parts.append(f"{v['perf/step_seconds']:.2f} s/step")
+        if m.KL in v:
+            parts.append(f"kl {_num(v[m.KL], 2)}")
+        parts.append(f"loss {_num(v.get(m.LOSS), 2)}")
+        parts.append(f"len {_num(v.get(m.MEAN_LENGTH), 3)}")
+        if m.STEP_SECONDS in v:
+            parts.append(f"{v[m.STEP_SECONDS]:.2f} s/step")
         self.print(" | ".join(parts) + eta)
 
     def on_checkpoint(self, e: Any) -> None:

@@ -113,9 +113,16 @@ class LoraSettings(Section):
     modules_to_save: list[str] = setting(
         [], "Modules trained in full and saved with the adapter (e.g. lm_head).", advanced=True
     )
-    gradient_checkpointing: bool = setting(
-        True, "Recompute activations in the backward pass: less memory, ~20-30% slower."
+    gradient_checkpointing: Literal["auto", "on", "off"] = setting(
+        "auto", "Recompute activations in the backward pass: less memory, slower (up to 2x the training "
+        "half); auto = off on a GPU with memory for it, on otherwise (off on the CPU)."
     )
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _old_checkpointing(cls, value: Any) -> Any:
+        # Run files before "auto" said true / false.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("target_modules")
     @classmethod
@@ -217,6 +224,10 @@ class GrpoSettings(Section):
         8, "Completions per GPU per micro-step (not prompts: prompts = this x steps / num_generations).", ge=1, le=4096
     )
     gradient_accumulation_steps: int = setting(1, "Micro-steps per optimizer step.", ge=1, le=1024)
+    auto_micro_batch: bool = setting(
+        True, "On a GPU with memory for it, train each generation batch in fewer, larger micro-steps (the same "
+        "gradients for the grpo, dr_grpo, dapo and cispo losses; far fewer kernel launches).", advanced=True
+    )
     learning_rate: float = setting(5e-6, "Peak learning rate.", gt=0, le=1.0)
     lr_scheduler_type: Literal["constant", "constant_with_warmup", "linear", "cosine"] = setting(
         "linear", "Learning-rate schedule."
@@ -252,13 +263,20 @@ class GrpoSettings(Section):
         False, "Leave completions cut at max length out of the loss (DAPO).", advanced=True
     )
     seed: int = setting(42, "Random seed (data order, LoRA init, sampling).", ge=0, le=2**32 - 1)
-    fast_generation: Literal["auto", "on", "off"] = setting(
-        "auto", "Sample with GRPO Studio's generator (merged LoRA copy, static KV cache, CUDA graphs); "
-        "auto = on CUDA GPUs for Llama/Qwen/Mistral models, else TRL's generate.", advanced=True
+    fast_generation: Literal["auto", "quantized", "merged", "off"] = setting(
+        "auto", "Sampling: GRPO Studio's generators (quantized: reads a 4-bit base as stored; merged: a 16-bit "
+        "copy with LoRA merged in) or TRL's generate (off); auto = the fastest that fits this GPU's memory.",
+        advanced=True
     )
     extra: dict[str, Any] = setting(
         {}, "Any other TRL GRPOConfig field, e.g. {repetition_penalty = 1.1}.", advanced=True
     )
+
+    @field_validator("fast_generation", mode="before")
+    @classmethod
+    def _old_fast_generation(cls, value: Any) -> Any:
+        # Run files before the generation modes said "on": the merged copy, the only fast path then.
+        return "merged" if value == "on" else value
 
     @field_validator("extra")
     @classmethod

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo_studio.config import AlarmSettings
+from grpo_studio.engine import metric_names as m
 from grpo_studio.engine.events import Alarm
 
 
@@ -81,10 +82,10 @@ class HealthWatch:
     def _non_finite(self, step: int, v: dict[str, float]) -> Alarm | None:
         if not self.s.non_finite:
             return None
-        bad = [(name, v[name]) for name in ("loss", "grad_norm") if name in v and not math.isfinite(v[name])]
+        bad = [(name, v[name]) for name in (m.LOSS, m.GRAD_NORM) if name in v and not math.isfinite(v[name])]
         if not self._streak("non_finite").update(bool(bad), 1):
             return None
-        what = " and ".join(f"the {'gradient norm' if n == 'grad_norm' else n} is {x}" for n, x in bad)
+        what = " and ".join(f"the {'gradient norm' if n == m.GRAD_NORM else n} is {x}" for n, x in bad)
         return Alarm(
             step=step, code="non_finite", severity="error",
             message=f"at step {step} {what}: this update is broken, and the weights may now hold NaN.",
@@ -94,12 +95,12 @@ class HealthWatch:
 
     def _zero_spread(self, step: int, v: dict[str, float]) -> Alarm | None:
         needed = self.s.zero_spread_steps
-        if not needed or "frac_reward_zero_std" not in v:
+        if not needed or m.ZERO_STD_FRACTION not in v:
             return None
-        frac = v["frac_reward_zero_std"]
+        frac = v[m.ZERO_STD_FRACTION]
         if not self._streak("zero_spread").update(frac >= self.s.zero_spread_fraction - 1e-9, needed):
             return None
-        reward = f" (mean reward {v['reward']:.3g})" if "reward" in v else ""
+        reward = f" (mean reward {v[m.REWARD]:.3g})" if m.REWARD in v else ""
         return Alarm(
             step=step, code="zero_spread",
             message=f"for {needed} steps in a row, {_pct(frac)} of the groups gave every completion of a prompt the "
@@ -111,9 +112,9 @@ class HealthWatch:
 
     def _truncated(self, step: int, v: dict[str, float]) -> Alarm | None:
         needed = self.s.truncated_steps
-        if not needed or "completions/clipped_ratio" not in v:
+        if not needed or m.CLIPPED_RATIO not in v:
             return None
-        ratio = v["completions/clipped_ratio"]
+        ratio = v[m.CLIPPED_RATIO]
         if not self._streak("truncated").update(ratio >= self.s.truncated_fraction, needed):
             return None
         limit = f" ({self.max_completion_length} tokens)" if self.max_completion_length else ""
@@ -127,9 +128,9 @@ class HealthWatch:
 
     def _reward_flat(self, step: int, v: dict[str, float]) -> Alarm | None:
         window = self.s.reward_window
-        if not window or "reward" not in v or not math.isfinite(v["reward"]):
+        if not window or m.REWARD not in v or not math.isfinite(v[m.REWARD]):
             return None
-        self.rewards.append(v["reward"])
+        self.rewards.append(v[m.REWARD])
         if len(self.rewards) < window:
             return None
         values = list(self.rewards)
@@ -151,9 +152,9 @@ class HealthWatch:
 
     def _entropy_collapse(self, step: int, v: dict[str, float]) -> Alarm | None:
         ratio = self.s.entropy_ratio
-        if not ratio or "entropy" not in v or not math.isfinite(v["entropy"]):
+        if not ratio or m.ENTROPY not in v or not math.isfinite(v[m.ENTROPY]):
             return None
-        entropy = v["entropy"]
+        entropy = v[m.ENTROPY]
         if len(self.entropy_start) < 3:
             self.entropy_start.append(entropy)
             return None

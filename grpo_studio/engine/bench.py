@@ -40,6 +40,13 @@ ARCHS: dict[str, dict[str, Any]] = {
 ARMS = ("trl", "studio", "studio-trlgen", "studio-eager")
 
 
+def parse_arm(spec: str) -> tuple[str, list[str]]:
+    """`studio+lora.gradient_checkpointing=false+grpo.top_k=5`: an arm and run-file overrides for it
+    (studio arms only), so one bench call can compare the engine's settings side by side."""
+    arm, *overrides = [part.strip() for part in spec.split("+")]
+    return arm, [o for o in overrides if o]
+
+
 @dataclass(frozen=True)
 class BenchSetup:
     """What both arms share: model, LoRA, data and GRPO settings."""
@@ -57,13 +64,15 @@ class BenchSetup:
     lora_alpha: int = 32
     learning_rate: float = 1e-5
     gradient_checkpointing: bool = True
+    vram_limit_gib: float = 0.0  # > 0: cap each arm's process at this much GPU memory (a smaller card)
+    lengths: str = "fixed"  # "fixed": exactly completion_tokens new tokens; "natural": completions end at EOS
 
     @classmethod
-    def for_arch(cls, arch: str, quant: str, steps: int) -> "BenchSetup":
+    def for_arch(cls, arch: str, quant: str, steps: int, **options: Any) -> "BenchSetup":
         if arch == "tiny":
             return cls(arch, quant, steps, prompt_tokens=16, completion_tokens=16, lora_r=4, lora_alpha=8,
-                       learning_rate=1e-3)
-        return cls(arch, quant, steps)
+                       learning_rate=1e-3, **options)
+        return cls(arch, quant, steps, **options)
 
     @property
     def completions_per_step(self) -> int:
@@ -80,6 +89,16 @@ class BenchSetup:
     @property
     def targets(self) -> list[str]:
         return ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def torch_no_grad_lazy(fn: Any) -> Any:
+    """torch.no_grad() without importing torch when this module is imported (the CLI's --help stays fast)."""
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 # ---- the shared model, tokenizer, data and reward ---------------------------------------------
@@ -105,8 +124,10 @@ def build_tokenizer(vocab_size: int) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
 
 
-def build_model_folder(arch: str, folder: Path) -> Path:
-    """A random-init Qwen2 model of the given shape, saved as a normal model folder (bf16)."""
+def build_model_folder(arch: str, folder: Path, natural_lengths: bool = False) -> Path:
+    """A random-init Qwen2 model of the given shape, saved as a normal model folder (bf16).
+
+    With `natural_lengths` the model ends its completions itself: see `calibrate_eos`."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -122,6 +143,8 @@ def build_model_folder(arch: str, folder: Path) -> Path:
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with torch.device(device):
         model = Qwen2ForCausalLM(config).to(dtype)
+    if natural_lengths:
+        calibrate_eos(model, tok.eos_token_id, EOS_PER_TOKEN)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,6 +152,50 @@ def build_model_folder(arch: str, folder: Path) -> Path:
     tok.save_pretrained(folder)
     del model
     return folder
+
+
+# Per-token EOS probability of the natural-lengths model: completions then end like a geometric draw
+# capped at the length limit, with a mean near 40% of a 256-token limit (E = (1 - (1-p)^256) / p).
+EOS_PER_TOKEN = 0.0088
+
+
+@torch_no_grad_lazy
+def calibrate_eos(model: Any, eos_id: int, target: float) -> float:
+    """Give a random model a steady chance `target` of ending at every token, as real completions do.
+
+    A random model almost never samples EOS (1 in 150k). Every token's embedding gets a large value K in
+    one hidden dimension, so that the normalized input of every layer, and the final norm's output, are
+    nearly the same vector at every position; the model then draws tokens from a nearly fixed
+    distribution. EOS's output row gets an extra delta in that dimension, which lifts its logit by a
+    near-constant amount; delta is found by bisection on real forward passes. Returns the probability
+    reached."""
+    import torch
+
+    inner, head = model.model, model.lm_head
+    dim, k = 0, 20.0
+    inner.embed_tokens.weight[:, dim] = k
+    if head.weight is not inner.embed_tokens.weight:
+        head.weight[:, dim] = 0.0  # untied: every other token's logit ignores that dimension
+    base = float(head.weight[eos_id, dim])
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    ids = torch.randint(3, head.weight.shape[0], (4, 160), generator=gen).to(head.weight.device)
+
+    def p_eos(delta: float) -> float:
+        head.weight[eos_id, dim] = base + delta
+        logits = model(input_ids=ids).logits[:, 128:].float()
+        return float(torch.softmax(logits, dim=-1)[..., eos_id].mean())
+
+    lo, hi = -1.0, 1.0
+    while p_eos(hi) < target and hi < 1e4:
+        lo, hi = hi, hi * 2
+    for _ in range(24):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if p_eos(mid) < target else (lo, mid)
+    return p_eos(hi)
+
+
+def model_folder(setup: BenchSetup, work: Path) -> Path:
+    return work / f"model-{setup.arch}{'-natural' if setup.lengths == 'natural' else ''}"
 
 
 def write_data(setup: BenchSetup, path: Path, vocab_size: int) -> Path:
@@ -161,8 +228,9 @@ def write_run_file(setup: BenchSetup, folder: Path, model_dir: Path, data: Path)
     g.per_device_train_batch_size, g.gradient_accumulation_steps = setup.micro_batch, setup.accumulation
     g.num_generations, g.max_completion_length = setup.num_generations, setup.completion_tokens
     g.learning_rate, g.max_steps, g.lr_scheduler_type = setup.learning_rate, setup.total_steps, "constant"
-    g.seed, g.fast_generation = 0, "on"
-    g.extra = {"generation_kwargs": {"min_new_tokens": setup.completion_tokens}}
+    g.seed, g.fast_generation = 0, "auto"
+    if setup.lengths == "fixed":
+        g.extra = {"generation_kwargs": {"min_new_tokens": setup.completion_tokens}}
     cfg.run.name, cfg.run.save_steps, cfg.run.logging_steps = "bench", 1_000_000, 1
     path = folder / "run.toml"
     save_run(cfg, path)
@@ -172,18 +240,22 @@ def write_run_file(setup: BenchSetup, folder: Path, model_dir: Path, data: Path)
 # ---- running the arms ---------------------------------------------------------------------------
 
 
-def run_arm(arm: str, setup: BenchSetup, work: Path, timeout: int = 3600) -> dict[str, Any]:
-    """One arm in a fresh process (its own CUDA context and peak-memory counters)."""
-    cmd = [sys.executable, "-m", "grpo_studio.engine.bench_arm", arm, str(work), json.dumps(setup.__dict__)]
+def run_arm(spec: str, setup: BenchSetup, work: Path, timeout: int = 3600) -> dict[str, Any]:
+    """One arm (`parse_arm` spec) in a fresh process (its own CUDA context and peak-memory counters)."""
+    arm, overrides = parse_arm(spec)
+    cmd = [sys.executable, "-m", "grpo_studio.engine.bench_arm", arm, str(work), json.dumps(setup.__dict__),
+           json.dumps(overrides)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ})
+    if os.environ.get("GRPO_STUDIO_BENCH_ECHO"):  # the arm's own output (e.g. a profile), for a device log
+        print(proc.stdout, proc.stderr[-20000:], sep="\n", flush=True)
     result = None
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
             result = json.loads(line[len("BENCH_RESULT "):])
     if proc.returncode != 0 or result is None:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        return {"arm": arm, "error": f"exit {proc.returncode}: {tail}"}
-    return result
+        return {"arm": spec, "error": f"exit {proc.returncode}: {tail}"}
+    return {**result, "arm": spec}
 
 
 def prepare(setup: BenchSetup, work: Path) -> None:
@@ -192,7 +264,7 @@ def prepare(setup: BenchSetup, work: Path) -> None:
     for old in work.glob("studio*-run"):  # the studio arms' run folders of an earlier bench
         shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(work / "trl-out", ignore_errors=True)
-    model_dir = build_model_folder(setup.arch, work / f"model-{setup.arch}")
+    model_dir = build_model_folder(setup.arch, model_folder(setup, work), setup.lengths == "natural")
     vocab = ARCHS[setup.arch]["vocab_size"]
     data = write_data(setup, work / "prompts.jsonl", vocab)
     (work / "bench_rewards.py").write_text(REWARD_SOURCE)
@@ -200,8 +272,9 @@ def prepare(setup: BenchSetup, work: Path) -> None:
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
-    cols = [("arm", "arm", "{}"), ("step_s_median", "s/step", "{:.3f}"), ("gen_s_median", "gen s", "{:.3f}"),
-            ("train_s_median", "train s", "{:.3f}"), ("gen_tokens_per_s", "gen tok/s", "{:,.0f}"),
+    cols = [("arm", "arm", "{}"), ("mode", "generation", "{}"), ("step_s_median", "s/step", "{:.3f}"), ("gen_s_median", "gen s", "{:.3f}"),
+            ("train_s_median", "train s", "{:.3f}"), ("mean_completion_tokens", "mean len", "{:.0f}"),
+            ("gen_tokens_per_s", "gen tok/s", "{:,.0f}"),
             ("peak_vram_gib", "peak alloc GiB", "{:.2f}"), ("peak_reserved_gib", "peak resv GiB", "{:.2f}"),
             ("estimate_gib", "estimate GiB", "{:.2f}"), ("roofline_frac", "roofline", "{:.1%}")]
     rows = [[h for _, h, _ in cols]]
@@ -222,21 +295,26 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def main(arch: str, quant: str = "16bit", steps: int = 3, arms: list[str] | None = None,
-         json_path: str | None = None, work: str | None = None) -> int:
+         json_path: str | None = None, work: str | None = None, vram_limit_gib: float = 0.0,
+         lengths: str = "fixed") -> int:
     if arch not in ARCHS:
         print(f"error: --arch must be one of {', '.join(ARCHS)}", file=sys.stderr)
         return 2
     arms = arms or ["trl", "studio"]
-    unknown = [a for a in arms if a not in ARMS]
+    unknown = [a for a in arms if parse_arm(a)[0] not in ARMS or (parse_arm(a)[1] and a.startswith("trl"))]
     if unknown:
-        print(f"error: unknown arm {unknown[0]!r} (use {', '.join(ARMS)})", file=sys.stderr)
+        print(f"error: unknown arm {unknown[0]!r} (use {', '.join(ARMS)}; studio arms may add "
+              "+section.key=value overrides)", file=sys.stderr)
         return 2
-    setup = BenchSetup.for_arch(arch, quant, steps)
+    setup = BenchSetup.for_arch(arch, quant, steps, vram_limit_gib=vram_limit_gib, lengths=lengths)
     work_dir = Path(work) if work else Path(tempfile.mkdtemp(prefix="grpo-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
+    new_tokens = (f"exactly {setup.completion_tokens}" if lengths == "fixed" else
+                  f"up to {setup.completion_tokens} (ending at EOS)")
+    card = f", GPU memory capped at {vram_limit_gib:g} GiB" if vram_limit_gib else ""
     print(f"bench: {arch} {quant}, {setup.prompts_per_step} prompts x {setup.num_generations} generations, "
-          f"{setup.prompt_tokens}-token prompts, exactly {setup.completion_tokens} new tokens, LoRA r={setup.lora_r}, "
-          f"{setup.warmup} warm-up + {setup.steps} measured steps", flush=True)
+          f"{setup.prompt_tokens}-token prompts, {new_tokens} new tokens, LoRA r={setup.lora_r}, "
+          f"{setup.warmup} warm-up + {setup.steps} measured steps{card}", flush=True)
     prepare(setup, work_dir)
     results = []
     for arm in arms:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grpo_studio.engine.bench import BenchSetup
+from grpo_studio.engine.bench import BenchSetup, model_folder
 from grpo_studio.engine.trainer import synchronize_cuda
 
 
@@ -38,6 +38,18 @@ def measure_bandwidth() -> float | None:
     del src, dst
     torch.cuda.empty_cache()
     return 2 * n * 2 / statistics.median(times[1:])
+
+
+def limit_vram(gib: float) -> None:
+    """Stand in for a smaller card: this process may allocate at most `gib` GiB of GPU memory, and the
+    engine's memory-aware choices see that cap as the card's size (GRPO_STUDIO_VRAM_LIMIT_GIB)."""
+    import torch
+
+    if gib <= 0 or not torch.cuda.is_available():
+        return
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2**30 / total))
+    os.environ["GRPO_STUDIO_VRAM_LIMIT_GIB"] = str(gib)
 
 
 def decode_read_bytes(model: Any) -> int:
@@ -84,7 +96,7 @@ def run_trl(setup: BenchSetup, work: Path) -> dict[str, Any]:
     spec = importlib.util.spec_from_file_location("bench_rewards", work / "bench_rewards.py")
     rewards = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rewards)
-    model_dir = work / f"model-{setup.arch}"
+    model_dir = model_folder(setup, work)
     cuda = torch.cuda.is_available()
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if cuda else torch.float32}
     if setup.quant == "4bit":
@@ -117,7 +129,7 @@ def run_trl(setup: BenchSetup, work: Path) -> dict[str, Any]:
         learning_rate=setup.learning_rate, lr_scheduler_type="constant", beta=0.0, seed=0,
         gradient_checkpointing=setup.gradient_checkpointing, bf16=cuda, use_cpu=not cuda,
         logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True,
-        generation_kwargs={"min_new_tokens": setup.completion_tokens},
+        generation_kwargs={"min_new_tokens": setup.completion_tokens} if setup.lengths == "fixed" else None,
     )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -128,11 +140,17 @@ def run_trl(setup: BenchSetup, work: Path) -> dict[str, Any]:
                                task_type="CAUSAL_LM"),
     )
     trainer.train()
-    return {"step_s": timer.steps, "gen_s": gen_times, "read_bytes": decode_read_bytes(trainer.model)}
+    history = trainer.state.log_history
+    return {"step_s": timer.steps, "gen_s": gen_times, "read_bytes": decode_read_bytes(trainer.model),
+            "mean_length": [h["completions/mean_length"] for h in history if "completions/mean_length" in h],
+            "max_length": [h["completions/max_length"] for h in history if "completions/max_length" in h],
+            "mode": "trl"}
 
 
-def run_studio(setup: BenchSetup, work: Path, arm: str = "studio") -> dict[str, Any]:
+def run_studio(setup: BenchSetup, work: Path, arm: str = "studio", extra: list[str] | None = None) -> dict[str, Any]:
     """GRPO Studio's engine on the equivalent run file; timings from its own (synchronized) metrics."""
+    import hashlib
+
     import torch
 
     from grpo_studio.engine.bench import ARCHS
@@ -145,37 +163,105 @@ def run_studio(setup: BenchSetup, work: Path, arm: str = "studio") -> dict[str, 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     overrides = ["grpo.fast_generation=off"] if arm == "studio-trlgen" else []
+    overrides += extra or []
     if arm == "studio-eager":
         os.environ["GRPO_STUDIO_CUDA_GRAPHS"] = "0"
-    result = train(work / "run.toml", output=work / f"{arm}-run", listener=events.append, overrides=overrides)
+    profile_step = int(os.environ.get("GRPO_STUDIO_PROFILE_STEP", "0"))
+    if profile_step:
+        profile_training_step(profile_step)
+    tag = hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:8]
+    result = train(work / "run.toml", output=work / f"{arm}-run-{tag}", listener=events.append, overrides=overrides)
     if result.kind != "finished":
         raise RuntimeError(f"{result.reason}\n{getattr(result, 'details', '')}")
     metrics = [e.values for e in events if e.kind == "metrics"]
     logs = [e.message for e in events if e.kind == "log"]
-    # The generator reads its merged bf16 projections and the output head at every decode step.
+    mode = next((m.split(":", 1)[1].split("(")[0].strip() for m in logs if m.startswith("generation:")), "?")
     shape = Shape.from_config(ARCHS[setup.arch])
-    read = (shape.linear_params + shape.vocab * shape.hidden) * 2
     return {"step_s": [m["perf/step_seconds"] for m in metrics],
             "gen_s": [m["perf/generation_seconds"] for m in metrics if "perf/generation_seconds" in m],
-            "read_bytes": read, "log": logs,
-            "cuda_graphs": any("CUDA graphs" in m for m in logs)}
+            "mean_length": [m["completions/mean_length"] for m in metrics if "completions/mean_length" in m],
+            "max_length": [m["completions/max_length"] for m in metrics if "completions/max_length" in m],
+            "read_bytes": decode_bytes(shape, mode, setup), "log": logs, "mode": mode,
+            "cuda_graphs": any("CUDA graphs" in m for m in logs) and not any("graph capture failed" in m for m in logs)}
+
+
+def decode_bytes(shape: Any, mode: str, setup: BenchSetup) -> int | None:
+    """Bytes of weights one decode step of the studio's generator reads in `mode`: the projections as
+    that mode stores them (a merged bf16 copy, or the packed 4-bit base plus the LoRA factors), and the
+    output head."""
+    from grpo_studio.engine.vram import BNB4_BYTES
+
+    head = shape.vocab * shape.hidden * 2
+    if mode == "merged":
+        return shape.linear_params * 2 + head
+    if mode == "quantized":
+        lora = shape.layers * sum(setup.lora_r * (a + b) for a, b in shape.linear_shapes().values()) * 2
+        return int(shape.linear_params * BNB4_BYTES[True]) + lora + head
+    return None
+
+
+def profile_training_step(step: int) -> None:
+    """Profile optimizer step `step` of the studio arm with torch.profiler and print where its time goes:
+    wall time, GPU-busy time (sum of kernel times), kernel launches, and the top operators."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from grpo_studio.engine.trainer import StudioCallback
+
+    begin, end = StudioCallback.on_step_begin, StudioCallback.on_step_end
+    state: dict[str, Any] = {}
+
+    def on_step_begin(self: Any, args: Any, st: Any, control: Any, **kw: Any) -> None:
+        begin(self, args, st, control, **kw)
+        if st.global_step + 1 == step:
+            state["prof"] = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            state["prof"].__enter__()
+            state["t"] = time.perf_counter()
+
+    def on_step_end(self: Any, args: Any, st: Any, control: Any, **kw: Any) -> None:
+        end(self, args, st, control, **kw)
+        prof = state.pop("prof", None)
+        if prof is None:
+            return
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - state["t"]
+        prof.__exit__(None, None, None)
+        events = prof.key_averages()
+        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+        busy = sum(e.device_time for e in kernels) / 1e6  # device_time is in microseconds
+        text = "\n".join([
+            f"PROFILE step {step}: wall {wall:.3f} s, GPU busy {busy:.3f} s ({busy / wall:.0%}), {len(kernels)} kernels",
+            events.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70),
+            events.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=70)])
+        out = os.environ.get("GRPO_STUDIO_PROFILE_OUT")
+        if out:
+            Path(out).write_text(text)
+        print(text.splitlines()[0], flush=True)
+
+    StudioCallback.on_step_begin, StudioCallback.on_step_end = on_step_begin, on_step_end
 
 
 def main(argv: list[str]) -> int:
     import torch
 
-    arm, work, setup_json = argv
+    arm, work, setup_json, *rest = argv
     setup = BenchSetup(**json.loads(setup_json))
+    overrides = json.loads(rest[0]) if rest else []
     work_path = Path(work)
     bandwidth = measure_bandwidth()
-    raw = run_trl(setup, work_path) if arm == "trl" else run_studio(setup, work_path, arm)
+    limit_vram(setup.vram_limit_gib)
+    raw = run_trl(setup, work_path) if arm == "trl" else run_studio(setup, work_path, arm, overrides)
     measured = raw["step_s"][setup.warmup:] or raw["step_s"]
     gens = raw["gen_s"][setup.warmup:] or raw["gen_s"]
     step = statistics.median(measured)
     gen = statistics.median(gens) if gens else None
-    tokens = setup.completions_per_step * setup.completion_tokens
+    # Tokens generated per step, and decode steps per generation (the longest completion of the batch).
+    mean_len = _measured(raw.get("mean_length"), setup.warmup) or setup.completion_tokens
+    decode_steps = _measured(raw.get("max_length"), setup.warmup) or setup.completion_tokens
+    tokens = setup.completions_per_step * mean_len
     result: dict[str, Any] = {
-        "arm": arm, "steps": len(measured), "step_s": raw["step_s"], "gen_s": raw["gen_s"],
+        "arm": arm, "mode": raw.get("mode"), "lengths": setup.lengths, "vram_limit_gib": setup.vram_limit_gib or None,
+        "mean_completion_tokens": mean_len, "steps": len(measured), "step_s": raw["step_s"], "gen_s": raw["gen_s"],
         "step_s_median": step, "gen_s_median": gen, "train_s_median": None if gen is None else step - gen,
         "gen_tokens_per_s": None if not gen else tokens / gen,
         "peak_vram_gib": None, "peak_reserved_gib": None, "roofline_frac": None,
@@ -192,17 +278,22 @@ def main(argv: list[str]) -> int:
         result["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
         if gen and raw.get("read_bytes") and bandwidth:
             floor = raw["read_bytes"] / bandwidth  # seconds per decode step at the bandwidth bound
-            result["roofline_frac"] = floor / (gen / setup.completion_tokens)
-    result["estimate_gib"] = _estimate(setup, work_path, fast=arm in ("studio", "studio-eager"))
+            result["roofline_frac"] = floor / (gen / decode_steps)
+    result["estimate_gib"] = _estimate(setup, work_path, raw.get("mode"), overrides)
     print("BENCH_RESULT " + json.dumps(result), flush=True)
     return 0
 
 
-def _estimate(setup: BenchSetup, work: Path, fast: bool) -> float | None:
+def _measured(values: list[float] | None, warmup: int) -> float | None:
+    values = (values or [])[warmup:] or values
+    return statistics.median(values) if values else None
+
+
+def _estimate(setup: BenchSetup, work: Path, mode: str | None, overrides: list[str]) -> float | None:
     from grpo_studio.config import load_run
     from grpo_studio.engine.vram import estimate_for_run
 
-    est = estimate_for_run(load_run(work / "run.toml"), fast_generation=fast)
+    est = estimate_for_run(load_run(work / "run.toml", overrides), generation_mode=mode or "trl")
     return None if est is None else est.gib()
 
 

@@ -62,11 +62,15 @@ def check_model(run: LoadedRun, report: Report) -> None:
     n_ctx = context_length(model_cfg)
     report.facts["model_context"] = n_ctx
     try:
-        from grpo_studio.engine.vram import Shape, estimate
+        from grpo_studio.engine.generation_mode import gpu_free_bytes_without_torch
+        from grpo_studio.engine.vram import estimate_for_config
 
-        est = estimate(Shape.from_config(model_cfg), cfg, dtype=cfg.model.dtype if cfg.model.dtype != "auto"
-                       else "bfloat16", fast_generation=cfg.grpo.fast_generation != "off")
+        # For the GPU the run will train on: this machine's when it has one (nvidia-smi), else unknown.
+        est = estimate_for_config(model_cfg, cfg, capacity_bytes=gpu_free_bytes_without_torch(),
+                                  on_gpu=cfg.model.device != "cpu")
         report.facts["vram_estimate_gib"] = round(est.gib(), 2)
+        report.facts["generation_mode"] = est.generation_mode
+        report.facts["generation_mode_reason"] = est.mode_reason
         report.facts["vram_estimate_parts_gib"] = {k: round(v / 2**30, 3) for k, v in est.parts.items()}
     except (KeyError, TypeError, ValueError):
         pass  # a config.json without the usual decoder fields: no estimate, not a problem

@@ -109,7 +109,8 @@ def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights
         use_cpu=not on_gpu,
         bf16=on_gpu and placement.dtype == "bfloat16",
         fp16=on_gpu and placement.dtype == "float16",
-        gradient_checkpointing=cfg.lora.gradient_checkpointing,
+        # "auto" is resolved before this (training_layout.py); left unresolved it means on.
+        gradient_checkpointing=cfg.lora.gradient_checkpointing != "off",
         gradient_checkpointing_kwargs={"use_reentrant": False},
         trust_remote_code=cfg.model.trust_remote_code,
         # logging and checkpoints: the run store and our events do the reporting
@@ -146,8 +147,18 @@ def check_trackers(cfg: RunConfig) -> list[ConfigProblem]:
     ]
 
 
-def place_tracker_logs(trainer: Any, run_dir: Path) -> None:
-    """TensorBoard writes into RUN_DIR/tensorboard (transformers' default is a folder under the checkpoints)."""
-    for callback in trainer.callback_handler.callbacks:
-        if type(callback).__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None) is None:
+def place_trackers(trainer: Any, report_to: list[str], run_dir: Path) -> None:
+    """Put the trackers' callbacks after ours (Trainer's pop_callback / add_callback), so they receive
+    the perf/* metrics ours adds to the logs; TensorBoard writes into RUN_DIR/tensorboard rather than
+    under the checkpoints."""
+    if not report_to:
+        return
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    for callback_class in get_reporting_integration_callbacks(list(report_to)):
+        callback = trainer.pop_callback(callback_class)
+        if callback is None:
+            continue
+        if callback_class.__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None) is None:
             callback.logging_dir = str(run_dir / "tensorboard")
+        trainer.add_callback(callback)

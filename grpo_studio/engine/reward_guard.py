@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from grpo_studio.engine.metric_names import reward_failures
 from grpo_studio.engine.rewards import RewardError
 
 
@@ -42,7 +43,7 @@ class SkipFailures:
             values = [None] * len(completions)
         log_metric = kwargs.get("log_metric")
         if log_metric is not None:
-            log_metric(f"rewards/{self.__name__}/failures", float(self.failures))
+            log_metric(reward_failures(self.__name__), float(self.failures))
         return values
 
     def close(self) -> None:

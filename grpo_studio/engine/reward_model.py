@@ -60,11 +60,9 @@ def load_reward_model(run: LoadedRun, name: str, label: str, dtype: str = "float
 
 def reward_model_texts(prompts: list, completions: list, tokenizer: Any) -> list[str]:
     """What the reward model reads, exactly as TRL builds it: prompt + completion, chat template applied
-    to conversations."""
+    to conversations (trl.data_utils.apply_chat_template on {"messages": ...}; a test holds them equal)."""
     if prompts and isinstance(prompts[0], list):
-        from trl.data_utils import apply_chat_template
-
-        return [apply_chat_template({"messages": p + c}, tokenizer)["text"] for p, c in zip(prompts, completions)]
+        return [tokenizer.apply_chat_template(p + c, tokenize=False) for p, c in zip(prompts, completions)]
     return [p + c for p, c in zip(prompts, completions)]
 
 

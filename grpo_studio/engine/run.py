@@ -317,7 +317,7 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
     from transformers.trainer_callback import PrinterCallback
 
     from grpo_studio.engine.alarms import HealthWatch
-    from grpo_studio.engine.library_configs import grpo_config, lora_config, place_tracker_logs
+    from grpo_studio.engine.library_configs import grpo_config, lora_config, place_trackers
     from grpo_studio.engine.model import check_target_modules, load_model
     from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
 
@@ -327,29 +327,65 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
     model = load_model(run, placement)
     if cfg.lora.enabled:
         check_target_modules(model, cfg.lora.target_modules)
+    effective, generation = plan_this_step(run, placement, bus)
     callback = StudioCallback(bus, stop, str(folder.checkpoints),
                               watch=HealthWatch(cfg.alarms, cfg.grpo.max_completion_length))
     trainer = StudioGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         reward_processing_classes=reward_tokenizers,
-        args=grpo_config(cfg, folder.checkpoints, placement, [s.weight for s in specs]),
+        args=grpo_config(effective, folder.checkpoints, placement, [s.weight for s in specs]),
         train_dataset=prompts.dataset,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
         callbacks=[callback],
         on_samples=bus,
         samples_per_step=cfg.run.samples_per_step,
-        fast_generation=cfg.grpo.fast_generation,
+        generation=generation,
         max_prompt_length=cfg.data.max_prompt_length,
         on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events do the reporting
-    # Ours first: it adds the perf/* metrics to the logs that the trackers (run.report_to) then receive.
-    trainer.callback_handler.callbacks.remove(callback)
-    trainer.callback_handler.callbacks.insert(0, callback)
-    place_tracker_logs(trainer, folder.path)
+    place_trackers(trainer, cfg.run.report_to, folder.path)
+    if placement.device == "cuda" and cfg.lora.enabled and os.environ.get("GRPO_STUDIO_FUSED_LORA", "1") != "0":
+        from grpo_studio.engine.fused_lora import install
+
+        bus(Log(message=f"training: LoRA update fused in {install(trainer.model)} layers"))
     return trainer, callback
+
+
+def plan_this_step(run: LoadedRun, placement: Any, bus: EventBus) -> tuple[Any, Any]:
+    """The step plan on this device (generation mode, training layout), said in the log, and what the
+    trainer needs to change its generation mode later (a generation that runs out of memory)."""
+    from grpo_studio.engine.generation_mode import cuda_capacity_bytes
+    from grpo_studio.engine.model import model_path, read_model_config
+    from grpo_studio.engine.step_plan import plan_step
+    from grpo_studio.engine.trainer import GenerationSetup
+    from grpo_studio.engine.vram import estimate_for_config
+
+    world_size = distributed_world_size()
+    try:
+        model_config = read_model_config(model_path(run), run.config.model.revision)
+    except Exception:  # noqa: BLE001 - the model loaded already; without its config.json there is no estimate
+        model_config = None
+    on_gpu = placement.device == "cuda"
+    capacity = cuda_capacity_bytes() if on_gpu else None
+    plan = plan_step(run.config, model_config, capacity, on_gpu=on_gpu, world_size=world_size)
+    bus(Log(message=plan.layout.describe()))
+
+    def peak_bytes(mode: str) -> float | None:
+        if model_config is None:
+            return None
+        try:
+            return estimate_for_config(model_config, plan.config, generation_mode=mode, world_size=world_size).total
+        except (KeyError, TypeError, ValueError):
+            return None  # a config.json without the usual decoder fields
+
+    return plan.config, GenerationSetup(plan.config, model_config, peak_bytes, planned=plan.mode)
+
+
+def distributed_world_size() -> int:
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def _reward_funcs(run: LoadedRun, specs: list[Any], placement: Any, bus: EventBus) -> tuple[list[Any], list[Any]]:
@@ -392,7 +428,7 @@ def _save_checkpoint_after_failure(trainer: Any, folder: RunFolder, bus: EventBu
     if step == 0 or (newest and newest[0] >= step):
         return
     try:
-        trainer._save_checkpoint(trainer.model, trial=None)
+        trainer.save_checkpoint_now()
         bus(Log(level="warning", message=f"saved checkpoint-{step} before stopping"))
     except Exception as exc:  # noqa: BLE001 - the original failure matters more
         bus(Log(level="error", message=f"could not save a checkpoint after the failure: {exc}"))

@@ -4,6 +4,9 @@
 been scored, to hand the sampled completions (with per-function rewards and advantages) to the
 run's listeners. `StudioCallback` turns the trainer's logs into metrics events, reports
 checkpoints, and stops the run cleanly on request: finish the step, save, exit.
+
+This is the one module that touches TRL's and transformers' internals (private methods, undocumented
+attributes); `trl_contract.py` lists each of them, and the trainer checks the list when it is built.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from grpo_studio.engine import metric_names
 from grpo_studio.engine.events import Checkpoint, Metrics, Sample, Samples
 
 
@@ -34,74 +39,133 @@ class StudioGRPOTrainer(GRPOTrainer):
     """GRPOTrainer that reports every scored generation batch to `on_samples`."""
 
     def __init__(self, *args: Any, on_samples: Callable[[Samples], None] | None = None,
-                 samples_per_step: int = 0, fast_generation: str = "off", max_prompt_length: int | None = None,
-                 on_message: Callable[[str, str], None] | None = None, **kwargs: Any):
+                 samples_per_step: int = 0, generation: "GenerationSetup | None" = None,
+                 max_prompt_length: int | None = None, on_message: Callable[[str, str], None] | None = None,
+                 **kwargs: Any):
+        from grpo_studio.engine.trl_contract import check_trainer, check_trainer_class
+
+        check_trainer_class(GRPOTrainer)  # a TRL we do not fit fails here, not mid-run
         super().__init__(*args, **kwargs)
+        check_trainer(self)
         self.on_samples = on_samples
         self.samples_per_step = samples_per_step
-        self.fast_generation = fast_generation
+        self.generation = generation
         self.max_prompt_length = max_prompt_length
         self.on_message = on_message or (lambda level, text: None)
-        self._fast: Any = None  # FastGenerator, made on first use (after the model is on its device)
+        self._fast: Any = None  # FastGenerator of the chosen mode, made on first use (model on its device)
+        self._mode: str | None = None  # the generation mode in use, once chosen
+        self._excluded: set[str] = set()  # modes that turned out not to work for this run
 
     # ---- generation -----------------------------------------------------------------------
     def _generate_single_turn(self, prompt_ids: list, images: Any, multimodal_fields: Any, num_generations: int,
                               has_tool_images: bool = False) -> tuple[list, Any]:
         started = time.perf_counter()
         fast = self._fast_generator() if images is None and not multimodal_fields else None
-        if fast is not None:
-            if fast.synced_version != self.state.global_step:
-                fast.sync(self.state.global_step)  # the policy changed: re-merge LoRA
-            result = (fast.generate(prompt_ids, self.max_prompt_length).completion_ids, None)
-        else:
+        result = None
+        while fast is not None:
+            try:
+                if fast.synced_version != self.state.global_step:
+                    fast.sync(self.state.global_step)  # the policy changed: re-merge LoRA
+                result = (fast.generate(prompt_ids, self.max_prompt_length).completion_ids, None)
+                break
+            except Exception as exc:  # noqa: BLE001 - only running out of memory is handled here
+                if not _is_out_of_memory(exc):
+                    raise
+                fast = self._drop_mode(f"it ran out of GPU memory ({str(exc).splitlines()[0][:160]})")
+        if result is None:
             result = super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                    has_tool_images)
         synchronize_cuda()
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["perf/generation_seconds"].append(time.perf_counter() - started)
+        self._metrics[mode][metric_names.GENERATION_SECONDS].append(time.perf_counter() - started)
         return result
 
     def _fast_generator(self) -> Any:
-        """The fast generator, or None when it is off or can't serve this model (said once, in the log)."""
-        if self._fast is not None or self.fast_generation == "off":
-            return self._fast or None
+        """The generator of the chosen mode, or None for TRL's generate (the choice is said once, in the log)."""
+        while self._mode is None:
+            choice = self._choose_mode()
+            if choice.mode == "trl":
+                self._mode = "trl"
+                self.on_message("info", choice.describe())
+                break
+            try:
+                self._fast = self._build_generator(choice.mode)
+            except Exception as exc:  # noqa: BLE001 - Unsupported, or no memory for it after all
+                from grpo_studio.engine.fast_generation import Unsupported
+
+                if not isinstance(exc, Unsupported) and not _is_out_of_memory(exc):
+                    raise
+                self._excluded.add(choice.mode)
+                self.on_message("info", f"generation: {choice.mode} not used ({exc})")
+                continue
+            self._mode = choice.mode
+            graphs = ", CUDA graphs" if self._fast.use_cuda_graphs else ", no CUDA graphs"
+            self.on_message("info", choice.describe() + graphs)
+        return self._fast
+
+    def _choose_mode(self) -> Any:
+        from grpo_studio.engine.generation_mode import ModeChoice, choose_mode, cuda_capacity_bytes
+
+        setup = self.generation
+        if setup is None:
+            return ModeChoice("trl", "no generation setup given")
+        blocker = self._fast_path_blocker()
+        if blocker is not None and setup.config.grpo.fast_generation != "off":
+            return ModeChoice("trl", f"TRL's generate: {blocker}")
+        if setup.planned is not None and setup.planned.mode not in self._excluded:
+            return setup.planned
+        cuda = self.accelerator.device.type == "cuda"
+        capacity = cuda_capacity_bytes() if cuda else None
+        choice = choose_mode(setup.config, setup.model_config, setup.peak_bytes, capacity, on_gpu=cuda,
+                             exclude=self._excluded)
+        if setup.config.grpo.fast_generation in ("quantized", "merged") and choice.mode != \
+                setup.config.grpo.fast_generation:
+            self.on_message("warning", f"grpo.fast_generation = \"{setup.config.grpo.fast_generation}\" "
+                            f"is not possible here: {choice.describe()}")
+        return choice
+
+    def _build_generator(self, mode: str) -> Any:
+        from grpo_studio.engine import fast_generation
         from grpo_studio.engine.fast_generation import FastGenerator, SamplingSettings, Unsupported
 
-        reason = self._fast_path_blocker()
-        if reason is None:
-            try:
-                extra = dict(self.args.generation_kwargs or {})
-                graphs = os.environ.get("GRPO_STUDIO_CUDA_GRAPHS", "1") != "0"  # a troubleshooting switch
-                self._fast = FastGenerator(self.model_wrapped, use_cuda_graphs=graphs, sampling=SamplingSettings(
-                    max_new_tokens=self.max_completion_length, temperature=self.temperature, top_p=self.top_p,
-                    top_k=self.top_k or 0, min_new_tokens=int(extra.get("min_new_tokens", 0)),
-                    eos_token_ids=tuple(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
-                    suppress_tokens=tuple(extra.get("suppress_tokens") or ())))
-                self.on_message("info", "fast generation on: merged LoRA copy, static KV cache"
-                                + (", CUDA graphs" if self._fast.use_cuda_graphs else ""))
-                return self._fast
-            except Unsupported as exc:
-                reason = str(exc)
-        level = "warning" if self.fast_generation == "on" else "info"
-        self.on_message(level, f"fast generation off ({reason}); using TRL's generate")
-        self.fast_generation = "off"
-        return None
+        if mode not in getattr(fast_generation, "WEIGHT_MODES", ("merged",)):
+            raise Unsupported(f"this build has no {mode} generator")
+        extra = dict(self.args.generation_kwargs or {})
+        graphs = os.environ.get("GRPO_STUDIO_CUDA_GRAPHS", "1") != "0"  # a troubleshooting switch
+        sampling = SamplingSettings(
+            max_new_tokens=self.max_completion_length, temperature=self.temperature, top_p=self.top_p,
+            top_k=self.top_k or 0, min_new_tokens=int(extra.get("min_new_tokens", 0)),
+            eos_token_ids=tuple(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
+            suppress_tokens=tuple(extra.get("suppress_tokens") or ()))
+        kwargs = {"weights": mode} if mode != "merged" else {}
+        return FastGenerator(self.model_wrapped, use_cuda_graphs=graphs, sampling=sampling, **kwargs)
+
+    def _drop_mode(self, why: str) -> Any:
+        """The current mode failed: say so, free what it held, and choose again (TRL's generate at the end)."""
+        import torch
+
+        failed, self._mode, self._fast = self._mode, None, None
+        self._excluded.add(str(failed))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.on_message("warning", f"generation: {failed} dropped: {why}; choosing again")
+        return self._fast_generator()
 
     def _fast_path_blocker(self) -> str | None:
-        if self.fast_generation == "auto" and self.accelerator.device.type != "cuda":
-            return "no CUDA GPU"
         if self.use_vllm or self.use_transformers_continuous_batching:
             return "another generation backend is configured"
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             return "DeepSpeed/FSDP shard the weights"
         if self.tools or self.environment_factories:
             return "tool calling"
-        if self.min_p or self.repetition_penalty != 1.0:
-            return "min_p / repetition_penalty"
-        unsupported = set(self.args.generation_kwargs or {}) - {"min_new_tokens", "suppress_tokens"}
-        if unsupported:
-            return f"generation_kwargs {sorted(unsupported)}"
-        return None
+        from grpo_studio.engine.fast_path_sampling import sampling_blocker
+
+        return sampling_blocker(self.args)  # an allowlist: any other sampling knob that is set keeps it off
+
+    def save_checkpoint_now(self) -> None:
+        """A resumable checkpoint of the current step, outside the save schedule (transformers' private
+        `_save_checkpoint`: what `save_strategy` calls, with the optimizer, scheduler and RNG state)."""
+        self._save_checkpoint(self.model, trial=None)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
@@ -152,6 +216,21 @@ class StudioGRPOTrainer(GRPOTrainer):
             samples = [s for s in samples if s.group < keep_groups]
         # Completions generated now train the coming optimizer step.
         self.on_samples(Samples(step=self.state.global_step + 1, samples=samples))
+
+
+@dataclass
+class GenerationSetup:
+    """What the trainer needs to choose a generation mode (generation_mode.py) once the model is on its
+    device: the run's settings, the model's config.json, and the estimated peak memory of each mode."""
+
+    config: Any  # RunConfig
+    model_config: dict[str, Any] | None
+    peak_bytes: Callable[[str], float | None]
+    planned: Any = None  # generation_mode.ModeChoice made before training (step_plan.py), tried first
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
 def _none_if_nan(x: Any) -> float | None:
@@ -212,15 +291,15 @@ class StudioCallback(TrainerCallback):
         now = time.perf_counter()
         perf: dict[str, float] = {}
         if self._step_seconds:
-            perf["perf/step_seconds"] = sum(self._step_seconds) / len(self._step_seconds)
+            perf[metric_names.STEP_SECONDS] = sum(self._step_seconds) / len(self._step_seconds)
             self._step_seconds.clear()
         tokens = state.num_input_tokens_seen - self._tokens_at_log
         if now > self._time_at_log and tokens > 0:
-            perf["perf/tokens_per_second"] = tokens / (now - self._time_at_log)
+            perf[metric_names.TOKENS_PER_SECOND] = tokens / (now - self._time_at_log)
         self._tokens_at_log, self._time_at_log = state.num_input_tokens_seen, now
         memory = _gpu_memory_gib()
         if memory is not None:
-            perf["perf/gpu_memory_gib"] = memory
+            perf[metric_names.GPU_MEMORY_GIB] = memory
         logs.update(perf)  # the callbacks after this one (trackers) see the same metrics as the window
         values = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.emit(Metrics(step=state.global_step, max_steps=state.max_steps, values=values))

@@ -71,6 +71,9 @@ class Shape:
 class VramEstimate:
     parts: dict[str, float] = field(default_factory=dict)  # bytes by component
     peak_phase: str = ""  # "generation" or "training": the phase that sets the peak
+    generation_mode: str = "trl"  # which generator the estimate is for (see generation_mode.py)
+    mode_reason: str = ""  # why that mode, when it was chosen for a card's memory
+    layout: str = ""  # the training layout the estimate assumes (training_layout.Layout.summary)
 
     @property
     def total(self) -> float:
@@ -89,9 +92,13 @@ def _dtype_bytes(dtype: str) -> int:
     return 4 if dtype == "float32" else 2
 
 
-def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", fast_generation: bool = False,
+def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generation_mode: str = "trl",
              world_size: int = 1) -> VramEstimate:
-    """Peak allocated bytes on one GPU for this run's model, LoRA, batch and generation settings."""
+    """Peak allocated bytes on one GPU for this run's model, LoRA, batch and generation settings.
+
+    The step has two phases that never overlap: generation (KV cache, sampling buffers, and the fast
+    generator's weights) and training (activations). What lives through both (weights, LoRA, gradients,
+    optimizer state) is counted once; the peak is the larger phase on top of it."""
     g, lora = cfg.grpo, cfg.lora
     wb = _dtype_bytes(dtype)
     quant = cfg.quantization.load_in
@@ -107,9 +114,8 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", fast_gene
         parts["weights"] = shape.params * wb
 
     # Trainable parameters, their gradients and the optimizer's state.
+    targets = lora_targets(shape, cfg)
     if lora.enabled:
-        targets = shape.linear_shapes() if lora.target_modules == "all-linear" else {
-            k: v for k, v in shape.linear_shapes().items() if k in lora.target_modules}
         trainable = shape.layers * sum(lora.r * (a + b) for a, b in targets.values())
         # PEFT keeps adapters in float32 over a 16-bit base; TRL casts them to bf16 over a quantized one.
         pb = 2 if quant != "16bit" else 4
@@ -120,52 +126,96 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", fast_gene
     parts["gradients"] = trainable * pb
     parts["optimizer state"] = trainable * state
 
-    # Generation: the KV cache of one generation batch, and the sampling buffers over the vocabulary.
+    # Generation: the KV cache of one generation batch, sampling buffers over the vocabulary, and what
+    # the generator holds for the weights (generation_weight_bytes).
     batch = cfg.generation_batch(world_size) // world_size
     prompt, completion = cfg.data.max_prompt_length, g.max_completion_length
     kv = shape.kv_bytes_per_token(wb) * batch * (prompt + completion)
     sampling = batch * shape.vocab * 4 * 4  # fp32 logits, scaled copy, noise, log-softmax
-    if fast_generation:
-        copy = shape.layers * sum(a * b for a, b in shape.linear_shapes().values()) * 2
-        parts["generation weight copy"] = copy
-        parts["KV cache (static)"] = kv
-        generation_peak = sampling
-    else:
+    generation: dict[str, float] = {}
+    if generation_mode == "trl":
         # transformers' dynamic cache grows by concatenation: briefly two copies of the last layer's.
-        generation_peak = kv + sampling
+        generation["KV cache, sampling"] = kv + sampling
+    else:
+        weights = generation_weight_bytes(shape, cfg, generation_mode, wb)
+        if weights:
+            generation[f"generation weights ({generation_mode})"] = weights
+        generation["KV cache (static), sampling"] = kv + sampling
+
     micro = g.per_device_train_batch_size
     seq = prompt + completion
-    act_per_token = activation_bytes_per_token(shape, lora.gradient_checkpointing, wb)
+    act_per_token = activation_bytes_per_token(shape, lora.gradient_checkpointing != "off", wb)
     # TRL's fused LM head scores the completion tokens in [<=4096 tokens, <=32768 vocab] tiles (autocast dtype).
     head_tiles = min(micro * completion, 4096) * min(32768, shape.vocab) * wb + micro * seq * 4 * 3
     training_peak = micro * seq * act_per_token + head_tiles
-    if generation_peak >= training_peak:
-        parts["generation (KV cache, sampling)"] = generation_peak
+    if sum(generation.values()) >= training_peak:
+        parts.update(generation)
         phase = "generation"
     else:
         parts["training activations"] = training_peak
         phase = "training"
-    return VramEstimate(parts, phase)
+    return VramEstimate(parts, phase, generation_mode)
+
+
+def lora_targets(shape: Shape, cfg: RunConfig) -> dict[str, tuple[int, int]]:
+    if cfg.lora.target_modules == "all-linear":
+        return shape.linear_shapes()
+    return {k: v for k, v in shape.linear_shapes().items() if k in cfg.lora.target_modules}
+
+
+def generation_weight_bytes(shape: Shape, cfg: RunConfig, mode: str, wb: int = 2) -> float:
+    """Bytes the fast generator allocates for weights during a generation, beyond the trained model.
+
+    merged: a 16-bit copy of every projection with the LoRA update merged in (and of a LoRA-trained
+    head). quantized: it reads the stored 4-bit weights and the LoRA factors as they are; it needs
+    only a scratch buffer to dequantize one projection at a time for the prompts (prefill)."""
+    if mode == "merged":
+        return shape.linear_params * wb
+    if mode == "quantized":
+        return max(a * b for a, b in shape.linear_shapes().values()) * wb
+    return 0.0
 
 
 def activation_bytes_per_token(shape: Shape, checkpointing: bool, wb: int) -> float:
-    """Bytes kept for the backward pass per token of a micro-batch."""
+    """Bytes kept for the backward pass per token of a micro-batch.
+
+    The factors were fitted to peaks measured by `grpo-studio bench` on an H200 (Qwen2.5-1.5B shape,
+    LoRA r=16 on every projection, 8 and 32 sequences of 384 tokens): with checkpointing the recompute
+    of a layer holds ~1.6 layers' intermediates at once (its outputs' gradients beside them)."""
     h, i = shape.hidden, shape.intermediate
     per_layer_full = wb * (10 * h + 4 * i) + 4 * h  # attention + MLP intermediates, fp32 norm inputs
     if checkpointing:
-        # One checkpointed input per layer, and one layer's intermediates during its recompute.
-        return shape.layers * h * wb + per_layer_full
-    return shape.layers * per_layer_full
+        # One checkpointed input per layer, and the intermediates of the layer being recomputed.
+        return shape.layers * h * wb + 1.6 * per_layer_full
+    return 1.06 * shape.layers * per_layer_full
 
 
-def estimate_for_run(run: Any, fast_generation: bool | None = None) -> VramEstimate | None:
-    """The estimate for a loaded run file, or None when the model's config.json isn't at hand."""
+def estimate_for_run(run: Any, generation_mode: str | None = None, capacity_bytes: float | None = None,
+                     on_gpu: bool = True) -> VramEstimate | None:
+    """The estimate for a loaded run file, or None when the model's config.json isn't at hand.
+
+    `generation_mode` None: the mode the run would use (generation_mode.choose), on a card with
+    `capacity_bytes` of memory for this process when that is known."""
     from grpo_studio.engine.model import model_path, read_model_config
 
     config = read_model_config(model_path(run), run.config.model.revision)
     if config is None:
         return None
-    dtype = run.config.model.dtype if run.config.model.dtype != "auto" else "bfloat16"
-    if fast_generation is None:
-        fast_generation = run.config.grpo.fast_generation != "off"
-    return estimate(Shape.from_config(config), run.config, dtype=dtype, fast_generation=fast_generation)
+    return estimate_for_config(config, run.config, generation_mode, capacity_bytes, on_gpu=on_gpu)
+
+
+def estimate_for_config(model_config: dict[str, Any], cfg: RunConfig, generation_mode: str | None = None,
+                        capacity_bytes: float | None = None, on_gpu: bool = True, world_size: int = 1) -> VramEstimate:
+    """`estimate_for_run` for a config.json already read. With `generation_mode` None, the estimate of
+    the step plan this run would get (step_plan.py): its generation mode and training layout."""
+    from grpo_studio.engine.step_plan import plan_step
+
+    dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "bfloat16"
+    shape = Shape.from_config(model_config)
+    if generation_mode is not None:
+        return estimate(shape, cfg, dtype=dtype, generation_mode=generation_mode, world_size=world_size)
+    plan = plan_step(cfg, model_config, capacity_bytes, on_gpu=on_gpu, world_size=world_size)
+    est = estimate(shape, plan.config, dtype=dtype, generation_mode=plan.mode.mode, world_size=world_size)
+    est.mode_reason = plan.mode.reason
+    est.layout = plan.layout.summary()
+    return est

@@ -17,6 +17,7 @@ from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGridLayout, QWidget
 
+from grpo_studio.engine import metric_names as m
 from grpo_studio.gui.metric_data import MetricData, smooth
 from grpo_studio.gui.style import BORDER, CURVE_COLORS, MUTED, TEXT
 
@@ -38,23 +39,23 @@ def _label(name: str, spec: PlotSpec) -> str:
     if spec.pattern:
         prefix, suffix = spec.pattern
         return name[len(prefix): len(name) - len(suffix)]
-    return {"completions/mean_length": "mean", "completions/max_length": "max"}.get(name, spec.title)
+    return {m.MEAN_LENGTH: "mean", m.MAX_LENGTH: "max"}.get(name, spec.title)
 
 
 PLOTS = [
-    PlotSpec("reward", "Total reward", ["reward"]),
-    PlotSpec("rewards", "Reward by function", pattern=("rewards/", "/mean")),
-    PlotSpec("reward_std", "Reward std in groups", ["reward_std"]),
-    PlotSpec("zero_std", "Groups without spread", ["frac_reward_zero_std"]),
-    PlotSpec("kl", "KL to the base model", ["kl"], empty_note="no KL: beta is 0"),
-    PlotSpec("loss", "Loss", ["loss"]),
-    PlotSpec("length", "Completion tokens", ["completions/mean_length", "completions/max_length"]),
-    PlotSpec("clipped", "Cut at max length (ratio)", ["completions/clipped_ratio"]),
-    PlotSpec("lr", "Learning rate", ["learning_rate"]),
-    PlotSpec("grad_norm", "Grad norm", ["grad_norm"]),
-    PlotSpec("entropy", "Entropy", ["entropy"]),
-    PlotSpec("gpu", "Peak GPU memory (GiB)", ["perf/gpu_memory_gib"],
-             fallback=PlotSpec("throughput", "Throughput (tokens/s)", ["perf/tokens_per_second"])),
+    PlotSpec("reward", "Total reward", [m.REWARD]),
+    PlotSpec("rewards", "Reward by function", pattern=(m.REWARD_PREFIX, m.MEAN_SUFFIX)),
+    PlotSpec("reward_std", "Reward std in groups", [m.REWARD_STD]),
+    PlotSpec("zero_std", "Groups without spread", [m.ZERO_STD_FRACTION]),
+    PlotSpec("kl", "KL to the base model", [m.KL], empty_note="no KL: beta is 0"),
+    PlotSpec("loss", "Loss", [m.LOSS]),
+    PlotSpec("length", "Completion tokens", [m.MEAN_LENGTH, m.MAX_LENGTH]),
+    PlotSpec("clipped", "Cut at max length (ratio)", [m.CLIPPED_RATIO]),
+    PlotSpec("lr", "Learning rate", [m.LEARNING_RATE]),
+    PlotSpec("grad_norm", "Grad norm", [m.GRAD_NORM]),
+    PlotSpec("entropy", "Entropy", [m.ENTROPY]),
+    PlotSpec("gpu", "Peak GPU memory (GiB)", [m.GPU_MEMORY_GIB],
+             fallback=PlotSpec("throughput", "Throughput (tokens/s)", [m.TOKENS_PER_SECOND])),
 ]
 
 

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from grpo_studio.engine import metric_names
 from grpo_studio.gui.background import run_in_background
 from grpo_studio.gui.log_view import LogView
 from grpo_studio.gui.metric_data import MetricData
@@ -279,7 +280,7 @@ class TrainingView(QWidget):
             if self.first_metrics is None:
                 self.first_metrics = (event.time, event.step)
             self.last_metrics_time = event.time
-            self.tokens_per_second = event.values.get("perf/tokens_per_second", self.tokens_per_second)
+            self.tokens_per_second = event.values.get(metric_names.TOKENS_PER_SECOND, self.tokens_per_second)
             if self.progress.maximum() != max(1, self.max_steps):
                 self.progress.setRange(0, max(1, self.max_steps))
             self.progress.setValue(min(self.step, self.progress.maximum()))

@@ -28,9 +28,15 @@ GIB = 2**30
 DEPENDS_ON = ("model.", "quantization.", "lora.", "grpo.", "data.max_prompt_length")
 PART_LABELS = {
     "weights": "Model weights", "trainable params": "Trainable parameters", "gradients": "Gradients",
-    "optimizer state": "Optimizer state", "generation weight copy": "Generation copy of the weights",
-    "KV cache (static)": "KV cache", "generation (KV cache, sampling)": "Generation (KV cache, sampling)",
-    "training activations": "Training activations",
+    "optimizer state": "Optimizer state", "generation weights (merged)": "Merged copy for generation",
+    "generation weights (quantized)": "Dequantize buffer for prompts", "KV cache (static), sampling": "KV cache, sampling",
+    "KV cache, sampling": "KV cache, sampling", "training activations": "Training activations",
+}
+# What each generation mode is, in a few words (engine/generation_mode.py).
+MODE_TEXT = {
+    "quantized": "GRPO Studio's generator, reading the 4-bit weights as stored",
+    "merged": "GRPO Studio's generator, on a 16-bit copy with LoRA merged in",
+    "trl": "TRL's generate",
 }
 
 
@@ -45,6 +51,9 @@ class VramView:
     phase: str = ""  # "generation" | "training": the phase that sets the peak
     gpu: bool | None = None  # a GPU is visible on this computer (None: can't tell)
     device: str = "auto"  # model.device
+    mode: str = ""  # the generation mode the run will use (engine/generation_mode.py)
+    mode_reason: str = ""
+    layout: str = ""  # the training layout (engine/training_layout.py)
 
 
 def format_bytes(n: float) -> str:
@@ -76,6 +85,7 @@ def gpu_visible() -> bool | None:
 def compute(config: Any, run_path: Path | None, base_dir: Path) -> VramView:
     """Runs on a worker thread: the engine's estimate for these settings."""
     from grpo_studio.config import LoadedRun
+    from grpo_studio.engine.generation_mode import gpu_free_bytes_without_torch
     from grpo_studio.engine.model import ModelError
     from grpo_studio.engine.vram import estimate_for_run
 
@@ -84,7 +94,10 @@ def compute(config: Any, run_path: Path | None, base_dir: Path) -> VramView:
     if not config.model.name.strip():
         return VramView("no_model", "Choose a model to see its estimate.", gpu=gpu, device=device)
     try:
-        est = estimate_for_run(LoadedRun(config, run_path, base_dir))
+        # This computer's GPU decides the plan when it has one (nvidia-smi, no torch); else the card is unknown.
+        capacity = gpu_free_bytes_without_torch() if gpu and device != "cpu" else None
+        est = estimate_for_run(LoadedRun(config, run_path, base_dir), capacity_bytes=capacity,
+                               on_gpu=True)  # the figure is what one GPU would need, even for a CPU run
     except ModelError as exc:
         return VramView("error", exc.message, gpu=gpu, device=device)
     except (KeyError, TypeError, ValueError, OSError) as exc:
@@ -94,7 +107,7 @@ def compute(config: Any, run_path: Path | None, base_dir: Path) -> VramView:
         return VramView("unknown", "unknown until the model is downloaded (training downloads it)", gpu=gpu,
                         device=device)
     return VramView("estimate", total=est.total, parts=dict(est.parts), phase=est.peak_phase, gpu=gpu,
-                    device=device)
+                    device=device, mode=est.generation_mode, mode_reason=est.mode_reason, layout=est.layout)
 
 
 class VramEstimator(QObject):
@@ -197,6 +210,10 @@ class VramCard(Card):
         if view.status == "estimate":
             peak = "while generating completions" if view.phase == "generation" else "during the training pass"
             notes.append(f"The peak comes {peak}, on one GPU; CUDA itself takes about 0.5 GiB more.")
+            if view.mode and view.device != "cpu":
+                notes.append(f"Generation: {MODE_TEXT.get(view.mode, view.mode)} ({view.mode_reason}).")
+                if view.layout:
+                    notes.append(f"Training: {view.layout}.")
         elif view.message and view.status != "unknown":
             notes.append(view.message)
         elif view.status == "unknown":

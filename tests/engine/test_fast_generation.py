@@ -112,11 +112,11 @@ def test_an_optimizer_step_changes_what_the_generator_samples(tmp_path, tiny_mod
     run_file = tiny.write_run(tmp_path / "p", tiny_model, rewards=rewards)
     messages = []
     result = train(run_file, listener=lambda e: messages.append(e),
-                   overrides=["grpo.fast_generation=on", "grpo.max_steps=1", "grpo.learning_rate=0.05",
+                   overrides=["grpo.fast_generation=merged", "grpo.max_steps=1", "grpo.learning_rate=0.05",
                               "eval.correctness=vowel_reward"])
     assert result.kind == "finished", getattr(result, "details", "")
     logs = [e.message for e in messages if e.kind == "log"]
-    assert any(m.startswith("fast generation on") for m in logs), logs
+    assert any(m.startswith("generation: merged") for m in logs), logs
     metrics = [e for e in messages if e.kind == "metrics"]
     assert all("perf/generation_seconds" in m.values for m in metrics)
 

@@ -23,6 +23,10 @@ def test_estimate_follows_the_settings_it_depends_on(opened, qtbot):
     assert {"weights", "gradients", "optimizer state"} <= set(first.parts)
     assert view.vram_card.grid.count() == 3 * len(first.parts)  # name, amount, bar per part
     assert opened.vram_label.text().startswith("Peak GPU memory ≈ ")
+    # The card names the generation mode the run would use (no GPU here: the card's memory is unknown).
+    assert first.mode == "merged" and "Generation: GRPO Studio's generator, on a 16-bit copy" in \
+        view.vram_card.note.text()
+    assert "Training: 8 completions x 1 micro-step, gradient checkpointing" in view.vram_card.note.text()
 
     longer = settled(qtbot, estimator, lambda: opened.doc.set_field("grpo.max_completion_length", 128))
     assert longer.total > first.total

@@ -1,0 +1,161 @@
+"""Which generator samples a run's completions, chosen by what this model allows and what fits the card.
+
+The modes, fastest first:
+    quantized  GRPO Studio's generator reading the packed 4-bit base weights as they are stored and
+               applying LoRA as its low-rank product: no 16-bit copy (a 4-bit base only)
+    merged     GRPO Studio's generator over a 16-bit copy of the projections with LoRA merged in:
+               the fastest for a 16-bit base, and costs that copy while it generates
+    trl        TRL's own `generate`: the reference, and the fallback for everything else
+
+`grpo.fast_generation` = "auto" takes the first mode that applies and whose estimated peak fits this
+process's share of the GPU; "quantized" / "merged" ask for one mode, and still fall back (with a
+warning) when it does not apply or does not fit; "off" is TRL's generate. A run that fits with TRL's
+generate must never fail for memory because of a fast path: the estimate picks the mode before the
+first step, and a generation that still runs out of memory drops to the next mode (trainer.py).
+
+Nothing here imports torch: the window asks the same question for its memory card.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
+MODES = ("quantized", "merged", "trl")
+# Leave this share of the card for what no estimate sees: allocator slack, fragmentation, kernels'
+# workspaces. The estimate itself is checked against measured peaks by `grpo-studio bench`.
+HEADROOM = 0.90
+GIB = 2**30
+
+
+@dataclass
+class ModeChoice:
+    mode: str
+    reason: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (mode, why not), in the order tried
+
+    def describe(self) -> str:
+        """One line for the log and the window: the mode, and why."""
+        return f"generation: {self.mode} ({self.reason})"
+
+
+def requested_modes(setting: str, load_in: str) -> list[str]:
+    """The modes to try, in order, for the grpo.fast_generation setting and the base's precision."""
+    if setting == "off":
+        return ["trl"]
+    if setting in ("quantized", "merged"):
+        return [setting, "trl"]
+    if load_in == "4bit":
+        return ["quantized", "merged", "trl"]
+    return ["merged", "trl"]
+
+
+def static_blocker(mode: str, load_in: str, model_config: dict[str, Any] | None) -> str | None:
+    """Why `mode` can't serve this model at all (whatever the memory), or None."""
+    if mode == "trl":
+        return None
+    if mode == "quantized" and load_in != "4bit":
+        return "needs a 4-bit base (quantization.load_in = \"4bit\")"
+    if load_in == "8bit":
+        return "8-bit base weights"
+    if model_config is not None:
+        text = model_config.get("text_config", model_config)
+        model_type = text.get("model_type", "?")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            return f"model type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+        if sliding_window_in_use(text):
+            return "sliding-window attention"
+    return None
+
+
+def sliding_window_in_use(config: dict[str, Any]) -> bool:
+    """Qwen2 carries a `use_sliding_window` flag; Mistral-style configs set `sliding_window` alone."""
+    window = config.get("sliding_window")
+    if not window:
+        return False
+    if "use_sliding_window" in config:
+        return bool(config["use_sliding_window"])
+    return window < int(config.get("max_position_embeddings") or 0) or not config.get("max_position_embeddings")
+
+
+def choose_mode(cfg: Any, model_config: dict[str, Any] | None, peak_bytes: Callable[[str], float | None],
+                capacity_bytes: float | None, *, on_gpu: bool = True, exclude: set[str] | frozenset = frozenset()
+                ) -> ModeChoice:
+    """The first requested mode that applies and fits: `peak_bytes(mode)` is the run's estimated peak
+    in that mode (None: unknown), `capacity_bytes` what this process may use on the card (None: unknown);
+    modes in `exclude` failed already in this run."""
+    setting, load_in = cfg.grpo.fast_generation, cfg.quantization.load_in
+    if not on_gpu and setting == "auto":
+        return ModeChoice("trl", "no CUDA GPU: the fast generators pay off on one")
+    if setting == "off":
+        return ModeChoice("trl", "grpo.fast_generation = \"off\"")
+    skipped: list[tuple[str, str]] = []
+    for mode in requested_modes(setting, load_in):
+        blocker = "failed earlier in this run" if mode in exclude else static_blocker(mode, load_in, model_config)
+        if blocker:
+            skipped.append((mode, blocker))
+            continue
+        peak = peak_bytes(mode)
+        if mode == "trl":
+            why = "; ".join(f"{m}: {r}" for m, r in skipped) or "requested"
+            return ModeChoice("trl", f"TRL's generate; {why}", skipped)
+        if capacity_bytes is None or peak is None:
+            why = "as grpo.fast_generation asks" if setting == mode else "the card's free memory is not known"
+            return ModeChoice(mode, _first_reason(mode, skipped, why), skipped)
+        if peak <= HEADROOM * capacity_bytes:
+            fits = f"the fastest that fits the {capacity_bytes / GIB:.1f} GiB free"
+            return ModeChoice(mode, _first_reason(mode, skipped, fits), skipped)
+        skipped.append((mode, f"needs ~{peak / GIB:.1f} GiB, {capacity_bytes / GIB:.1f} GiB free"))
+    return ModeChoice("trl", "TRL's generate", skipped)  # not reached: "trl" closes every list
+
+
+def _first_reason(mode: str, skipped: list[tuple[str, str]], why: str) -> str:
+    if not skipped:
+        return why
+    return why + "; " + "; ".join(f"not {m}: {r}" for m, r in skipped)
+
+
+# ---- how much of the card this process may use ------------------------------------------------
+
+
+def vram_limit_bytes() -> float | None:
+    """A cap set for this process (GRPO_STUDIO_VRAM_LIMIT_GIB: bench's --vram-limit, or a user
+    sharing a card), else None."""
+    value = os.environ.get("GRPO_STUDIO_VRAM_LIMIT_GIB", "").strip()
+    try:
+        return float(value) * GIB if value else None
+    except ValueError:
+        return None
+
+
+def cuda_capacity_bytes() -> float:
+    """Bytes this process may hold on the current CUDA device: what is free plus what it already holds,
+    within a per-process memory fraction or GRPO_STUDIO_VRAM_LIMIT_GIB when set."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    capacity = float(free + torch.cuda.memory_reserved())
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    if get_fraction is not None:
+        capacity = min(capacity, get_fraction() * total)
+    limit = vram_limit_bytes()
+    return min(capacity, limit) if limit else capacity
+
+
+def gpu_free_bytes_without_torch(timeout: float = 3.0) -> float | None:
+    """Free memory of the first NVIDIA GPU from nvidia-smi (the window must not import torch), or None."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=timeout, check=True).stdout
+        free = float(out.strip().splitlines()[0]) * 2**20  # MiB
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+    limit = vram_limit_bytes()
+    return min(free, limit) if limit else free

@@ -1,0 +1,48 @@
+"""The plan of one GRPO step on this GPU: which generator samples (generation_mode.py) and how the
+training half is laid out (training_layout.py), both chosen from the VRAM estimate (vram.py) and what
+this process may use of the card.
+
+The generation mode is chosen first, with the training layout as the settings write it; the layout
+then takes what memory is left. The two phases never hold their buffers at once, so a larger layout
+costs nothing while the training phase stays under the generation phase's peak.
+Nothing here imports torch: the window makes the same plan for its memory card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from grpo_studio.engine.generation_mode import ModeChoice, choose_mode
+from grpo_studio.engine.training_layout import Layout, choose_layout
+
+
+@dataclass
+class StepPlan:
+    mode: ModeChoice
+    layout: Layout
+    config: Any  # the run config with the layout in place: what the trainer is built from
+
+    def lines(self) -> list[str]:
+        return [self.mode.describe(), self.layout.describe()]
+
+
+def plan_step(cfg: Any, model_config: dict[str, Any] | None, capacity_bytes: float | None, *,
+              on_gpu: bool = True, world_size: int = 1) -> StepPlan:
+    from grpo_studio.engine.vram import estimate_for_config
+
+    def peak(mode: str, config: Any) -> float | None:
+        if model_config is None:
+            return None
+        try:
+            return estimate_for_config(model_config, config, generation_mode=mode, world_size=world_size).total
+        except (KeyError, TypeError, ValueError):
+            return None  # a config.json without the usual decoder fields: no estimate
+
+    g = cfg.grpo
+    as_set = Layout(g.per_device_train_batch_size, g.gradient_accumulation_steps,
+                    cfg.lora.gradient_checkpointing == "on" or (cfg.lora.gradient_checkpointing == "auto" and on_gpu))
+    frugal = as_set.apply(cfg)
+    mode = choose_mode(cfg, model_config, lambda m: peak(m, frugal), capacity_bytes, on_gpu=on_gpu)
+    layout = choose_layout(cfg, lambda config: peak(mode.mode, config), capacity_bytes, on_gpu=on_gpu)
+    return StepPlan(mode, layout, layout.apply(cfg))

@@ -1,0 +1,126 @@
+"""Choosing the generation mode: the fastest that applies and fits, down to TRL's generate."""
+
+from __future__ import annotations
+
+import pytest
+
+from grpo_studio.config import RunConfig, loads_run
+from grpo_studio.engine.bench import ARCHS
+from grpo_studio.engine.generation_mode import GIB, choose_mode, sliding_window_in_use
+from grpo_studio.engine.vram import estimate_for_config
+
+QWEN_7B = {**ARCHS["qwen2.5-7b"], "model_type": "qwen2", "head_dim": 128}
+QWEN_15B = {**ARCHS["qwen2.5-1.5b"], "model_type": "qwen2"}
+
+
+def seed_run(load_in: str = "4bit", setting: str = "auto") -> RunConfig:
+    """The seed's recipe: Qwen2.5-7B, LoRA r=16, 8 completions of up to 256 tokens after 128-token prompts."""
+    cfg = RunConfig()
+    cfg.quantization.load_in = load_in
+    cfg.lora.r = 16
+    cfg.grpo.fast_generation = setting
+    cfg.grpo.per_device_train_batch_size, cfg.grpo.num_generations = 8, 8
+    cfg.data.max_prompt_length, cfg.grpo.max_completion_length = 128, 256
+    return cfg
+
+
+def test_the_seed_run_on_a_16_gib_card_decodes_from_the_4bit_weights():
+    cfg = seed_run()
+    est = estimate_for_config(QWEN_7B, cfg, capacity_bytes=16 * GIB)
+    assert est.generation_mode == "quantized"
+    merged = estimate_for_config(QWEN_7B, cfg, generation_mode="merged")
+    assert merged.total > 16 * GIB > est.total  # the merged copy alone would not fit
+
+
+def test_a_16bit_base_takes_the_merged_copy_when_it_fits_and_trl_when_it_does_not():
+    cfg = seed_run(load_in="16bit")
+    roomy = estimate_for_config(QWEN_15B, cfg, capacity_bytes=80 * GIB)
+    assert roomy.generation_mode == "merged"
+    merged_peak = estimate_for_config(QWEN_15B, cfg, generation_mode="merged").total
+    trl_peak = estimate_for_config(QWEN_15B, cfg, generation_mode="trl").total
+    tight = (trl_peak + merged_peak) / 2 / 0.9  # room for TRL's generate, not for the copy
+    est = estimate_for_config(QWEN_15B, cfg, capacity_bytes=tight)
+    assert est.generation_mode == "trl"
+    assert "merged: needs" in est.mode_reason
+
+
+def test_requests_off_cpu_and_unsupported_models_say_why():
+    cfg = seed_run(setting="off")
+    assert choose_mode(cfg, QWEN_7B, lambda m: 1.0, 80 * GIB).reason == 'grpo.fast_generation = "off"'
+    auto = seed_run()
+    assert choose_mode(auto, QWEN_7B, lambda m: 1.0, None, on_gpu=False).mode == "trl"
+    gpt2 = {"model_type": "gpt2"}
+    choice = choose_mode(auto, gpt2, lambda m: 1.0, 80 * GIB)
+    assert choice.mode == "trl" and "model type 'gpt2'" in choice.reason
+    # A mode asked for explicitly is used on the CPU too (the tests' tiny models), without a memory check.
+    asked = seed_run(load_in="16bit", setting="merged")
+    assert choose_mode(asked, QWEN_15B, lambda m: 1.0, None, on_gpu=False).mode == "merged"
+    # quantized needs a 4-bit base; the request falls back with the reason.
+    choice = choose_mode(seed_run(load_in="16bit", setting="quantized"), QWEN_15B, lambda m: 1.0, 80 * GIB)
+    assert choice.mode == "trl" and "needs a 4-bit base" in choice.reason
+
+
+def test_a_mode_that_failed_is_not_chosen_again():
+    cfg = seed_run()
+    choice = choose_mode(cfg, QWEN_7B, lambda m: 1.0, 80 * GIB, exclude={"quantized"})
+    assert choice.mode == "merged" and "failed earlier" in choice.reason
+
+
+@pytest.mark.parametrize("config, expected", [
+    ({"sliding_window": 4096, "max_position_embeddings": 32768}, True),  # Mistral-7B-v0.1
+    ({"sliding_window": None, "max_position_embeddings": 32768}, False),  # Mistral v0.3
+    ({"use_sliding_window": False, "sliding_window": 4096, "max_position_embeddings": 32768}, False),  # Qwen2
+    ({"use_sliding_window": True, "sliding_window": 4096, "max_position_embeddings": 32768}, True),
+    ({"sliding_window": 32768, "max_position_embeddings": 32768}, False),  # a window as long as the context
+])
+def test_sliding_window_in_use(config, expected):
+    assert sliding_window_in_use(config) is expected
+
+
+def test_old_run_files_saying_on_mean_the_merged_copy():
+    run = loads_run('[grpo]\nfast_generation = "on"\n')
+    assert run.config.grpo.fast_generation == "merged"
+
+
+# ---- the training layout ---------------------------------------------------------------------
+
+from grpo_studio.engine.step_plan import plan_step  # noqa: E402
+from grpo_studio.engine.training_layout import candidates, choose_layout  # noqa: E402
+
+
+def layout_run(load_in: str = "16bit", loss: str = "dapo") -> RunConfig:
+    cfg = seed_run(load_in=load_in)
+    cfg.grpo.gradient_accumulation_steps = 4
+    cfg.grpo.loss_type = loss
+    cfg.lora.gradient_checkpointing = "auto"
+    return cfg
+
+
+def test_layouts_are_ordered_by_launches_and_keep_the_generation_batch():
+    cfg = layout_run()
+    options = candidates(cfg, on_gpu=True)
+    assert options[0] == (32, 1, False) and options[-1] == (8, 4, True)
+    assert all(micro * accum == 32 for micro, accum, _ in options)
+    # A loss normalized per micro-batch (bnpo) keeps the micro-batch as set; so does the CPU.
+    assert {o[:2] for o in candidates(layout_run(loss="bnpo"), on_gpu=True)} == {(8, 4)}
+    assert candidates(cfg, on_gpu=False) == [(8, 4, False)]
+
+
+def test_a_roomy_card_gets_the_fastest_layout_and_a_small_one_a_frugal_one():
+    roomy = plan_step(layout_run(), QWEN_15B, 139 * GIB)
+    assert (roomy.layout.micro_batch, roomy.layout.checkpointing) == (32, False)
+    assert roomy.config.grpo.per_device_train_batch_size == 32 and roomy.config.lora.gradient_checkpointing == "off"
+    seed = plan_step(layout_run(load_in="4bit"), QWEN_7B, 16 * GIB)
+    assert seed.mode.mode == "quantized"
+    assert seed.layout.checkpointing  # 7B activations without recomputation do not fit 16 GiB
+    est = estimate_for_config(QWEN_7B, seed.config, generation_mode="quantized")
+    assert est.total <= 0.9 * 16 * GIB
+    unknown = plan_step(layout_run(), QWEN_15B, None)
+    assert (unknown.layout.micro_batch, unknown.layout.checkpointing) == (8, True)
+
+
+def test_an_explicit_checkpointing_setting_is_kept():
+    cfg = layout_run()
+    cfg.lora.gradient_checkpointing = "on"
+    layout = choose_layout(cfg, lambda c: 1.0, 139 * GIB)
+    assert layout.checkpointing and layout.micro_batch == 32
