@@ -39,14 +39,19 @@ def model_card(run_dir: str | Path, kind: Kind, *, adapter: str | Path | None = 
     base = cfg.model.name
     hub_base = _is_hub_id(run)
     title = f"{cfg.run.name}: {Path(base).name if not hub_base else base} + GRPO"
-    what = {"adapter": "a LoRA adapter (PEFT format) for", "merged": "the full model, the LoRA adapter merged into",
-            "gguf": f"a GGUF file ({gguf_file or 'model.gguf'}) for llama.cpp, Ollama and LM Studio, made from"}[kind]
+    what = {"adapter": "a LoRA adapter (PEFT format) for", "merged": "the full model: the LoRA adapter merged into",
+            "gguf": f"a GGUF file ({gguf_file or 'model.gguf'}) for llama.cpp, Ollama and LM Studio: the LoRA "
+                    "adapter merged into"}[kind]
+    trained = "The adapter was" if cfg.lora.enabled else "It was"
+    if not cfg.lora.enabled:  # every weight trained: no adapter, the folder holds the whole model
+        what = "a full fine-tune of" if kind != "gguf" else (
+            f"a GGUF file ({gguf_file or 'model.gguf'}) for llama.cpp, Ollama and LM Studio: a full fine-tune of")
     parts = [
         _front_matter(run, kind, hub_base),
         f"# {title}\n",
-        f"This is {what} `{base}`, trained with GRPO (Group Relative Policy Optimization: TRL's `GRPOTrainer`) "
-        f"with GRPO Studio for {progress['summary']}.\n",
-        _held_out_section(folder, label),
+        f"This is {what} `{base}`. {trained} trained with GRPO (Group Relative Policy Optimization: TRL's "
+        f"`GRPOTrainer`) in GRPO Studio for {progress['summary']}.\n",
+        _held_out_section(folder, label, kind),
         _training_section(run, progress),
         _usage_section(run, kind, gguf_file, repo_id),
         _run_file_section(folder),
@@ -74,7 +79,7 @@ def _front_matter(run: LoadedRun, kind: Kind, hub_base: bool) -> str:
     return "\n".join(lines)
 
 
-def _held_out_section(folder: RunFolder, label: str | None) -> str:
+def _held_out_section(folder: RunFolder, label: str | None, kind: Kind) -> str:
     from grpo_studio.engine.eval_compare import latest_eval
 
     result = latest_eval(folder.path, label) if label else None
@@ -90,8 +95,8 @@ def _held_out_section(folder: RunFolder, label: str | None) -> str:
     return "\n".join([
         "## Held-out result\n",
         f"Greedy decoding on {t.n} held-out prompts{' (the first ' + str(result.limit) + ')' if result.limit else ''}, "
-        f"measured {when}. Correct means `{result.correctness}`; well formatted means "
-        f"`{result.format_rule or 'not measured'}`.\n",
+        f"measured {when}" + (" on the adapter in PyTorch, before the conversion to GGUF" if kind == "gguf" else "")
+        + f". Correct means `{result.correctness}`; well formatted means `{result.format_rule or 'not measured'}`.\n",
         "| | base model | this model |",
         "|---|---|---|",
         f"| accuracy | {pct(b.accuracy)} ({b.correct}/{b.n}) | {pct(t.accuracy)} ({t.correct}/{t.n}) |",

@@ -20,7 +20,7 @@ def test_adapter_and_merged_cards(run_file, tmp_path):
     assert "More Information Needed" not in card  # PEFT's empty template is gone
     assert card_metadata(card) == {"library_name": "peft", "pipeline_tag": "text-generation"}
     assert "- grpo\n" in card and "- lora\n" in card
-    assert f"This is a LoRA adapter (PEFT format) for `{tiny_model_path(run_dir)}`" in card
+    assert f"This is a LoRA adapter (PEFT format) for `{tiny_model_path(run_dir)}`. The adapter was trained" in card
     assert "- **LoRA**: rank 4, alpha 8, dropout 0, on all-linear" in card
     assert "- **Rewards** (weighted sum): every function ending in `_reward` in rewards.py" in card
     assert "8 completions x 1 accumulation steps, learning rate 0.001" in card and "4 completions per prompt" in card
