@@ -90,7 +90,8 @@ def main() -> int:
           f"detokenized text equal: {same_text}/{n} ({time.time() - started:.1f}s)")
     if n:
         first = llama_cpp_greedy(llm, prompt_token_ids(prompts[0], tokenizer), args.new_tokens, eos)
-        print(f"  e.g. {prompts[0]!r} -> {llm.detokenize([t for t in first if t not in eos]).decode()!r}")
+        shown = llm.detokenize([t for t in first if t not in eos]).decode("utf-8", errors="replace")
+        print(f"  e.g. {prompts[0]!r} -> {shown!r}")
     return 0 if same_ids == same_tokens == same_text == n else 1
 
 
