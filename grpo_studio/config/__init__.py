@@ -18,6 +18,8 @@ from grpo_studio.config.metadata import (
     all_field_specs,
     field_specs,
     get_value,
+    local_path_settings,
+    memory_settings,
     set_value,
 )
 from grpo_studio.config.run_file import (
@@ -34,6 +36,7 @@ from grpo_studio.config.settings import (
     DATA_FILE_FORMATS,
     MANAGED_TRAINER_FIELDS,
     OPTIMIZER_NAMES,
+    STUDIO_TRAINER_FIELDS,
     AlarmSettings,
     ConfigError,
     ConfigProblem,
@@ -55,6 +58,7 @@ __all__ = [
     "DATA_FILE_FORMATS", "MANAGED_TRAINER_FIELDS", "OPTIMIZER_NAMES", "SECTIONS", "AlarmSettings", "ConfigError",
     "ConfigProblem", "DataSettings", "EvalSettings", "FieldSpec", "GrpoSettings", "LoadedRun", "LoraSettings",
     "ModelSettings", "QuantizationSettings", "RewardFunction", "RewardSettings", "RunConfig", "RunSettings",
-    "Section", "all_field_specs", "apply_overrides", "config_from_dict", "dumps_run", "field_specs", "get_value",
-    "load_run", "loads_run", "parse_override", "save_run", "set_value", "setting",
+    "STUDIO_TRAINER_FIELDS", "Section", "all_field_specs", "apply_overrides", "config_from_dict", "dumps_run",
+    "field_specs", "get_value", "load_run", "loads_run", "local_path_settings", "memory_settings", "parse_override",
+    "save_run", "set_value", "setting",
 ]

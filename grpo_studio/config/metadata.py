@@ -1,5 +1,6 @@
-"""What forms, tooltips and `grpo-studio settings` need to know about each setting, read from the
-settings tree itself, and path-based access to values (`grpo.learning_rate`)."""
+"""What forms, tooltips, `grpo-studio settings`, the trainer mapping and the VRAM estimate need to
+know about each setting, read from the settings tree itself (`settings.setting` holds the facts), and
+path-based access to values (`grpo.learning_rate`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ class FieldSpec:
     exclusive_minimum: bool = False
     exclusive_maximum: bool = False
     choices: tuple[Any, ...] = ()
+    title: str = ""  # what the window calls it; see `label`
+    path_kind: str | None = None  # "hub_or_local" | "file" | "folder": a path relative to the run file
+    trainer_fields: tuple[str, ...] = ()  # the GRPOConfig field it sets (then aliases)
+    affects_memory: bool = False  # it changes the estimated peak GPU memory
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name.replace("_", " ").capitalize()
 
 
 def _kind(annotation: Any) -> tuple[str, tuple[Any, ...]]:
@@ -71,6 +80,10 @@ def field_specs(section: type[Section], prefix: str) -> list[FieldSpec]:
                 help=info.description or "",
                 advanced=bool(extra.get("advanced", False)),
                 choices=choices,
+                title=str(extra.get("title", "")),
+                path_kind=extra.get("path_kind"),
+                trainer_fields=tuple(extra.get("trainer_field", ())),
+                affects_memory=bool(extra.get("memory", False)),
                 **spec,
             )
         )
@@ -84,6 +97,17 @@ SECTIONS: dict[str, type[Section]] = {
 
 def all_field_specs() -> list[FieldSpec]:
     return [spec for name, cls in SECTIONS.items() for spec in field_specs(cls, name)]
+
+
+def local_path_settings() -> list[str]:
+    """Settings that name a hub id, or a local file or folder relative to the run file when one exists
+    there (snapshots make them absolute, Save As rebases them, a run folder freezes them)."""
+    return [s.path for s in all_field_specs() if s.path_kind == "hub_or_local"]
+
+
+def memory_settings() -> set[str]:
+    """Settings that change the estimated peak GPU memory (the window recomputes it after their edits)."""
+    return {s.path for s in all_field_specs() if s.affects_memory}
 
 
 def get_value(config: RunConfig, path: str) -> Any:

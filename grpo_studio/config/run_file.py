@@ -1,5 +1,6 @@
 """Run files on disk: TOML in, validated settings out (and back), `--set section.key=value`
-overrides, and errors that name every bad field."""
+overrides, and errors that name every bad field. Files carry their format version, and older ones
+are migrated as they are read (versions.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import tomli_w
 from pydantic import ValidationError
 
+from grpo_studio.config import versions
 from grpo_studio.config.settings import ConfigError, ConfigProblem, RunConfig
 
 
@@ -28,6 +30,22 @@ class LoadedRun:
         return p if p.is_absolute() else (self.base_dir / p)
 
 
+def unknown_setting(path: str) -> str:
+    """Why `path` is refused, with the nearest real name and where every setting is listed."""
+    import difflib
+
+    section, _, key = path.partition(".")
+    sections = {name: info.annotation for name, info in RunConfig.model_fields.items()}
+    if section not in sections or not key:
+        close = difflib.get_close_matches(section, list(sections), n=1)
+        guess = f"did you mean [{close[0]}]? " if close else ""
+        return f"unknown section ({guess}sections: {', '.join(sections)}; `grpo-studio settings` lists every setting)"
+    keys = list(sections[section].model_fields)  # type: ignore[union-attr]
+    close = difflib.get_close_matches(key, keys, n=1) if "." not in key and "[" not in key else []
+    guess = f"did you mean {section}.{close[0]}? " if close else ""
+    return f"unknown setting ({guess}`grpo-studio settings {section}` lists them)"
+
+
 def _format_pydantic_error(err: dict[str, Any]) -> ConfigProblem:
     loc = err["loc"]
     path = ""
@@ -42,7 +60,7 @@ def _format_pydantic_error(err: dict[str, Any]) -> ConfigProblem:
     ctx = err.get("ctx") or {}
     value = err.get("input")
     if kind == "extra_forbidden":
-        return ConfigProblem(path, "unknown setting (check the spelling; see `grpo-studio validate --help`)")
+        return ConfigProblem(path, unknown_setting(path))
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
         bound = next(iter(ctx.values()))
@@ -117,7 +135,7 @@ def load_run(path: str | Path, overrides: list[str] | None = None) -> LoadedRun:
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts "(at line N, column M)" in the message; keep it for the user.
         raise ConfigError([ConfigProblem(str(path), f"not valid TOML: {exc}")], source=str(path)) from None
-    data = apply_overrides(data, overrides or [])
+    data = apply_overrides(versions.upgrade(data, str(path)), overrides or [])
     try:
         config = config_from_dict(data)
     except ConfigError as exc:
@@ -131,16 +149,16 @@ def loads_run(text: str, base_dir: str | Path = ".", overrides: list[str] | None
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigProblem("run file", f"not valid TOML: {exc}")]) from None
-    config = config_from_dict(apply_overrides(data, overrides or []))
+    config = config_from_dict(apply_overrides(versions.upgrade(data), overrides or []))
     return LoadedRun(config=config, path=None, base_dir=Path(base_dir).resolve())
 
 
 def dumps_run(config: RunConfig) -> str:
-    """The whole tree as TOML, every setting written out so the file documents itself."""
+    """The whole tree as TOML, every setting written out so the file documents itself, under its version."""
     data = config.model_dump(mode="json")
     # A reward entry is either a function or a model: leave the unused key out.
     data["rewards"]["functions"] = [{k: v for k, v in f.items() if v != ""} for f in data["rewards"]["functions"]]
-    return tomli_w.dumps(data)
+    return tomli_w.dumps(versions.stamp(data))
 
 
 def save_run(config: RunConfig, path: str | Path) -> None:

@@ -67,6 +67,15 @@ class Samples(_Event):
     samples: list[Sample]
 
 
+class SamplesStored(_Event):
+    """A step's sampled completions are in the run store (what the window's event stream carries
+    instead of the completions themselves)."""
+
+    kind: Literal["samples_stored"] = "samples_stored"
+    step: int
+    count: int
+
+
 class Checkpoint(_Event):
     kind: Literal["checkpoint"] = "checkpoint"
     step: int
@@ -108,7 +117,8 @@ class Failed(_Event):
 
 
 Event = Annotated[
-    Union[Opened, Started, Metrics, Samples, Checkpoint, Alarm, Log, Finished, Failed], Field(discriminator="kind")
+    Union[Opened, Started, Metrics, Samples, SamplesStored, Checkpoint, Alarm, Log, Finished, Failed],
+    Field(discriminator="kind"),
 ]
 _adapter: TypeAdapter[Any] = TypeAdapter(Event)
 
@@ -173,6 +183,7 @@ __all__ = [
     "Opened",
     "Sample",
     "Samples",
+    "SamplesStored",
     "Started",
     "decode_event",
     "encode_event",

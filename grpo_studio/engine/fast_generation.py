@@ -1,15 +1,21 @@
-"""Fast sampling of GRPO completions: a merged copy of the policy, a static KV cache, CUDA graphs.
+"""Fast sampling of GRPO completions: the policy's own weights, a static KV cache, CUDA graphs.
 
 Why: inside TRL's GRPOTrainer, `model.generate` on a PEFT model spends most of every step
 launching small kernels from Python (LoRA doubles the matmuls of every projection); measured on
 an H100, generation ran at 1-3% of the memory-bandwidth bound and took 85-95% of each step.
 
 How:
-- The generator keeps its own bf16 copy of the projection weights with the LoRA update merged in
-  (W + scale * B @ A; a 4-bit base is dequantized first), with q/k/v and gate/up fused into one
-  matmul each. Embeddings, norms and other untouched weights are shared with the trained model,
-  so the extra memory is at most one bf16 copy of the weights. `sync()` re-merges in place after
-  every optimizer step: the policy that samples is the policy being trained.
+- Projection weights in one of two modes (fast_weights.py), q/k/v and gate/up fused:
+  "merged" (default): a 16-bit copy of the projections with the LoRA update merged in (a
+  quantized base is dequantized first): one dense matmul per group, at most one 16-bit copy of
+  the weights in extra memory.
+  "quantized" (4-bit or 8-bit bitsandbytes base): no copy; each decode step reads the packed
+  weights through a fused dequantize-matmul kernel (quant_matmul.py) and applies LoRA as its
+  low-rank product, so it reads about a quarter of the bytes of a bf16 copy; extra memory is the
+  stacked LoRA factors (117 MiB at 7B with r=16 everywhere) and, during a prefill, one
+  dequantized weight.
+  Embeddings, norms and the LM head are shared with the trained model. `sync()` refreshes the
+  copies in place after every optimizer step: the policy that samples is the policy being trained.
 - Prompts are prefilled once into a preallocated KV cache; every decode step then has the same
   shapes, so on CUDA one step (forward, sampling, bookkeeping) is captured as a CUDA graph and
   replayed, which removes the per-kernel launch cost. On the CPU the same code runs eagerly.
@@ -17,23 +23,25 @@ How:
   followed by its completion, so log-probs match the training forward (RoPE is shift-invariant).
 
 Supported: decoder-only models of the Llama family (llama, qwen2, qwen3, mistral without a
-sliding window); 16-bit or bitsandbytes 4-bit base weights; LoRA adapters or full fine-tuning.
-Anything else raises `Unsupported` and the trainer falls back to TRL's own generation.
+sliding window); 16-bit, bitsandbytes 4-bit or 8-bit base weights; LoRA adapters or full
+fine-tuning. Anything else raises `Unsupported` and the trainer falls back to TRL's generation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+from grpo_studio.engine.fast_weights import (Unsupported, base_linear, causal_lm, is_quantized, layer_groups,
+                                             module_weight, planned_projection_bytes, projection)
+
 SUPPORTED_MODEL_TYPES = {"llama", "qwen2", "qwen3", "mistral"}
+WEIGHT_MODES = ("merged", "quantized")
 
-
-class Unsupported(Exception):
-    """This model or setting can't use the fast path (the reason says why)."""
+__all__ = ["FastGenerator", "Generation", "SamplingSettings", "Unsupported", "WEIGHT_MODES"]
 
 
 @dataclass
@@ -54,177 +62,110 @@ class Generation:
     logprobs: list[list[float]]  # log p(token) under the sampling temperature, before top-k/top-p
 
 
-# ---- reading weights out of a (PEFT, bitsandbytes) model -------------------------------------
-
-
-def causal_lm(model: Any) -> Any:
-    """The transformers CausalLM inside DDP / PeftModel wrappers."""
-    while hasattr(model, "module") and not hasattr(model, "config"):
-        model = model.module  # DistributedDataParallel
-    base = getattr(model, "base_model", None)
-    if base is not None and hasattr(base, "model") and hasattr(model, "peft_config"):
-        model = base.model  # PeftModel -> LoraModel -> CausalLM (with LoRA layers inside)
-    return model
-
-
-def _dense(weight: Any, dtype: torch.dtype) -> torch.Tensor:
-    """A plain tensor for a (possibly bitsandbytes-quantized) weight."""
-    cls = type(weight).__name__
-    if cls == "Params4bit":
-        import bitsandbytes.functional as bnbf
-
-        return bnbf.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
-    if cls == "Int8Params":
-        raise Unsupported("8-bit base weights (use 16-bit or 4-bit for the fast path)")
-    return weight.data
-
-
-def _lora_deltas(module: Any) -> list[torch.Tensor]:
-    """The active LoRA updates (scale * B @ A) of a PEFT layer, not yet merged into its base."""
-    if getattr(module, "base_layer", None) is None or getattr(module, "disable_adapters", False) \
-            or getattr(module, "merged", False):
-        return []
-    magnitude = getattr(module, "lora_magnitude_vector", None) or {}
-    if any(name in magnitude for name in module.active_adapters):
-        raise Unsupported("DoRA adapters")
-    return [module.get_delta_weight(name) for name in module.active_adapters if name in module.lora_A]
-
-
-def base_linear(module: Any) -> Any:
-    return getattr(module, "base_layer", None) or module
-
-
-def write_projection(module: Any, dest: torch.Tensor) -> None:
-    """dest <- the layer's weight as the policy computes it now: base + merged LoRA updates."""
-    dest.copy_(_dense(base_linear(module).weight, dest.dtype))
-    for delta in _lora_deltas(module):
-        dest.add_(delta.to(dest.dtype))
-
-
-def is_shared(module: Any, dtype: torch.dtype) -> bool:
-    """A plain 16-bit layer without adapters: the generator can use its weight as it is."""
-    weight = base_linear(module).weight
-    return not _lora_deltas(module) and type(weight).__name__ not in ("Params4bit", "Int8Params") \
-        and weight.dtype == dtype
-
-
-def _module_weight(module: Any) -> torch.Tensor:
-    """Embeddings and norms: PEFT's modules_to_save copies win over the frozen originals."""
-    saved = getattr(module, "modules_to_save", None)
-    if saved is not None:
-        active = module.active_adapter
-        module = saved[active if isinstance(active, str) else active[0]]
-    return module.weight
-
-
-# ---- the generator ------------------------------------------------------------------------------
+def check_supported(model: Any, weights: str = "merged") -> Any:
+    """The text config of a model the fast path can serve in this weights mode (else Unsupported)."""
+    if weights not in WEIGHT_MODES:
+        raise ValueError(f"weights={weights!r}: one of {WEIGHT_MODES}")
+    config = causal_lm(model).config.get_text_config()
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise Unsupported(f"model type {config.model_type!r} (supported: {sorted(SUPPORTED_MODEL_TYPES)})")
+    # Qwen2/Qwen3 switch the window on with `use_sliding_window`; Mistral has no switch: a set
+    # `sliding_window` slides. A window as long as the model's context never does.
+    window = getattr(config, "sliding_window", None)
+    sliding = bool(window) and getattr(config, "use_sliding_window", True) \
+        and window < getattr(config, "max_position_embeddings", window + 1)
+    if sliding or "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+        raise Unsupported(f"sliding-window attention (window {window})")
+    if weights == "quantized" and not any(is_quantized(m) for layer in causal_lm(model).model.layers
+                                          for group in layer_groups(layer).values() for m in group):
+        raise Unsupported("weights='quantized' needs a 4-bit or 8-bit (bitsandbytes) base")
+    return config
 
 
 class _Layer:
-    """One decoder layer's weights as the generator uses them: q/k/v and gate/up fused, LoRA merged."""
+    """One decoder layer as the generator uses it: norms, and four projection groups."""
 
-    def __init__(self, layer: Any, dtype: torch.dtype):
-        attn, mlp = layer.self_attn, layer.mlp
+    def __init__(self, layer: Any, dtype: torch.dtype, weights: str):
+        attn = layer.self_attn
         self.input_norm = _norm(layer.input_layernorm)
         self.post_norm = _norm(layer.post_attention_layernorm)
         self.q_norm = _norm(attn.q_norm) if hasattr(attn, "q_norm") else None  # Qwen3
         self.k_norm = _norm(attn.k_norm) if hasattr(attn, "k_norm") else None
-        self.act = mlp.act_fn
-        self.qkv = [attn.q_proj, attn.k_proj, attn.v_proj]
-        self.gate_up = [mlp.gate_proj, mlp.up_proj]
-        self.o_proj, self.down_proj = attn.o_proj, mlp.down_proj
-        if any(base_linear(m).bias is not None for m in self.gate_up):
-            raise Unsupported("biases on gate/up projections")
-        device = base_linear(attn.o_proj).weight.device
-        sizes = [base_linear(m).out_features for m in self.qkv]
-        self.q_size, self.kv_size = sizes[0], sizes[1]
-        self.inter = base_linear(mlp.gate_proj).out_features
-        hidden = base_linear(attn.q_proj).in_features
+        self.act = layer.mlp.act_fn
+        groups = layer_groups(layer)
+        self.qkv, self.gate_up, self.o, self.down = (projection(groups[g], dtype, weights)
+                                                     for g in ("qkv", "gate_up", "o", "down"))
+        self.q_size, self.kv_size = (base_linear(m).out_features for m in groups["qkv"][:2])
+        self.inter = base_linear(groups["gate_up"][0]).out_features
 
-        def empty(rows: int, cols: int) -> torch.Tensor:
-            return torch.empty(rows, cols, dtype=dtype, device=device)
-
-        self.qkv_w = empty(sum(sizes), hidden)
-        self.gu_w = empty(2 * self.inter, hidden)
-        self.o_w = empty(base_linear(attn.o_proj).out_features, base_linear(attn.o_proj).in_features)
-        self.down_w = empty(hidden, self.inter)
-        biases = [base_linear(m).bias for m in self.qkv]
-        self.qkv_b = torch.cat([b.data for b in biases]).to(dtype) if biases[0] is not None else None
-        self.o_b = None if base_linear(attn.o_proj).bias is None else base_linear(attn.o_proj).bias.data.to(dtype)
-        db = base_linear(mlp.down_proj).bias
-        self.down_b = None if db is None else db.data.to(dtype)
-
-    def merge(self) -> None:
-        """Refresh the merged weights in place: CUDA graphs captured earlier keep pointing at them."""
-        offset = 0
-        for module in self.qkv:
-            rows = base_linear(module).out_features
-            write_projection(module, self.qkv_w[offset:offset + rows])
-            offset += rows
-        write_projection(self.gate_up[0], self.gu_w[:self.inter])
-        write_projection(self.gate_up[1], self.gu_w[self.inter:])
-        write_projection(self.o_proj, self.o_w)
-        write_projection(self.down_proj, self.down_w)
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.qkv_w, self.gu_w, self.o_w, self.down_w))
+    @property
+    def projections(self) -> tuple[Any, ...]:
+        return self.qkv, self.gate_up, self.o, self.down
 
 
 class FastGenerator:
-    """Samples completions for batches of tokenized prompts from the current policy."""
+    """Samples completions for batches of tokenized prompts from the current policy.
 
-    def __init__(self, model: Any, sampling: SamplingSettings, *, use_cuda_graphs: bool = True):
+    weights="merged" keeps a 16-bit copy of the projections with LoRA merged; "quantized" reads a
+    4-bit/8-bit bitsandbytes base in place (see the module doc). `on_graph_failure(reason)` is
+    called when a CUDA graph can't be captured (decoding then continues without graphs)."""
+
+    def __init__(self, model: Any, sampling: SamplingSettings, *, use_cuda_graphs: bool = True,
+                 weights: str = "merged", on_graph_failure: Callable[[str], None] | None = None):
+        config = check_supported(model, weights)
         self.model = causal_lm(model)
-        config = self.model.config.get_text_config()
-        if config.model_type not in SUPPORTED_MODEL_TYPES:
-            raise Unsupported(f"model type {config.model_type!r} (supported: {sorted(SUPPORTED_MODEL_TYPES)})")
-        if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
-            raise Unsupported("sliding-window attention")
-        if any(type(p).__name__ == "Int8Params" for p in self.model.parameters()):
-            raise Unsupported("8-bit base weights (use 16-bit or 4-bit for the fast path)")
+        self.weights = weights
         inner = self.model.model
-        self.embed = _module_weight(inner.embed_tokens)
+        self.embed = module_weight(inner.embed_tokens)
         self.norm = _norm(inner.norm)
         self.rotary = inner.rotary_emb
-        self.lm_head = self.model.lm_head
         self.device = self.embed.device
         self.dtype = self.embed.dtype  # the model's own compute dtype: sample with the numbers it trains with
-        self.layers = [_Layer(layer, self.dtype) for layer in inner.layers]
-        if is_shared(self.lm_head, self.dtype):
-            self.head_w = base_linear(self.lm_head).weight  # e.g. tied to the embeddings: no copy
-        else:
-            lm = base_linear(self.lm_head)
-            self.head_w = torch.empty(lm.out_features, lm.in_features, dtype=self.dtype, device=self.device)
-        head_b = base_linear(self.lm_head).bias
-        self.head_b = None if head_b is None else head_b.data.to(self.dtype)
+        self.layers = [_Layer(layer, self.dtype, weights) for layer in inner.layers]
+        self.head = projection([self.model.lm_head], self.dtype, "merged")  # shared unless adapted
         self.n_heads = config.num_attention_heads
         self.n_kv = getattr(config, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
         self.scale = self.head_dim ** -0.5
         self.sampling = sampling
         self.use_cuda_graphs = use_cuda_graphs and self.device.type == "cuda"
+        self.on_graph_failure = on_graph_failure
         self._graph: Any = None
         self._rope: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.graph_failures: list[str] = []
         self.synced_version = -1
+        self._weights_released = False
         self.sync()
+
+    @classmethod
+    def planned_extra_bytes(cls, model: Any, weights: str = "merged") -> int:
+        """What `extra_bytes()` of a generator for this model would be, without building it."""
+        check_supported(model, weights)
+        lm = causal_lm(model)
+        dtype = module_weight(lm.model.embed_tokens).dtype
+        total = planned_projection_bytes([lm.lm_head], dtype, "merged")
+        for layer in lm.model.layers:
+            total += sum(planned_projection_bytes(group, dtype, weights) for group in layer_groups(layer).values())
+        return total
 
     # -- weights -----------------------------------------------------------------------------
     @torch.no_grad()
     def sync(self, version: int = 0) -> None:
-        """Re-merge the LoRA update into the generator's weights (after an optimizer step)."""
+        """Refresh the generator's weight copies from the live parameters (after an optimizer step)."""
         for layer in self.layers:
-            layer.merge()
-        if not is_shared(self.lm_head, self.dtype):
-            write_projection(self.lm_head, self.head_w)
+            for proj in layer.projections:
+                proj.refresh()
+        self.head.refresh()
         self.synced_version = version
+        self._weights_released = False
 
     def extra_bytes(self) -> int:
-        """Memory the generator owns beyond the trained model (the merged weight copies)."""
-        total = sum(layer.nbytes() for layer in self.layers)
-        if not is_shared(self.lm_head, self.dtype):
-            total += self.head_w.numel() * self.head_w.element_size()
-        return total
+        """Memory the generator owns beyond the trained model (merged copies or LoRA stacks)."""
+        return self.head.nbytes() + sum(p.nbytes() for layer in self.layers for p in layer.projections)
+
+    def prefill_scratch_bytes(self) -> int:
+        """Transient memory of a prefill in quantized mode: the largest dequantized weight."""
+        return max(p.scratch_bytes() for layer in self.layers for p in layer.projections)
 
     # -- the forward pass --------------------------------------------------------------------
     def _prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -233,7 +174,7 @@ class FastGenerator:
         write = torch.arange(S, device=x.device)
         for i, layer in enumerate(self.layers):
             h = _rms(x, *layer.input_norm)
-            q, k, v = F.linear(h, layer.qkv_w, layer.qkv_b).split([layer.q_size, layer.kv_size, layer.kv_size], -1)
+            q, k, v = layer.qkv(h, prefill=True).split([layer.q_size, layer.kv_size, layer.kv_size], -1)
             q = q.view(B, S, self.n_heads, self.head_dim)
             k = k.view(B, S, self.n_kv, self.head_dim)
             if layer.q_norm is not None:
@@ -245,13 +186,13 @@ class FastGenerator:
             self.k_cache[i].index_copy_(2, write, k)
             self.v_cache[i].index_copy_(2, write, v)
             attn = _attention(q, k, v, mask, self.scale)
-            x = x + F.linear(attn.transpose(1, 2).reshape(B, S, -1), layer.o_w, layer.o_b)
-            x = x + self._mlp(layer, _rms(x, *layer.post_norm))
+            x = x + layer.o(attn.transpose(1, 2).reshape(B, S, -1), prefill=True)
+            x = x + self._mlp(layer, _rms(x, *layer.post_norm), prefill=True)
         return x
 
-    def _mlp(self, layer: _Layer, h: torch.Tensor) -> torch.Tensor:
-        gate, up = F.linear(h, layer.gu_w).split(layer.inter, dim=-1)
-        return F.linear(layer.act(gate) * up, layer.down_w, layer.down_b)
+    def _mlp(self, layer: _Layer, h: torch.Tensor, prefill: bool = False) -> torch.Tensor:
+        gate, up = layer.gate_up(h, prefill=prefill).split(layer.inter, dim=-1)
+        return layer.down(layer.act(gate) * up, prefill=prefill)
 
     def _decode_layers(self, x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor,
                        mask: torch.Tensor) -> torch.Tensor:
@@ -261,7 +202,7 @@ class FastGenerator:
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
         half = D // 2
         for i, layer in enumerate(self.layers):
-            qkv = F.linear(_rms(x, *layer.input_norm), layer.qkv_w, layer.qkv_b)  # (B, 1, (H + 2 KV) D)
+            qkv = layer.qkv(_rms(x, *layer.input_norm))  # (B, 1, (H + 2 KV) D)
             qk = qkv[..., :(H + KV) * D].view(B, 1, H + KV, D)
             if layer.q_norm is not None:
                 qk = torch.cat([_rms(qk[:, :, :H], *layer.q_norm), _rms(qk[:, :, H:], *layer.k_norm)], dim=2)
@@ -274,12 +215,12 @@ class FastGenerator:
             q = qk[:, 0, :H].view(B, KV, H // KV, D)
             attn = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=mask,
                                                   scale=self.scale)
-            x = x + F.linear(attn.reshape(B, 1, H * D), layer.o_w, layer.o_b)
+            x = x + layer.o(attn.reshape(B, 1, H * D))
             x = x + self._mlp(layer, _rms(x, *layer.post_norm))
         return x
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(_rms(x, *self.norm), self.head_w, self.head_b).float()
+        return self.head(_rms(x, *self.norm)).float()
 
     # -- sampling -----------------------------------------------------------------------------
     def _sample(self, logits: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -368,6 +309,9 @@ class FastGenerator:
         """A CUDA graph of one decode step, or None when capture fails (then steps run eagerly)."""
         state = (self.tok, self.cur, self.step, self.done, self.out_tokens, self.out_logps)
         saved = [t.clone() for t in state]
+        # The warm-up's random draws must not shift the sample: with the generator's state put back,
+        # replay i draws what eager step i would have (graph-safe RNG advances the same offsets).
+        rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         try:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
@@ -375,23 +319,41 @@ class FastGenerator:
                 for _ in range(2):  # warm-up: lazy inits and kernel selection happen outside the capture
                     self._decode_step()
             torch.cuda.current_stream().wait_stream(stream)
+            torch.cuda.set_rng_state(rng, self.device)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 self._decode_step()
         except Exception as exc:  # noqa: BLE001 - a model we can't capture still generates, eagerly
-            self.graph_failures.append(f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            self.graph_failures.append(reason)
             self.use_cuda_graphs = False
             graph = None
+            if rng is not None:
+                torch.cuda.set_rng_state(rng, self.device)
+            if self.on_graph_failure is not None:
+                self.on_graph_failure(reason)
         for t, s in zip(state, saved):
             t.copy_(s)  # undo the warm-up steps (their cache writes are overwritten before being read)
         return graph
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], max_prompt_length: int | None = None) -> Generation:
+        if self._weights_released:
+            self.sync(self.synced_version)
         try:
             return self._generate(prompt_ids, max_prompt_length)
         finally:
             self._release()
+            self._release_weights()
+
+    def _release_weights(self) -> None:
+        """Merged copies exist only while generating: the training half that follows needs the memory
+        (the VRAM estimate counts them in the generation phase alone). `sync` makes them again."""
+        for layer in self.layers:
+            for proj in layer.projections:
+                proj.release()
+        self.head.release()
+        self._weights_released = True
 
     def _generate(self, prompt_ids: list[list[int]], max_prompt_length: int | None) -> Generation:
         s = self.sampling

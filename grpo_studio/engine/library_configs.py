@@ -1,14 +1,27 @@
-"""The one place that knows the libraries' names: our run file onto GRPOConfig, LoraConfig and
-BitsAndBytesConfig. When TRL, PEFT or transformers rename something, only this module changes.
+"""Our run file onto the libraries' configs: GRPOConfig, LoraConfig and BitsAndBytesConfig.
+
+Which GRPOConfig field a setting sets is a fact of the setting (`trainer_field` in
+config/settings.py, which also makes `grpo.extra` refuse it); this module turns values into what TRL
+expects and adds the fields GRPO Studio fixes. When TRL, PEFT or transformers rename something, the
+setting's fact or this module changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from grpo_studio.config import OPTIMIZER_NAMES, ConfigProblem, QuantizationSettings, RunConfig
+from grpo_studio.config import (
+    OPTIMIZER_NAMES,
+    ConfigProblem,
+    QuantizationSettings,
+    RewardFunction,
+    RunConfig,
+    all_field_specs,
+    field_specs,
+    get_value,
+)
 
 
 def bnb_config(q: QuantizationSettings, placement: Any) -> Any:
@@ -71,64 +84,65 @@ def check_extra(cfg: RunConfig) -> list[ConfigProblem]:
     ]
 
 
-def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights: list[float]) -> Any:
-    """TRL's GRPOConfig for this run."""
-    from trl import GRPOConfig
+# How a setting's value becomes its GRPOConfig field's value, where it is not the value itself.
+_TO_TRAINER: dict[str, Callable[[Any, "_Context"], Any]] = {
+    "grpo.generation_batch_size": lambda v, ctx: v or None,  # 0 = one optimizer step's worth
+    "grpo.epsilon_high": lambda v, ctx: v or None,  # 0 = same as epsilon
+    "grpo.warmup_ratio": lambda v, ctx: v,  # into warmup_steps: transformers 5 reads a float below 1 as a ratio
+    "grpo.optimizer": lambda v, ctx: optimizer_name(v, ctx.on_gpu),
+    # "auto" is resolved before this (training_layout.py); left unresolved it means on.
+    "lora.gradient_checkpointing": lambda v, ctx: v != "off",
+    "run.output_dir": lambda v, ctx: str(ctx.output_dir),  # the run folder's checkpoints/
+    "run.save_total_limit": lambda v, ctx: v or None,  # 0 keeps all
+    "rewards.functions[].weight": lambda v, ctx: ctx.reward_weights,  # one per reward, files' functions too
+}
 
-    g = cfg.grpo
+
+@dataclasses.dataclass
+class _Context:
+    output_dir: Path
+    on_gpu: bool
+    reward_weights: list[float]
+
+
+def _studio_fields(placement: Any, ctx: _Context) -> dict[str, Any]:
+    """The GRPOConfig fields GRPO Studio fixes (config.STUDIO_TRAINER_FIELDS says why each)."""
     on_gpu = placement.device == "cuda"
-    kwargs: dict[str, Any] = dict(
-        output_dir=str(output_dir),
-        # batch and schedule
-        per_device_train_batch_size=g.per_device_train_batch_size,
-        gradient_accumulation_steps=g.gradient_accumulation_steps,
-        generation_batch_size=g.generation_batch_size or None,
-        learning_rate=g.learning_rate,
-        lr_scheduler_type=g.lr_scheduler_type,
-        warmup_steps=g.warmup_ratio,  # transformers 5 reads a float below 1 as a ratio
-        weight_decay=g.weight_decay,
-        max_grad_norm=g.max_grad_norm,
-        max_steps=g.max_steps,
-        optim=optimizer_name(g.optimizer, on_gpu),
-        seed=g.seed,
-        # GRPO
-        num_generations=g.num_generations,
-        max_completion_length=g.max_completion_length,
-        beta=g.beta,
-        epsilon=g.epsilon,
-        epsilon_high=g.epsilon_high or None,
-        loss_type=g.loss_type,
-        scale_rewards=g.scale_rewards,
-        temperature=g.temperature,
-        top_p=g.top_p,
-        top_k=g.top_k,
-        num_iterations=g.num_iterations,
-        mask_truncated_completions=g.mask_truncated_completions,
-        reward_weights=reward_weights,
-        # precision and memory
+    return dict(
+        run_name=ctx.output_dir.parent.name,  # trackers (run.report_to) name the run after its folder
+        project="grpo-studio",
         use_cpu=not on_gpu,
         bf16=on_gpu and placement.dtype == "bfloat16",
         fp16=on_gpu and placement.dtype == "float16",
-        # "auto" is resolved before this (training_layout.py); left unresolved it means on.
-        gradient_checkpointing=cfg.lora.gradient_checkpointing != "off",
         gradient_checkpointing_kwargs={"use_reentrant": False},
-        trust_remote_code=cfg.model.trust_remote_code,
         # logging and checkpoints: the run store and our events do the reporting
-        logging_steps=cfg.run.logging_steps,
         logging_nan_inf_filter=False,  # a NaN loss must reach the health alarms, not be hidden from the log
         save_strategy="steps",
-        save_steps=cfg.run.save_steps,
-        save_total_limit=cfg.run.save_total_limit or None,
-        # trackers (run.report_to) get every metric the window shows, under transformers' "train/" prefix
-        report_to=list(cfg.run.report_to),
-        run_name=output_dir.parent.name,  # the run folder's name
-        project="grpo-studio",
         disable_tqdm=True,
         log_completions=False,
         remove_unused_columns=False,
         dataloader_num_workers=0,
     )
-    kwargs.update(g.extra)
+
+
+def trainer_kwargs(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights: list[float]) -> dict[str, Any]:
+    """Every GRPOConfig field GRPO Studio sets: each setting's `trainer_field`, then the fixed ones."""
+    ctx = _Context(Path(output_dir), placement.device == "cuda", list(reward_weights))
+    kwargs: dict[str, Any] = {}
+    for spec in [*all_field_specs(), *field_specs(RewardFunction, "rewards.functions[]")]:
+        if spec.trainer_fields:
+            value = get_value(cfg, spec.path) if "[]" not in spec.path else None
+            kwargs[spec.trainer_fields[0]] = _TO_TRAINER.get(spec.path, lambda v, c: v)(value, ctx)
+    kwargs.update(_studio_fields(placement, ctx))
+    return kwargs
+
+
+def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights: list[float]) -> Any:
+    """TRL's GRPOConfig for this run: what the studio sets, then grpo.extra (which may not touch those)."""
+    from trl import GRPOConfig
+
+    kwargs = trainer_kwargs(cfg, output_dir, placement, reward_weights)
+    kwargs.update(cfg.grpo.extra)
     return GRPOConfig(**kwargs)
 
 

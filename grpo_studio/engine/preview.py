@@ -60,6 +60,12 @@ def _cached_raw(source: Any) -> Any:
     return raw
 
 
+def forget_cached_dataset() -> None:
+    """Read the dataset again next time (the file changed on disk: the window's Reload)."""
+    with _lock:
+        _raw_cache.clear()
+
+
 def _cached_tokenizer(run: LoadedRun) -> Any:
     from grpo_studio.engine.model import load_tokenizer, model_path
 

@@ -16,11 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_studio.config import ConfigError, LoadedRun, load_run, save_run
+from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
 from grpo_studio.engine.data import DataError
 from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.model import ModelError
 from grpo_studio.engine.rewards import RewardError
+from grpo_studio.engine.run_home import record_run, runs_dir
 from grpo_studio.engine.store import RunFolder, RunStore
 
 
@@ -37,11 +38,12 @@ def new_run_folder(run: LoadedRun, output: str | Path | None = None) -> RunFolde
                                  "or add --resume to continue the run in it")
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = run.resolve(run.config.run.output_dir) / f"{run.config.run.name}-{stamp}"
+        base = runs_dir(run.path, run.config.run.output_dir, run.base_dir) / f"{run.config.run.name}-{stamp}"
         folder, n = RunFolder(base), 2
         while folder.path.exists():
             folder, n = RunFolder(base.with_name(f"{base.name}-{n}")), n + 1
     folder.path.mkdir(parents=True, exist_ok=True)
+    record_run(folder.path)  # for the window's Runs page, wherever the folder is
     return folder
 
 
@@ -49,12 +51,12 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
     """Copy the run file and reward file into the run folder, with local paths made absolute,
     so the run can be resumed, evaluated and exported even if the originals change or move."""
     cfg = run.config.model_copy(deep=True)
-    model_dir = run.resolve(cfg.model.name)
-    if model_dir.is_dir():
-        cfg.model.name = str(model_dir)
-    for section in (cfg.data, cfg.eval):
-        if section.source and run.resolve(section.source).exists():
-            section.source = str(run.resolve(section.source))
+    for setting in local_path_settings():  # model.name, data.source, eval.source; hub ids stay as they are
+        section_name, key = setting.split(".")
+        section = getattr(cfg, section_name)
+        value = getattr(section, key)
+        if value and run.resolve(value).exists():
+            setattr(section, key, str(run.resolve(value)))
     needs_file = not cfg.rewards.functions or any(f.name for f in cfg.rewards.functions)
     if needs_file:
         src = run.resolve(cfg.rewards.file)
@@ -72,7 +74,7 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
 
 def find_latest_run(run: LoadedRun) -> RunFolder | None:
     """The newest run folder made from this run file (output_dir/name-*)."""
-    parent = run.resolve(run.config.run.output_dir)
+    parent = runs_dir(run.path, run.config.run.output_dir, run.base_dir)
     if not parent.is_dir():
         return None
     candidates = [RunFolder(p) for p in parent.glob(f"{run.config.run.name}-*") if (p / "config.toml").is_file()]
@@ -139,7 +141,7 @@ def train(
         return failed
     store = RunStore(folder.database) if main else None
     if store is not None:
-        bus.add(store.record)
+        bus.listeners.insert(0, store.record)  # stored first: a listener told of a step can read it back
         if folder.stop_request.exists():
             folder.stop_request.unlink()
         bus(Opened(run_dir=str(folder.path), resume=resume))
@@ -223,9 +225,10 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
             folder = find_latest_run(run)
             if folder is None:
                 raise RunFolderError(f"no earlier run of {run.config.run.name!r} in "
-                                     f"{run.resolve(run.config.run.output_dir)} to resume")
+                                     f"{runs_dir(run.path, run.config.run.output_dir, run.base_dir)} to resume")
         if not folder.is_run():
             raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
+        _check_store_version(folder)
         # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
         frozen = load_run(folder.config, overrides)
         _check_trackers(frozen)
@@ -242,6 +245,17 @@ def _check_trackers(run: LoadedRun) -> None:
         problems = check_trackers(run.config)
         if problems:
             raise ConfigError(problems)
+
+
+def _check_store_version(folder: RunFolder) -> None:
+    """A run store from a newer GRPO Studio is bad input, said before anything is written to it."""
+    from grpo_studio.engine.store_versions import StoreVersionError
+
+    if folder.database.exists():
+        try:
+            RunStore(folder.database, readonly=True).close()
+        except StoreVersionError as exc:
+            raise RunFolderError(str(exc)) from None
 
 
 def _train(run: LoadedRun, folder: RunFolder, store: RunStore | None, bus: EventBus, resume: bool,

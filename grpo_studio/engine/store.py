@@ -4,6 +4,8 @@ The training worker writes; the GUI and the CLI read, while the run goes on or l
 WAL mode lets readers in other processes see committed rows without blocking the writer, and
 every event is committed on its own, so a crash loses at most the step in flight.
 
+Its format version is SQLite's user_version; older stores are migrated (store_versions.py).
+
 Layout of a run folder (see `RunFolder`):
     config.toml      the run file as trained (paths made absolute, reward file copied beside it)
     rewards.py       the reward functions as trained
@@ -31,6 +33,7 @@ from grpo_studio.engine.events import (
     Started,
     event_from_dict,
 )
+from grpo_studio.engine.store_versions import current_payload, mark_current, stored_version, upgrade_in_place
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,14 +90,29 @@ class RunStore:
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no run database here")
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+            self.version = self._checked_version()  # older stores are migrated as they are read
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists()
             self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            self.version = 0 if new else self._checked_version()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
             self.db.commit()
+            if new:
+                mark_current(self.db)
+            else:
+                upgrade_in_place(self.db, self.version)  # before anything is written: never old and new mixed
+            self.version = stored_version(self.db)
         self.readonly = readonly
+
+    def _checked_version(self) -> int:
+        try:
+            return stored_version(self.db, self.path)
+        except Exception:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -260,7 +278,8 @@ class RunStore:
             kinds = list(kinds)
             sql += f" WHERE kind IN ({','.join('?' * len(kinds))})"
             args = kinds
-        return [event_from_dict(json.loads(r[0])) for r in self.db.execute(sql + " ORDER BY id", args)]
+        return [event_from_dict(current_payload(json.loads(r[0]), self.version))
+                for r in self.db.execute(sql + " ORDER BY id", args)]
 
 
 class RunFolder:

@@ -138,7 +138,10 @@ class StudioGRPOTrainer(GRPOTrainer):
             eos_token_ids=tuple(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
             suppress_tokens=tuple(extra.get("suppress_tokens") or ()))
         kwargs = {"weights": mode} if mode != "merged" else {}
-        return FastGenerator(self.model_wrapped, use_cuda_graphs=graphs, sampling=sampling, **kwargs)
+        generator = FastGenerator(self.model_wrapped, use_cuda_graphs=graphs, sampling=sampling, **kwargs)
+        generator.on_graph_failure = lambda reason: self.on_message(
+            "warning", f"generation: CUDA graph capture failed, decoding without graphs ({reason})")
+        return generator
 
     def _drop_mode(self, why: str) -> Any:
         """The current mode failed: say so, free what it held, and choose again (TRL's generate at the end)."""

@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from grpo_studio.gui.background import Job, run_in_background, serial_pool
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.field_editors import guard_wheel
 from grpo_studio.gui.reward_bench_runner import TypedGroup, split_completions
 from grpo_studio.gui.style import ERROR, MUTED, monospace_font
+from grpo_studio.gui.tasks import TaskRunner
 
 ROW_DELAY_MS = 250
 PLACEHOLDER = ("One completion per line, as the model might answer this prompt.\n"
@@ -60,9 +60,7 @@ class TypedCompletionsEditor(QWidget):
         self._groups = [_Group(0)]
         self._current = 0
         self._switching = False
-        self._generation = 0
-        self._job: Job | None = None
-        self._pool = serial_pool(self)
+        self.row_task = TaskRunner(self)  # the row's prompt, read in the background; the newest read wins
         self.n_rows: int | None = None
 
         box = QVBoxLayout(self)
@@ -230,21 +228,15 @@ class TypedCompletionsEditor(QWidget):
         if not self.doc.config.data.source.strip():
             self._show_info("Choose a dataset on the Dataset page first.", error=True)
             return
-        self._generation += 1
-        generation = self._generation
         row = self.row.value()
-        self._job = run_in_background(_row_preview, self.doc.config.model_copy(deep=True),
-                                      self.doc.base_dir or Path.cwd(), row, pool=self._pool, parent=self)
-        self._job.done.connect(lambda result: self._show_row(result, row, generation))
-        self._job.failed.connect(lambda exc, details: generation == self._generation and self._show_info(
-            f"Could not read the row: {exc}", error=True))
+        config, base = self.doc.config.model_copy(deep=True), self.doc.base_dir or Path.cwd()
+        self.row_task.start(lambda state: _row_preview(config, base, row), lambda result: self._show_row(result, row),
+                            lambda exc, details: self._show_info(f"Could not read the row: {exc}", error=True))
 
     def is_loading(self) -> bool:
-        return self._timer.isActive() or (self._job is not None and self._job.running)
+        return self._timer.isActive() or self.row_task.is_running()
 
-    def _show_row(self, result: Any, row: int, generation: int) -> None:
-        if generation != self._generation:
-            return
+    def _show_row(self, result: Any, row: int) -> None:
         if result.problem:
             self._show_info(f"{result.problem_field}: {result.problem}", error=True)
             return
@@ -272,8 +264,7 @@ class TypedCompletionsEditor(QWidget):
         self.prompt.clear()
 
     def shutdown(self, timeout_ms: int = 30000) -> None:
-        self._generation += 1
-        self._pool.waitForDone(timeout_ms)
+        self.row_task.shutdown(timeout_ms)
 
 
 def _escape(text: str) -> str:

@@ -25,11 +25,11 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.config import FieldSpec
-from grpo_studio.gui.background import Job, run_in_background, serial_pool
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.field_editors import FieldEditor, guard_wheel
 from grpo_studio.gui.settings_form import Card, FieldRow, form_grid, page_header, path_editor, scrolling, spec_for
 from grpo_studio.gui.style import MUTED, monospace_font
+from grpo_studio.gui.tasks import TaskRunner
 
 PREVIEW_ROWS = 5
 PREVIEW_DELAY_MS = 400
@@ -78,11 +78,14 @@ class ColumnEditor(FieldEditor):
         return self.combo
 
 
-def _preview(config: Any, base_dir: Any) -> Any:
-    """Runs on the worker thread: the engine's preview of a snapshot of the config."""
+def _preview(config: Any, base_dir: Any, reload: bool = False) -> Any:
+    """Runs on the worker thread: the engine's preview of a snapshot of the config (`reload`: read the
+    dataset again, not from the preview's cache)."""
     from grpo_studio.config import LoadedRun
-    from grpo_studio.engine.preview import preview
+    from grpo_studio.engine.preview import forget_cached_dataset, preview
 
+    if reload:
+        forget_cached_dataset()
     return preview(LoadedRun(config, None, base_dir), n=PREVIEW_ROWS)
 
 
@@ -92,9 +95,7 @@ class DatasetView(QWidget):
         self.doc = doc
         self.columns: list[str] = []
         self._stale = True
-        self._generation = 0
-        self._job: Job | None = None
-        self._pool = serial_pool(self)
+        self.preview_task = TaskRunner(self)  # the preview, built in the background; the newest wins
         self.rows: dict[str, FieldRow] = {}
 
         form = QWidget()
@@ -171,7 +172,8 @@ class DatasetView(QWidget):
     def _on_changed(self, path: str) -> None:
         if path == "" or path.startswith("data.") or path in ("model.name", "model.revision"):
             self._stale = True
-            self._generation += 1
+            self.preview_task.cancel()  # a preview of the old settings would mislead
+            self.reload_button.setEnabled(True)
             self.doc.set_found_problems("dataset", {})  # about the old settings; the preview looks again
             if self.isVisible():
                 self._timer.start()
@@ -187,39 +189,26 @@ class DatasetView(QWidget):
             self.status.setText("Choose a file or type a hub dataset id above.")
             self.preview.clear()
             return
-        if force:
-            from grpo_studio.engine import preview as engine_preview
-
-            engine_preview._raw_cache.clear()
         self._stale = False
-        self._generation += 1
-        generation = self._generation
         self.status.setText("Loading…")
         self.reload_button.setEnabled(False)
-        config = self.doc.config.model_copy(deep=True)
-        self._job = run_in_background(_preview, config, self.doc.base_dir or Path.cwd(),
-                                      pool=self._pool, parent=self)
-        self._job.done.connect(lambda result: self._show(result, generation))
-        self._job.failed.connect(lambda exc, details: self._show_failure(exc, generation))
+        config, base = self.doc.config.model_copy(deep=True), self.doc.base_dir or Path.cwd()
+        self.preview_task.start(lambda state: _preview(config, base, reload=force), self._show, self._show_failure)
 
     def shutdown(self, timeout_ms: int = 30000) -> None:
         """Let a preview in progress finish before the window goes (a thread must not outlive Python)."""
-        self._generation += 1
-        self._pool.waitForDone(timeout_ms)
+        self.preview_task.shutdown(timeout_ms)
 
     def is_loading(self) -> bool:
         """A preview is being built, or about to be (edits pause briefly before it starts)."""
-        return self._timer.isActive() or (self._job is not None and self._job.running)
+        return self._timer.isActive() or self.preview_task.is_running()
 
-    def _show_failure(self, exc: Exception, generation: int) -> None:
+    def _show_failure(self, exc: Exception, details: str = "") -> None:
         self.reload_button.setEnabled(True)
-        if generation == self._generation:
-            self.status.setText(f"Could not build the preview: {type(exc).__name__}: {exc}")
+        self.status.setText(f"Could not build the preview: {type(exc).__name__}: {exc}")
 
-    def _show(self, result: Any, generation: int) -> None:
+    def _show(self, result: Any) -> None:
         self.reload_button.setEnabled(True)
-        if generation != self._generation:
-            return  # the settings changed while this was loading; a newer preview is on its way
         if result.columns:
             self.columns = result.columns
             self.prompt_column.set_columns(result.columns)

@@ -21,6 +21,7 @@ from grpo_studio.config import (
     dumps_run,
     get_value,
     load_run,
+    local_path_settings,
     save_run,
     set_value,
 )
@@ -28,7 +29,7 @@ from grpo_studio.gui.reward_source import defined_functions, reward_functions, s
 
 # Settings that hold a local path relative to the run file (when they name an existing file or
 # folder); Save As rewrites them so they still point at the same place from the new folder.
-PATH_FIELDS = ("model.name", "data.source", "eval.source")
+PATH_FIELDS = tuple(local_path_settings())
 
 STARTER_REWARDS = '''\
 """Reward functions: each scores a batch of completions, one float per completion.

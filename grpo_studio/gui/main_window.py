@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.config import ConfigError
+from grpo_studio.engine.run_home import is_builtin
 from grpo_studio.engine.store import RunFolder
 from grpo_studio.gui.dataset_panel import DatasetView
 from grpo_studio.gui.document import RunDocument
@@ -32,11 +33,12 @@ from grpo_studio.gui.preferences import Preferences
 from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
 from grpo_studio.gui.reward_editor import RewardsView
 from grpo_studio.gui.run_controller import RunController
-from grpo_studio.gui.run_snapshot import is_builtin, output_dir_for, write_snapshot
+from grpo_studio.gui.run_snapshot import output_dir_for, write_snapshot
 from grpo_studio.gui.runs_panel import RunsView, read_run
 from grpo_studio.gui.samples_browser import SamplesBrowser
 from grpo_studio.gui.settings_form import SettingsView
 from grpo_studio.gui.style import icon
+from grpo_studio.gui.tasks import TaskRunner
 from grpo_studio.gui.training_view import TrainingView
 
 APP_NAME = "GRPO Studio"
@@ -45,9 +47,18 @@ PAGES = [("settings", "Settings"), ("dataset", "Dataset"), ("rewards", "Rewards"
          ("samples", "Samples"), ("runs", "Runs")]
 
 
+def builtin_note(path: Path | None) -> str:
+    """The title's note for a run file that ships with the app (not saved over: Save asks where)."""
+    if not is_builtin(path):
+        return ""
+    from grpo_studio.cli import demo_run_file
+
+    return " (built-in demo)" if Path(path).resolve() == demo_run_file().resolve() else " (built-in example)"
+
+
 class MainWindow(QMainWindow):
     runShown = Signal(object)  # the run folder whose curves and samples are on screen
-    checkFinished = Signal(object)  # a CheckResult
+    checkFinished = Signal(object)  # a CheckReport (engine/child_messages.py)
 
     def __init__(self, prefs: Preferences | None = None):
         super().__init__()
@@ -55,7 +66,7 @@ class MainWindow(QMainWindow):
         self.doc = RunDocument(self)
         self.controller = RunController(self)
         self.export_dialog: Any = None
-        self.check_job: Any = None
+        self.check_task = TaskRunner(self)  # Check (F7), in a child process
         self._snapshot_dir: Path | None = None
         self._close_after_run = False
         self.setWindowIcon(icon("app"))
@@ -256,7 +267,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _update_title(self, *_: Any) -> None:
-        name = self.doc.display_name + (" (built-in demo)" if is_builtin(self.doc.path) else "")
+        name = self.doc.display_name + builtin_note(self.doc.path)
         self.setWindowTitle(f"{name}[*] — {APP_NAME}")
         self.setWindowModified(self.doc.is_modified())
 
@@ -275,6 +286,8 @@ class MainWindow(QMainWindow):
 
     # ---- runs ------------------------------------------------------------------------------
     def _refresh_runs(self) -> None:
+        """Every run the user made (noted by the engine, from the window or the command line), those
+        in this run file's runs folder, and run folders opened from elsewhere."""
         folders = [output_dir_for(self.doc.config, self.doc.path)]
         self.runs_view.set_sources(folders, self.prefs.recent_runs())
 
@@ -326,17 +339,17 @@ class MainWindow(QMainWindow):
 
     def check(self) -> None:
         """Validate in a child process; findings are marked at their fields like any other problem."""
-        from grpo_studio.gui.background import run_in_background
         from grpo_studio.gui.run_check import run_check
 
-        if self.check_job is not None and self.check_job.running:
+        if self.check_task.is_running():
             return
         self.actions["check"].setEnabled(False)
         self.statusBar().showMessage("Checking the dataset, reward file and model…")
         seen = self.doc.config.model_copy(deep=True), self.doc.reward_source
-        self.check_job = run_in_background(run_check, seen[0], self.doc.path, seen[1], parent=self)
-        self.check_job.done.connect(lambda result: self._check_done(result, seen))
-        self.check_job.failed.connect(lambda exc, details: self._check_done(None, seen, f"{exc}"))
+        path = self.doc.path
+        self.check_task.start(lambda state: run_check(seen[0], path, seen[1], state=state),
+                              lambda result: self._check_done(result, seen),
+                              lambda exc, details: self._check_done(None, seen, f"{exc}"))
 
     def _check_done(self, result: Any, seen: tuple, error: str = "") -> None:
         from grpo_studio.gui.run_check import problems_by_field
@@ -362,8 +375,19 @@ class MainWindow(QMainWindow):
             facts = result.facts
             summary = [f"{facts['rows']:,} training rows" if "rows" in facts else "",
                        "rewards: " + ", ".join(facts["rewards"]) if facts.get("rewards") else ""]
-            self.statusBar().showMessage("Check passed: " + "; ".join(s for s in summary if s) + warnings, 15000)
+            summary = "; ".join(s for s in summary if s) or "nothing blocks training"
+            self.problems_bar.show_check(summary, result.warnings)  # above the page, not only in the status bar
+            self.statusBar().showMessage("Check passed: " + summary + warnings, 15000)
         self.checkFinished.emit(result)
+
+    def test_rewards(self) -> None:
+        """Ctrl+B from any page: the Rewards page's test bench, run on what it holds. (A shortcut on the
+        bench's button worked only once its tab had been shown.)"""
+        self.show_view("rewards")
+        self.rewards_view.show_bench()
+        bench = self.rewards_view.bench
+        if bench.run_button.isEnabled():
+            bench.run()
 
     def resume(self, run_dir: Path | None = None) -> None:
         run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
@@ -411,7 +435,7 @@ class MainWindow(QMainWindow):
         if event.kind == "opened":
             self.samples_view.set_run(Path(event.run_dir), live=True)
             self.prefs.add_recent_run(Path(event.run_dir))
-        elif event.kind == "samples":
+        elif event.kind in ("samples", "samples_stored"):
             self.samples_view.samples_arrived(event.step)
         elif event.kind == "metrics":
             self.state_label.setText(f"Training · step {event.step} / {event.max_steps}")
@@ -450,7 +474,8 @@ class MainWindow(QMainWindow):
         if run_dir is not None and not active:
             folder = RunFolder(run_dir)
             newest = folder.newest_checkpoint()
-            resumable = newest is not None or self.training_view.status in ("stopped", "failed", "interrupted")
+            resumable = newest is not None or (self.training_view.status in ("stopped", "failed", "interrupted")
+                                               and self.training_view.trained_steps())
             exportable = newest is not None or (folder.adapter / "adapter_config.json").is_file()
         self.actions["resume"].setEnabled(resumable)
         self.actions["export"].setEnabled(exportable)
@@ -504,6 +529,7 @@ class MainWindow(QMainWindow):
         self.prefs.set_value("window/page", self.current_view())
         self.samples_view.model.close()
         self.dataset_view.shutdown()
+        self.check_task.shutdown()
         self.rewards_view.bench.shutdown()
         self.settings_view.vram.shutdown()
         event.accept()

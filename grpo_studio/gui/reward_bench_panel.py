@@ -34,13 +34,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from grpo_studio.gui.background import Job, run_in_background, serial_pool
 from grpo_studio.gui.bench_inputs import TypedCompletionsEditor
 from grpo_studio.gui.bench_results import BenchResultsView
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.field_editors import guard_wheel
 from grpo_studio.gui.reward_bench_runner import BenchResult, BenchRun
 from grpo_studio.gui.style import ERROR, MUTED, monospace_font
+from grpo_studio.gui.tasks import TaskRunner
 
 IDLE_TEXT = ("Runs the reward functions in the editor (saved or not) on real rows of the dataset, the way training "
              "calls them, in a separate process. For each function: its scores and time per call; exceptions are "
@@ -60,8 +60,7 @@ class RewardBenchPanel(QWidget):
         self.state = "idle"
         self.result: BenchResult | None = None
         self._bench: BenchRun | None = None
-        self._job: Job | None = None
-        self._pool = serial_pool(self)
+        self.task = TaskRunner(self)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(12, 10, 12, 10)
@@ -88,8 +87,7 @@ class RewardBenchPanel(QWidget):
         modes.addStretch(1)
         self.run_button = QPushButton("▶  Run the bench")
         self.run_button.setObjectName("primary")
-        self.run_button.setToolTip("Run the reward functions on these completions (Ctrl+B)")
-        self.run_button.setShortcut("Ctrl+B")
+        self.run_button.setToolTip("Run the reward functions on these completions (Ctrl+B from any page)")
         self.run_button.clicked.connect(self.run)
         modes.addWidget(self.run_button)
         box.addLayout(modes)
@@ -255,17 +253,18 @@ class RewardBenchPanel(QWidget):
                 self.typed.completions.setFocus()
                 return
         self._say("")
-        self._bench = BenchRun()
+        self._bench = bench = BenchRun()
         saved = self.doc.reward_path() if not self.doc.reward_modified() else None
         self.progress.setValue(0)
         self.progress_label.setText("Starting…")
         self._set_state("running")
-        self._job = run_in_background(self._bench, self.doc.config.model_copy(deep=True), self.doc.path,
-                                      self.doc.reward_source, typed, self.prompts.value(), saved_reward_file=saved,
-                                      pool=self._pool, parent=self, with_progress=True)
-        self._job.progress.connect(self._progressed)
-        self._job.done.connect(self._done)
-        self._job.failed.connect(lambda exc, details: self._failed(f"{type(exc).__name__}: {exc}", details))
+        config, path, source, prompts = self.doc.config.model_copy(deep=True), self.doc.path, \
+            self.doc.reward_source, self.prompts.value()
+        # Cancel ends the child and still reports (a cancelled result): bench.cancel(), not task.cancel().
+        self.task.start(lambda state: bench(config, path, source, typed, prompts, saved_reward_file=saved,
+                                            progress=state.set_progress),
+                        self._done, lambda exc, details: self._failed(f"{type(exc).__name__}: {exc}", details),
+                        self._progressed)
 
     def cancel(self) -> None:
         if self.state != "running" or self._bench is None:
@@ -340,4 +339,4 @@ class RewardBenchPanel(QWidget):
         if self._bench is not None:
             self._bench.cancel()
         self.typed.shutdown(timeout_ms)
-        self._pool.waitForDone(timeout_ms)
+        self.task.shutdown(timeout_ms)

@@ -8,15 +8,12 @@ train.log. When the process dies without saying why, the controller says it: exi
 and the last lines it printed.
 
 Stop asks politely (a STOP file in the run folder: finish the step, save a checkpoint, exit 130);
-Kill ends the process at once.
+Kill ends the process at once. Starting, streaming and killing: engine/child_process.py.
 """
 
 from __future__ import annotations
 
-import collections
-import os
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -24,17 +21,9 @@ from typing import Any, Sequence
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from grpo_studio.engine.events import Failed, Finished, Log, decode_event
+from grpo_studio.engine.child_process import ChildProcess, child_environment
+from grpo_studio.engine.events import Event, Failed, Finished, Log
 from grpo_studio.engine.store import RunFolder
-
-TAIL_LINES = 60  # stderr lines kept to explain a crash
-
-
-def package_root() -> Path:
-    """The folder that holds the grpo_studio package this window runs from."""
-    import grpo_studio
-
-    return Path(grpo_studio.__file__).resolve().parent.parent
 
 
 def worker_command(run: str | Path, *, resume: bool = False, output: str | Path | None = None,
@@ -49,13 +38,7 @@ def worker_command(run: str | Path, *, resume: bool = False, output: str | Path 
     return cmd
 
 
-def worker_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    # The worker must import the same grpo_studio as the window (a checkout may shadow an install).
-    root = str(package_root())
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"  # stderr lines reach the log pane as they are printed
-    return env
+worker_environment = child_environment  # the worker imports the same grpo_studio as the window
 
 
 def describe_exit(code: int) -> tuple[str, str]:
@@ -86,50 +69,31 @@ class _Supervisor(QObject):
 
     def __init__(self, command: list[str], env: dict[str, str]):
         super().__init__()
-        self.command = command
-        self.env = env
-        self.proc: subprocess.Popen | None = None
+        # Training shares the window's process group: Ctrl-C in the terminal stops it cleanly too.
+        self.child = ChildProcess(command, reads=Event, env=env, own_group=False, on_log=self._log_line,
+                                  on_bad_line=lambda line: self.stderr_line.emit(f"(not an event) {line[:300]}"))
         self.run_dir: Path | None = None
-        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._log_lock = threading.Lock()
         self._log_buffer: list[str] = []
         self._log_file: Any = None
-        self.started = threading.Event()
 
     @Slot()
     def run(self) -> None:
         try:
-            self.proc = subprocess.Popen(
-                self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                env=self.env, text=True, encoding="utf-8", errors="replace", bufsize=1,
-            )
+            self.child.start()
         except OSError as exc:
-            self.started.set()
-            self.ended.emit(-255, f"cannot start {self.command[0]}: {exc}")
+            self.ended.emit(-255, f"cannot start {self.child.command[0]}: {exc}")
             return
-        self.started.set()
-        drain = threading.Thread(target=self._drain_stderr, name="worker-stderr", daemon=True)
-        drain.start()
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                event = decode_event(line)
-            except Exception:  # noqa: BLE001 - never let one odd line end the supervision
-                self.stderr_line.emit(f"(not an event) {line[:300]}")
-                continue
+        for event in self.child.messages():
             if event.kind == "opened":
                 self._open_log(Path(event.run_dir))
             self.event.emit(event)
-        code = self.proc.wait()
-        drain.join(timeout=5)
+        code = self.child.wait()
         with self._log_lock:
             if self._log_file is not None:
                 self._log_file.close()
                 self._log_file = None
-        self.ended.emit(code, "\n".join(self._tail))
+        self.ended.emit(code, self.child.tail)
 
     def _open_log(self, run_dir: Path) -> None:
         with self._log_lock:
@@ -142,20 +106,15 @@ class _Supervisor(QObject):
                 self._log_file = None
             self._log_buffer = []
 
-    def _drain_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for line in self.proc.stderr:
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            self._tail.append(line)
-            with self._log_lock:
-                if self._log_file is not None:
-                    self._log_file.write(line + "\n")
-                    self._log_file.flush()
-                else:
-                    self._log_buffer.append(line + "\n")
-            self.stderr_line.emit(line)
+    def _log_line(self, line: str) -> None:
+        """A stderr line of the worker (on the child's stderr thread): to train.log and the log pane."""
+        with self._log_lock:
+            if self._log_file is not None:
+                self._log_file.write(line + "\n")
+                self._log_file.flush()
+            else:
+                self._log_buffer.append(line + "\n")
+        self.stderr_line.emit(line)
 
 
 class RunController(QObject):
@@ -224,24 +183,21 @@ class RunController(QObject):
         """End the worker now; the newest complete checkpoint remains resumable."""
         if self.is_active():
             self._stop_requested = True
-            proc = self._process()
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+            child = self._child()
+            if child is not None:
+                child.kill()
 
-    def _process(self) -> subprocess.Popen | None:
+    def _child(self) -> ChildProcess | None:
         sup = self._supervisor
         if sup is None:
             return None
-        sup.started.wait(timeout=10)
-        return sup.proc
+        sup.child.started.wait(timeout=10)
+        return sup.child
 
     def _signal_worker(self, sig: int) -> None:
-        proc = self._process()
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.send_signal(sig)
-            except OSError:
-                pass
+        child = self._child()
+        if child is not None:
+            child.send_signal(sig)
 
     def wait(self, timeout_ms: int = 30000) -> bool:
         """Block until the supervising thread ends (for closing the window and for tests)."""

@@ -28,50 +28,9 @@ from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.field_editors import FieldEditor, PathEditor, make_editor
 from grpo_studio.gui.style import set_invalid
 
-# What a field is called on screen (with its unit), where the setting's own name is too terse.
-LABELS = {
-    "model.name": "Model", "model.dtype": "Weight dtype", "model.max_seq_length": "Max sequence length (tokens)",
-    "model.device": "Device", "model.attn_implementation": "Attention kernel",
-    "model.trust_remote_code": "Trust remote code",
-    "quantization.load_in": "Load weights in", "quantization.quant_type": "4-bit type",
-    "quantization.double_quant": "Double quantization", "quantization.compute_dtype": "Compute dtype",
-    "lora.enabled": "Train a LoRA adapter", "lora.r": "Rank (r)", "lora.alpha": "Alpha",
-    "lora.target_modules": "Target modules", "lora.use_rslora": "Rank-stabilized (rsLoRA)",
-    "lora.gradient_checkpointing": "Gradient checkpointing",
-    "grpo.per_device_train_batch_size": "Completions per device batch",
-    "grpo.gradient_accumulation_steps": "Gradient accumulation (steps)",
-    "grpo.lr_scheduler_type": "LR schedule", "grpo.warmup_ratio": "Warmup (fraction of steps)",
-    "grpo.max_grad_norm": "Max grad norm", "grpo.max_steps": "Training steps",
-    "grpo.num_generations": "Completions per prompt (group)",
-    "grpo.generation_batch_size": "Generation batch (completions)",
-    "grpo.max_completion_length": "Max completion length (tokens)", "grpo.beta": "KL coefficient (beta)",
-    "grpo.epsilon": "Clip epsilon", "grpo.epsilon_high": "Clip epsilon, upper",
-    "grpo.loss_type": "Loss aggregation", "grpo.scale_rewards": "Scale advantages by std",
-    "grpo.top_p": "Top-p", "grpo.top_k": "Top-k", "grpo.num_iterations": "Passes per batch (mu)",
-    "grpo.extra": "Other GRPOConfig fields",
-    "data.source": "Source (file or hub id)", "data.answer_pattern": "Answer pattern (regex)",
-    "data.max_rows": "Max rows (0 = all)", "data.max_prompt_length": "Max prompt length (tokens)",
-    "eval.source": "Held-out data", "eval.split": "Held-out split", "eval.limit": "Row limit (0 = all)",
-    "eval.correctness": "Correctness reward", "eval.threshold": "Correct when reward ≥",
-    "eval.batch_size": "Batch size (prompts)",
-    "run.name": "Run name", "run.output_dir": "Runs folder", "run.logging_steps": "Log every (steps)",
-    "run.save_steps": "Checkpoint every (steps)", "run.save_total_limit": "Checkpoints kept (0 = all)",
-    "run.samples_per_step": "Samples stored per step (0 = all)",
-    "grpo.fast_generation": "Fast generation",
-    "alarms.enabled": "Watch the run", "alarms.zero_spread_steps": "No reward spread for (steps)",
-    "alarms.zero_spread_fraction": "Share of groups without spread", "alarms.truncated_fraction":
-    "Truncated share (of completions)", "alarms.truncated_steps": "Truncated for (steps)",
-    "alarms.non_finite": "NaN / infinite loss", "alarms.reward_window": "Reward flat over (steps)",
-    "alarms.reward_min_change": "Smallest reward change", "alarms.entropy_ratio": "Entropy below (of start)",
-    "alarms.entropy_steps": "Low entropy for (steps)",
-    "rewards.isolate": "Run rewards in their own process", "rewards.timeout_s": "Time limit per call (s)",
-    "rewards.load_timeout_s": "Time limit to load the file (s)", "rewards.on_error": "When a reward fails",
-    "rewards.max_consecutive_failures": "Failures in a row before stopping",
-}
-
-
 def label_for(spec: FieldSpec) -> str:
-    return LABELS.get(spec.path) or spec.name.replace("_", " ").capitalize()
+    """What a field is called on screen (with its unit): the setting's title (config/settings.py)."""
+    return spec.label
 
 
 def specs_of(section: str) -> list[FieldSpec]:

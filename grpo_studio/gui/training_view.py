@@ -28,10 +28,10 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.engine import metric_names
-from grpo_studio.gui.background import run_in_background
 from grpo_studio.gui.log_view import LogView
 from grpo_studio.gui.metric_data import MetricData
 from grpo_studio.gui.style import ERROR, WARNING, monospace_font, title_row
+from grpo_studio.gui.tasks import TaskRunner
 
 PAST_ALARMS_LISTED = 2
 
@@ -106,8 +106,8 @@ class TrainingView(QWidget):
         self.data = MetricData()
         self.run_dir: Path | None = None
         self.past_alarms: list[Any] = []
-        self._loading: int = 0  # the number of the store read in progress; 0 = none
-        self._loads = 0
+        self._loading = False  # a stored run is being read
+        self._load_task = TaskRunner(self)  # reads a stored run; opening another one cancels it
         self._queued: list[Any] = []  # live events that arrived while a store was being read
         self._resume_after_load = False
         self.reset_state()
@@ -217,7 +217,8 @@ class TrainingView(QWidget):
 
     def begin_live(self) -> None:
         """A new run is starting: forget the shown one."""
-        self._loading = 0  # a store still being read is not shown any more
+        self._loading = False  # a store still being read is not shown any more
+        self._load_task.cancel()
         self._queued = []
         self.clear()
         self.run_dir = None
@@ -349,6 +350,13 @@ class TrainingView(QWidget):
                  "finished": "finished", "failed": "failed", "stopping": "stopping after this step…"}
         extra = f" · {self.device}" if self.device else ""
         self.run_label.setText(f"{name} · {words.get(self.status, self.status)}{extra}")
+        ended_early = self.step == 0 and self.status in ("failed", "stopped", "interrupted")
+        # Not "step 0 / 1": a run that ended before its first step never learned its length.
+        self.progress.setFormat(f"{self.status} before step 1" if ended_early else "step %v / %m")
+
+    def trained_steps(self) -> bool:
+        """Whether the shown run got past its first step (else there is nothing to resume)."""
+        return self.step > 0
 
     def set_stopping(self) -> None:
         self.status = "stopping"
@@ -376,16 +384,15 @@ class TrainingView(QWidget):
 
         self.clear()
         self.run_dir = Path(run_dir)
-        self._loads += 1
-        self._loading = number = self._loads
+        self._loading = True
         self._queued = []
         self._resume_after_load = False
         self.run_label.setText(f"{self.run_dir.name} · reading the run…")
         self.progress.setRange(0, 0)
         self.runDirChanged.emit(self.run_dir)
-        job = run_in_background(read_stored_run, self.run_dir, parent=self)
-        job.done.connect(lambda stored: self._loading == number and self._apply_stored(stored))
-        job.failed.connect(lambda exc, details: self._loading == number and self._load_failed(exc))
+        run_dir = self.run_dir
+        self._load_task.start(lambda state: read_stored_run(run_dir), self._apply_stored,
+                              lambda exc, details: self._load_failed(exc))
 
     def is_loading(self) -> bool:
         return bool(self._loading)
@@ -409,7 +416,7 @@ class TrainingView(QWidget):
         self._update_progress_text(live=False)
         self._finish_load()
 
-    def _load_failed(self, exc: Any) -> None:
+    def _load_failed(self, exc: BaseException) -> None:
         self.progress.setRange(0, 1)
         self.status = "unreadable"
         self._update_label()
@@ -418,7 +425,7 @@ class TrainingView(QWidget):
         self._finish_load()
 
     def _finish_load(self) -> None:
-        self._loading = 0
+        self._loading = False
         if self._resume_after_load:
             self._resume_after_load = False
             self.begin_resume()

@@ -17,15 +17,16 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QWidget
 
-from grpo_studio.gui.background import Job, run_in_background, serial_pool
+from grpo_studio.config import memory_settings
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.settings_form import Card
 from grpo_studio.gui.style import ERROR, MUTED, TEXT
+from grpo_studio.gui.tasks import TaskRunner
 
 ESTIMATE_DELAY_MS = 300
 GIB = 2**30
-# The settings the estimate reads; an edit of any other setting leaves it as it is.
-DEPENDS_ON = ("model.", "quantization.", "lora.", "grpo.", "data.max_prompt_length")
+# The settings the estimate reads (`memory=True` on the setting); an edit of any other leaves it as it is.
+DEPENDS_ON = frozenset(memory_settings())
 PART_LABELS = {
     "weights": "Model weights", "trainable params": "Trainable parameters", "gradients": "Gradients",
     "optimizer state": "Optimizer state", "generation weights (merged)": "Merged copy for generation",
@@ -119,9 +120,7 @@ class VramEstimator(QObject):
         super().__init__(parent)
         self.doc = doc
         self.view: VramView | None = None
-        self._generation = 0
-        self._job: Job | None = None
-        self._pool = serial_pool(self)
+        self.task = TaskRunner(self)  # the newest estimate wins
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(ESTIMATE_DELAY_MS)
@@ -130,32 +129,25 @@ class VramEstimator(QObject):
         self._timer.start(0)
 
     def _changed(self, path: str) -> None:
-        if path == "" or path.startswith(DEPENDS_ON):
-            self._generation += 1  # a result for the old settings is stale now
+        if path == "" or path in DEPENDS_ON:
+            self.task.cancel()  # a result for the old settings is stale now
             self._timer.start()
 
     def refresh(self) -> None:
-        self._generation += 1
-        generation = self._generation
-        self._job = run_in_background(compute, self.doc.config.model_copy(deep=True), self.doc.path,
-                                      self.doc.base_dir or Path.cwd(), pool=self._pool, parent=self)
-        self._job.done.connect(lambda view: self._show(view, generation))
-        self._job.failed.connect(lambda exc, details: self._show(
-            VramView("error", f"{type(exc).__name__}: {exc}"), generation))
+        config, path, base = self.doc.config.model_copy(deep=True), self.doc.path, self.doc.base_dir or Path.cwd()
+        self.task.start(lambda state: compute(config, path, base), self._show,
+                        lambda exc, details: self._show(VramView("error", f"{type(exc).__name__}: {exc}")))
 
     def is_busy(self) -> bool:
-        return self._timer.isActive() or (self._job is not None and self._job.running)
+        return self._timer.isActive() or self.task.is_running()
 
-    def _show(self, view: VramView, generation: int) -> None:
-        if generation != self._generation:
-            return
+    def _show(self, view: VramView) -> None:
         self.view = view
         self.updated.emit(view)
 
     def shutdown(self, timeout_ms: int = 30000) -> None:
-        self._generation += 1
         self._timer.stop()
-        self._pool.waitForDone(timeout_ms)
+        self.task.shutdown(timeout_ms)
 
 
 def headline(view: VramView) -> str:

@@ -1,10 +1,19 @@
 """The fast generation path: it must sample from exactly the policy being trained.
 
 Checked on the CPU against TRL's own training forward (the log-probs the loss uses), for the
-Llama, Qwen2 and Qwen3 layouts, with LoRA merged; and across a real optimizer step.
+Llama, Qwen2 and Qwen3 layouts, in both weight modes: LoRA merged into a copy ("merged") and a
+bitsandbytes 4-bit / 8-bit base read in place with LoRA kept low-rank ("quantized"); and across a
+real optimizer step. Sampling is checked against transformers' own logits processors.
+
+Tolerances on |log p(fast) - log p(training forward)| per sampled token: float32 1e-4 (the same
+arithmetic in another order); bf16/fp16 on the CPU 0.02 nats (one rounding of each activation
+differs); an 8-bit base 0.05 (its training forward also rounds the activations to int8). A wrong
+position, mask or weight gives errors of a nat or more.
 """
 
 from __future__ import annotations
+
+import tempfile
 
 import pytest
 import torch
@@ -24,6 +33,22 @@ def tiny_causal_lm(kind: str):
     if kind == "qwen2":  # biases on q/k/v, tied embeddings
         return Qwen2ForCausalLM(Qwen2Config(**common, tie_word_embeddings=True))
     return Qwen3ForCausalLM(Qwen3Config(**common, head_dim=24))  # q/k norms, head_dim != hidden/heads
+
+
+def quantized_causal_lm(kind: str, bits: int = 4, quant_type: str = "nf4", double_quant: bool = True,
+                        dtype: torch.dtype = torch.bfloat16, device: str = "cpu"):
+    """The tiny model loaded through transformers' real bitsandbytes path (4-bit or 8-bit)."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if bits == 4:
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type, bnb_4bit_compute_dtype=dtype,
+                                    bnb_4bit_use_double_quant=double_quant)
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    with tempfile.TemporaryDirectory() as folder:
+        tiny_causal_lm(kind).save_pretrained(folder)
+        return AutoModelForCausalLM.from_pretrained(folder, quantization_config=config, dtype=dtype,
+                                                    device_map={"": device})
 
 
 def with_lora(model):
@@ -53,6 +78,13 @@ def reference_logprobs(model, prompts, completions):
 
 
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15]]
+
+
+def max_logprob_error(model, out, prompts=PROMPTS) -> float:
+    ref = reference_logprobs(model, prompts, out.completion_ids)
+    assert all(len(tokens) >= 1 for tokens in out.completion_ids)
+    return max((ref[i, :len(tokens)] - torch.tensor(logps)).abs().max().item()
+               for i, (tokens, logps) in enumerate(zip(out.completion_ids, out.logprobs)))
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
@@ -151,3 +183,174 @@ def test_an_optimizer_step_changes_what_the_generator_samples(tmp_path, tiny_mod
     ref = reference_logprobs(after, [[10, 11, 12]], out.completion_ids)
     assert torch.allclose(ref[0, :len(out.logprobs[0])], torch.tensor(out.logprobs[0]), atol=1e-4)
     assert lp_before != out.logprobs
+
+
+# ---- sampling against transformers' own logits processors ----------------------------------------
+
+
+def _first_token_frequencies(model, settings, prompt, n=4000):
+    torch.manual_seed(1)
+    first = torch.tensor([c[0] for c in FastGenerator(model, settings).generate([prompt] * n).completion_ids])
+    return torch.bincount(first, minlength=model.config.vocab_size).float() / n
+
+
+def _processed_probs(model, prompt, processors):
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt])).logits[:, -1].float()
+    return torch.softmax(processors(torch.tensor([prompt]), logits), dim=-1)[0]
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.7, 5, 1.0), (0.3, 0, 0.5), (0.5, 8, 0.7)])
+def test_top_k_and_top_p_sample_what_transformers_processors_keep(temperature, top_k, top_p):
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    model = with_lora(tiny_causal_lm("llama")).eval()
+    prompt = [5, 6, 7]
+    processors = LogitsProcessorList([TemperatureLogitsWarper(temperature)] + ([TopKLogitsWarper(top_k)] if top_k else [])
+                                     + ([TopPLogitsWarper(top_p)] if top_p < 1 else []))
+    expected = _processed_probs(model, prompt, processors)
+    observed = _first_token_frequencies(model, SamplingSettings(max_new_tokens=1, pad_token_id=0,
+                                                                temperature=temperature, top_k=top_k, top_p=top_p), prompt)
+    assert 1 < int((expected > 0).sum()) < 40  # the filters cut something and leave a choice
+    assert observed[expected == 0].sum() == 0  # nothing outside what transformers keeps
+    assert (observed - expected).abs().max() < 0.03
+
+
+def test_min_new_tokens_follows_transformers_processor():
+    from transformers import LogitsProcessorList, MinNewTokensLengthLogitsProcessor, SuppressTokensLogitsProcessor
+
+    model = with_lora(tiny_causal_lm("llama")).eval()
+    prompt, eos, keep = [5, 6, 7], 2, (2, 5, 6, 7)
+    suppress = tuple(t for t in range(model.config.vocab_size) if t not in keep)
+    settings = SamplingSettings(max_new_tokens=5, eos_token_ids=(eos,), pad_token_id=0, min_new_tokens=3,
+                                suppress_tokens=suppress)
+    processors = LogitsProcessorList([SuppressTokensLogitsProcessor(suppress),
+                                      MinNewTokensLengthLogitsProcessor(len(prompt), 3, eos)])
+    expected = _processed_probs(model, prompt, processors)
+    assert expected[eos] == 0 and set(expected.nonzero().flatten().tolist()) == {5, 6, 7}
+    observed = _first_token_frequencies(model, settings, prompt, n=3000)
+    assert (observed - expected).abs().max() < 0.03
+    torch.manual_seed(2)
+    completions = FastGenerator(model, settings).generate([prompt] * 300).completion_ids
+    assert all(eos not in c[:3] for c in completions)
+    assert any(c[-1] == eos for c in completions)  # after the minimum, the end is allowed again
+    assert all(c[-1] == eos or len(c) == 5 for c in completions)
+
+
+# ---- the models the fast path refuses ------------------------------------------------------------
+
+
+def test_mistral_sliding_window_is_refused_like_qwen2s_flag():
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    common = dict(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=2, max_position_embeddings=256)
+    settings = SamplingSettings(max_new_tokens=4)
+    mistral = MistralForCausalLM(MistralConfig(**common, sliding_window=16))  # no use_sliding_window flag
+    assert not hasattr(mistral.config, "use_sliding_window")
+    with pytest.raises(Unsupported, match="sliding-window"):
+        FastGenerator(mistral, settings)
+    qwen2 = Qwen2ForCausalLM(Qwen2Config(**common, use_sliding_window=True, sliding_window=16, max_window_layers=0))
+    with pytest.raises(Unsupported, match="sliding-window"):
+        FastGenerator(qwen2, settings)
+    FastGenerator(MistralForCausalLM(MistralConfig(**common, sliding_window=None)), settings)  # full attention: fine
+    FastGenerator(Qwen2ForCausalLM(Qwen2Config(**common)), settings)
+
+
+# ---- quantized weights, read in place ----------------------------------------------------------------
+
+
+QUANTIZED_CASES = [  # (layout, bits, 4-bit type, double quantization, dtype, kernel backend, tolerance)
+    ("llama", 4, "nf4", True, torch.bfloat16, "interpret", 0.02),  # the Triton kernel, interpreted
+    ("qwen2", 4, "fp4", False, torch.float16, "interpret", 0.02),
+    ("qwen3", 4, "nf4", False, torch.bfloat16, "torch", 0.02),  # its PyTorch reference (the CPU path)
+    ("llama", 8, "", False, torch.bfloat16, "interpret", 0.05),
+]
+
+
+@pytest.mark.parametrize("kind,bits,quant_type,double_quant,dtype,backend,tolerance", QUANTIZED_CASES,
+                         ids=[f"{c[0]}-{c[1]}bit{'-' + c[2] if c[2] else ''}-{c[5]}" for c in QUANTIZED_CASES])
+def test_quantized_weights_logprobs_match_the_training_forward(monkeypatch, kind, bits, quant_type, double_quant,
+                                                               dtype, backend, tolerance):
+    monkeypatch.setenv("GRPO_STUDIO_QUANT_BACKEND", backend)
+    if backend == "interpret":
+        pytest.importorskip("triton")
+    model = with_lora(quantized_causal_lm(kind, bits, quant_type, double_quant, dtype)).eval()
+    settings = SamplingSettings(max_new_tokens=6, eos_token_ids=(2,), pad_token_id=0)
+    gen = FastGenerator(model, settings, weights="quantized")
+    assert all(type(p).__name__ == "QuantProjection" for layer in gen.layers for p in layer.projections)
+    assert max_logprob_error(model, gen.generate(PROMPTS)) < tolerance
+    merged = FastGenerator(model, settings)  # the same policy through a dequantized, merged copy
+    assert max_logprob_error(model, merged.generate(PROMPTS)) < tolerance
+
+
+def test_quantized_weights_own_only_the_lora_stacks_and_follow_sync():
+    model = with_lora(quantized_causal_lm("qwen2")).eval()
+    settings = SamplingSettings(max_new_tokens=6, eos_token_ids=(2,), pad_token_id=0)
+    quant = FastGenerator(model, settings, weights="quantized")
+    merged = FastGenerator(model, settings)
+    assert quant.extra_bytes() == FastGenerator.planned_extra_bytes(model, "quantized")
+    assert merged.extra_bytes() == FastGenerator.planned_extra_bytes(model, "merged")
+    # Per layer, r=4 on all 7 projections (hidden 64, q 64, k/v 32, intermediate 96), bf16: the stacked
+    # A and block-diagonal B of q/k/v 12*(64+128), gate/up 8*(64+192), o 4*(64+64), down 4*(96+64), and
+    # Qwen2's q/k/v biases (128). The LM head is tied to the embeddings: shared, no copy.
+    assert quant.extra_bytes() == 2 * 2 * (12 * 192 + 8 * 256 + 4 * 128 + 4 * 160 + 128)
+    assert merged.extra_bytes() == 2 * 2 * ((128 + 192 + 64) * 64 + 64 * 96 + 128)  # the whole copy
+    assert quant.prefill_scratch_bytes() == 96 * 64 * 2  # the largest weight (gate, up or down) in bf16
+    # From config.json's sizes alone (for the VRAM estimate before loading): the same, less the biases.
+    from grpo_studio.engine.fast_weights import planned_bytes_for_shape
+    from grpo_studio.engine.vram import Shape
+
+    shape = Shape.from_config(model.config.to_dict())
+    for weights, gen in (("quantized", quant), ("merged", merged)):
+        planned = planned_bytes_for_shape(shape, weights, quantized_base=True, lora_rank=4)
+        assert planned["weights"] == gen.extra_bytes() - 2 * 128 * 2, weights
+    assert planned_bytes_for_shape(shape, "quantized", quantized_base=True, lora_rank=4)["prefill scratch"] == \
+        quant.prefill_scratch_bytes()
+    before = quant.generate(PROMPTS).logprobs
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)
+    quant.sync(1)  # in place: the stacks a captured CUDA graph reads
+    out = quant.generate(PROMPTS)
+    assert out.logprobs != before
+    assert max_logprob_error(model, out) < 0.02
+
+
+def test_quantized_weights_need_a_quantized_base():
+    with pytest.raises(Unsupported, match="4-bit or 8-bit"):
+        FastGenerator(with_lora(tiny_causal_lm("llama")), SamplingSettings(max_new_tokens=4), weights="quantized")
+
+
+# ---- a CUDA graph that can't be captured -------------------------------------------------------------
+
+
+def test_a_failed_graph_capture_is_reported_and_decoding_goes_on():
+    model = with_lora(tiny_causal_lm("llama")).eval()
+    reasons = []
+    gen = FastGenerator(model, SamplingSettings(max_new_tokens=5, pad_token_id=0), on_graph_failure=reasons.append)
+    gen.use_cuda_graphs = True  # on the CPU a capture can only fail: exactly the case to report
+    out = gen.generate(PROMPTS)
+    assert len(reasons) == 1 and gen.graph_failures == reasons and not gen.use_cuda_graphs
+    assert max_logprob_error(model, out) < 1e-4 and all(len(c) == 5 for c in out.completion_ids)
+
+
+def test_the_trainer_logs_a_failed_graph_capture(tmp_path, tiny_model, monkeypatch):
+    import tiny
+    from grpo_studio.engine import fast_generation
+    from grpo_studio.engine.run import train
+
+    original = fast_generation.FastGenerator.__init__
+
+    def graphs_that_fail(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.use_cuda_graphs = True  # CPU: the capture fails; on a GPU the monkeypatch below makes it
+    monkeypatch.setattr(fast_generation.FastGenerator, "__init__", graphs_that_fail)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: (_ for _ in ()).throw(RuntimeError("no graphs today")))
+    messages = []
+    result = train(tiny.write_run(tmp_path / "p", tiny_model), listener=messages.append,
+                   overrides=["grpo.fast_generation=merged", "grpo.max_steps=1"])
+    assert result.kind == "finished", getattr(result, "details", "")
+    logs = [e.message for e in messages if e.kind == "log"]
+    assert any("CUDA graph capture failed" in m for m in logs), logs

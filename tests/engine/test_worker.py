@@ -21,7 +21,9 @@ def test_events_stream_is_only_json(run_file, tmp_path):
     events = [decode_event(line) for line in out.splitlines()]  # every line decodes: nothing else got in
     kinds = [e.kind for e in events]
     assert kinds[0] == "opened" and kinds[-1] == "finished"
-    assert "started" in kinds and kinds.count("metrics") == 2 and kinds.count("samples") == 2
+    assert "started" in kinds and kinds.count("metrics") == 2 and kinds.count("samples_stored") == 2
+    assert "samples" not in kinds  # completions stay in the store: the window reads them from there
+    assert all(e.count == 8 for e in events if e.kind == "samples_stored")
 
 
 def test_stop_file_ends_the_run_with_a_checkpoint(run_file, tmp_path):

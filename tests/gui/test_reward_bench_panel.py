@@ -3,6 +3,8 @@ marked at their editor line, zero-spread warnings, Cancel."""
 
 from __future__ import annotations
 
+import sys
+
 from PySide6.QtCore import Qt
 
 from conftest import shot
@@ -98,8 +100,8 @@ def test_cancel_ends_the_bench_process(opened, qtbot):
     assert panel.inputs.currentIndex() == 1 and "× 4 per prompt = 16 completions" in panel.group_size.text()
     panel.run_button.click()
     assert panel.state == "running" and not panel.run_button.isEnabled() and panel.cancel_button.isEnabled()
-    qtbot.waitUntil(lambda: panel._bench._proc is not None, timeout=10_000)
-    process = panel._bench._proc
+    qtbot.waitUntil(lambda: panel._bench.child is not None, timeout=10_000)
+    process = panel._bench.child.proc
     with qtbot.waitSignal(panel.finished, timeout=20_000) as blocker:
         qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
     assert blocker.args[0].cancelled
@@ -111,7 +113,7 @@ def test_a_bench_that_cannot_run_says_why(opened, qtbot, monkeypatch):
     from grpo_studio.gui import reward_bench_runner
 
     script = "import sys; print('run.toml: model.name: refused for this test', file=sys.stderr); sys.exit(2)"
-    monkeypatch.setattr(reward_bench_runner, "CLI", [reward_bench_runner.sys.executable, "-c", script])
+    monkeypatch.setattr(reward_bench_runner, "COMMAND", [sys.executable, "-c", script])
     panel = opened.rewards_view.bench
     panel.typed.completions.setPlainText("7")
     result = run_bench(qtbot, panel)
@@ -119,3 +121,16 @@ def test_a_bench_that_cannot_run_says_why(opened, qtbot, monkeypatch):
     assert "The bench could not run" in panel.error_label.text() and panel.run_button.isEnabled()
     opened.doc.new()  # another run file: the old outcome is not shown against it
     assert panel.state == "idle"
+
+
+def test_ctrl_b_runs_the_bench_from_any_page_before_its_tab_was_ever_shown(opened, qtbot):
+    from PySide6.QtGui import QKeySequence
+
+    opened.show_view("settings")
+    opened.activateWindow()
+    qtbot.waitUntil(opened.isActiveWindow)
+    panel = opened.rewards_view.bench
+    assert not panel.isVisible() and opened.actions["bench"].shortcut() == QKeySequence("Ctrl+B")
+    qtbot.keyClick(opened.settings_view, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert opened.current_view() == "rewards" and panel.isVisible()
+    assert "Type at least one completion" in panel.note.text()  # it ran: and says what it needs first

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from conftest import shot
@@ -30,7 +31,7 @@ def test_train_streams_metrics_into_plots_and_samples_into_the_browser(opened, q
     final = ended.args[0]
     assert final.kind == "finished" and not final.stopped and final.step == 3
     assert seen.index("started") < seen.index("metrics") < seen.index("finished")
-    assert seen.count("metrics") == 3 and seen.count("samples") == 3
+    assert seen.count("metrics") == 3 and seen.count("samples_stored") == 3  # the samples stay in the store
 
     opened.training_view.plots.redraw()
     reward_plot = opened.training_view.plots.plots["reward"]
@@ -140,6 +141,12 @@ def test_screenshot_of_a_run_folder_paints_its_curves(trained_run, tmp_path):
     assert (image.width(), image.height()) == (1280, 800)
 
 
+def export(qtbot, dialog, timeout=60000) -> str:
+    with qtbot.waitSignal(dialog.finished_export, timeout=timeout) as ended:
+        dialog.start()
+    return ended.args[0]
+
+
 def test_export_dialog_writes_the_adapter(window, trained_run, tmp_path, qtbot):
     from grpo_studio.gui.export_dialog import ExportDialog
 
@@ -148,25 +155,48 @@ def test_export_dialog_writes_the_adapter(window, trained_run, tmp_path, qtbot):
     assert dialog.merged.isEnabled()  # the tiny base model is a local folder
     dest = tmp_path / "exported"
     dialog.dest.setText(str(dest))
-    dialog.start()
-    with qtbot.waitSignal(dialog.job.done, timeout=60000):
-        pass
+    assert export(qtbot, dialog) == "done"
     assert (dest / "adapter_config.json").is_file() and (dest / "grpo_studio_run.toml").is_file()
     assert dialog.progress.value() == 100 and "Exported to" in dialog.status.text()
     dialog.dest.setText(str(dest))  # not empty any more: the engine says so, the dialog shows it
-    dialog.start()
-    with qtbot.waitSignal(dialog.job.failed, timeout=60000):
-        pass
+    assert export(qtbot, dialog) == "failed"
     assert "already exists and is not empty" in dialog.status.text()
 
-    dialog.merged.setChecked(True)  # the base model with the adapter folded in
+    dialog.merged.setChecked(True)  # the base model with the adapter folded in, in a child process
     merged = tmp_path / "merged"
     dialog.dest.setText(str(merged))
     dialog.dtype.setCurrentText("float32")
-    dialog.start()
-    with qtbot.waitSignal(dialog.job.done, timeout=120000):
-        pass
+    children = []
+    dialog._child_started = lambda child: (children.append(child), setattr(dialog, "child", child))
+    assert export(qtbot, dialog, timeout=120000) == "done"
     assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors"))
+    (child,) = children
+    assert child.proc.pid != __import__("os").getpid() and child.returncode == 0
+
+
+def test_cancel_ends_the_merged_export_process_and_leaves_no_half_folder(window, trained_run, tmp_path, qtbot):
+    from grpo_studio.gui.export_dialog import ExportDialog
+
+    dialog = ExportDialog(trained_run, window)
+    qtbot.addWidget(dialog)
+    dialog.merged.setChecked(True)
+    merged = tmp_path / "merged"
+    dialog.dest.setText(str(merged))
+    dialog.show()
+    dialog.start()
+    assert dialog.cancel_button.isVisible() and not dialog.close_button.isVisible()
+    dialog.reject()  # closing mid-export is refused: Cancel is the way out
+    assert dialog.task.is_running()
+    qtbot.waitUntil(lambda: dialog.child is not None, timeout=30000)
+    shot(dialog, "export-running")
+    process = dialog.child.proc
+    with qtbot.waitSignal(dialog.finished_export, timeout=10000) as ended:
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert ended.args[0] == "cancelled" and dialog.status.text() == "Export cancelled."
+    qtbot.waitUntil(lambda: process.poll() is not None, timeout=10000)  # ended, not left running
+    assert dialog.export_button.isEnabled() and dialog.close_button.isVisible()
+    dialog.task.pool.waitForDone(30000)  # the cancelled task's clean-up has run
+    assert not merged.exists()
 
 
 def test_bad_model_path_fails_with_a_clear_message_and_the_window_keeps_working(opened, qtbot):
@@ -179,6 +209,8 @@ def test_bad_model_path_fails_with_a_clear_message_and_the_window_keeps_working(
     assert "model.name: folder not found: /no/such/model" in banner.title.text()
     assert opened.actions["train"].isEnabled() and not opened.controller.is_active()
     assert "Training failed" in opened.statusBar().currentMessage()
+    assert opened.training_view.progress.text() == "failed before step 1"
+    assert not opened.actions["resume"].isEnabled()  # nothing trained, nothing to resume: Train again
 
 
 def test_reward_exception_is_marked_in_the_editor(opened, qtbot):
@@ -193,3 +225,15 @@ def test_reward_exception_is_marked_in_the_editor(opened, qtbot):
     assert "length_reward raised ZeroDivisionError" in opened.training_view.banner.title.text()
     assert editor.error_line == line  # the unsaved edit that was trained is the one marked
     assert opened.doc.is_modified()  # nothing the user typed was lost
+
+
+def test_export_from_the_window_prints_no_library_noise(trained_run, tmp_path):
+    """The window's export runs in its own process's terminal: no progress bars, deprecation notes or
+    optional-kernel notices there (`Loading weights: 100%|...`, `FutureWarning`, `kernels-community`)."""
+    code = ("import sys; from pathlib import Path; from grpo_studio.gui.export_dialog import _export; "
+            "print(_export('merged', Path(sys.argv[1]), Path(sys.argv[2]), 'float32', lambda what, f: None))")
+    proc = subprocess.run([sys.executable, "-c", code, str(trained_run), str(tmp_path / "merged")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "merged")
+    assert proc.stderr == "", proc.stderr

@@ -1,0 +1,515 @@
+"""Matrix products straight from bitsandbytes' quantized weights, for decode-sized batches.
+
+`quant_linear(x, parts, ...)` computes y = x W^T (+ bias) (+ xa B^T, a LoRA update given as its
+low-rank factors) where W is one or more bitsandbytes-quantized weights stacked by rows (q/k/v or
+gate/up of a layer: one launch for the group). One Triton kernel reads the packed weights,
+dequantizes them in registers and multiplies on the tensor cores; no 16-bit copy of W exists at
+any time, so a decode step reads about a quarter of the bytes a bf16 copy would.
+
+The format it reads (bitsandbytes 0.45-0.50; functional.py `quantize_4bit`/`dequantize_4bit`,
+backends/default/ops.py `_dequantize_4bit_compute`, the CUDA kernel `kDequantizeBlockwise`):
+
+- 4-bit (`Params4bit`, NF4 or FP4). `weight.data` holds the row-major [rows, cols] matrix
+  (rows = out_features) flattened, two values a byte, as a [(rows*cols + 1) // 2, 1] tensor of
+  uint8 (or of another `quant_storage` dtype, read here as its bytes). Flat element i lives in
+  byte i // 2: even i in the HIGH nibble (byte >> 4), odd i in the low nibble (byte & 0xF).
+  A nibble is an index into the 16-entry `quant_state.code` (float32, already scaled to [-1, 1]):
+    NF4 = [-1, -0.6962, -0.5251, -0.3949, -0.2844, -0.1848, -0.0911, 0,
+           0.0796, 0.1609, 0.2461, 0.3379, 0.4407, 0.5626, 0.7230, 1]   (quantiles of N(0, 1))
+    FP4 = [0, 0.0625, 8, 12, 4, 6, 2, 3, -0, -0.0625, -8, -12, -4, -6, -2, -3] / 12
+          (bit-pattern order: 1 sign bit, 2 exponent bits, 1 mantissa bit)
+  Runs of `quant_state.blocksize` consecutive flat elements (32...4096, 64 by default; a block
+  may straddle rows) share one float32 scale absmax[i // blocksize]:
+    value = code[nibble] * absmax   (in float32, rounded once to `quant_state.dtype`).
+  With double quantization (`compress_statistics`, transformers' `bnb_4bit_use_double_quant`)
+  absmax is itself stored as uint8 indices into a 256-entry dynamic map, in blocks of
+  `state2.blocksize` (256), after subtracting its mean `quant_state.offset`:
+    absmax[b] = state2.code[q[b]] * state2.absmax[b // state2.blocksize] + offset.
+- 8-bit (`Int8Params`, LLM.int8): `weight.data` (== weight.CB) is int8 [rows, cols], row-major,
+  and `weight.SCB` float32 [rows]:  value = (q * SCB[row]) * (1 / 127)  (int8_vectorwise_dequant).
+  (The training forward also quantizes the activations to int8 and splits off outlier columns;
+  this kernel multiplies the 16-bit activations by the dequantized weights, which is closer to
+  the weights' own values than the training forward is.)
+
+`dequantize` and `reference_linear` are the same arithmetic in plain PyTorch: the tests hold the
+kernel to them, and they to bitsandbytes' own `dequantize_4bit`. Without Triton, or on the CPU,
+`quant_linear` runs the reference (backend "torch"); backend "interpret" runs the Triton kernel
+through Triton's CPU interpreter (slow: for tests).
+
+Bytes a decode step reads per group (`decode_bytes`): rows*cols/2 for the nibbles, plus 4 bytes
+per block of scales (1 byte with double quantization, and 4 per 256 blocks), plus the stacked LoRA
+factors (R*(K + N) 16-bit values for the group's total rank R, block-diagonal zeros included). At
+7B with NF4 + double quantization, 64-blocks and r = 16 on every projection that is 0.516 + 0.019
+bytes per weight, against 2 for a bf16 copy (plus, for both, the KV cache and the LM head).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+try:  # Triton ships with CUDA builds of PyTorch; without it only the reference path runs.
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = tl = None
+
+INT8_SCALE = 7.874015718698502e-3  # 1 / 127, the constant bitsandbytes multiplies by
+
+
+class QuantFormatError(ValueError):
+    """A weight this module can't read (the message says what is different)."""
+
+
+@dataclass
+class QuantWeight:
+    """One quantized [rows, cols] weight as the kernel reads it: views of the parameter's own
+    tensors (no copies), plus what bitsandbytes needs to dequantize it for a prefill."""
+
+    kind: str  # "nf4", "fp4" or "int8"
+    rows: int
+    cols: int
+    data: torch.Tensor  # 4-bit: uint8 [(rows*cols + 1) // 2]; int8: int8 [rows, cols]
+    scales: torch.Tensor  # float32 absmax [blocks] | uint8 nested codes [blocks] | float32 SCB [rows]
+    dtype: torch.dtype  # the dtype bitsandbytes dequantizes to (quant_state.dtype; float16 for int8)
+    blocksize: int = 0
+    code: torch.Tensor | None = None  # float32 [16] (4-bit)
+    absmax2: torch.Tensor | None = None  # double quantization: float32 [ceil(blocks / blocksize2)]
+    code2: torch.Tensor | None = None  # float32 [256]
+    blocksize2: int = 0
+    offset: float = 0.0
+    param: Any = field(default=None, repr=False)  # the bitsandbytes parameter itself
+
+    @property
+    def nested(self) -> bool:
+        return self.absmax2 is not None
+
+    def aligned(self, block_k: int) -> bool:
+        """Tiles of `block_k` columns never straddle rows or scale blocks: the kernel's fast path."""
+        if self.kind == "int8":
+            return self.cols % block_k == 0
+        return self.cols % self.blocksize == 0 and self.blocksize % block_k == 0
+
+    @classmethod
+    def from_param(cls, weight: Any, module: Any = None) -> "QuantWeight":
+        """The layout of a bitsandbytes `Params4bit` or `Int8Params` (QuantFormatError otherwise).
+
+        `module`: the Linear8bitLt owning an 8-bit weight, whose first forward moves the row
+        scales from the weight to `module.state.SCB`."""
+        name = type(weight).__name__
+        if name == "Int8Params":
+            scb = getattr(weight, "SCB", None)
+            if scb is None and module is not None:
+                scb = getattr(getattr(module, "state", None), "SCB", None)
+            if weight.data.dtype != torch.int8 or scb is None:
+                raise QuantFormatError("an 8-bit weight that is not quantized yet (no SCB)")
+            rows, cols = weight.data.shape
+            if not weight.data.is_contiguous():
+                raise QuantFormatError("a non-contiguous 8-bit weight")
+            return cls("int8", rows, cols, weight.data, scb.float(), torch.float16, param=weight)
+        if name != "Params4bit":
+            raise QuantFormatError(f"{name} is not a bitsandbytes quantized weight")
+        state = weight.quant_state
+        if state is None:
+            raise QuantFormatError("a 4-bit weight without its quantization state")
+        if getattr(state, "packing_format_for_cpu", False):
+            raise QuantFormatError("bitsandbytes' CPU (AVX512) repacked 4-bit layout")
+        if state.quant_type not in ("nf4", "fp4"):
+            raise QuantFormatError(f"4-bit type {state.quant_type!r}")
+        rows, cols = int(state.shape[0]), int(state.shape[1])
+        data = weight.data.reshape(-1).view(torch.uint8)
+        if data.numel() < (rows * cols + 1) // 2:
+            raise QuantFormatError(f"packed 4-bit data of {data.numel()} bytes for a [{rows}, {cols}] weight")
+        qw = cls(state.quant_type, rows, cols, data, state.absmax, state.dtype, blocksize=int(state.blocksize),
+                 code=state.code.float(), param=weight)
+        if state.nested:
+            s2 = state.state2
+            qw.absmax2, qw.code2, qw.blocksize2 = s2.absmax.float(), s2.code.float(), int(s2.blocksize)
+            qw.offset = float(state.offset)  # one host read per weight, at construction
+        elif state.absmax.dtype != torch.float32:
+            qw.scales = state.absmax.float()
+        return qw
+
+    def decode_bytes(self) -> int:
+        """Bytes one full pass over this weight reads: the packed values and their scales."""
+        if self.kind == "int8":
+            return self.rows * self.cols + 4 * self.rows
+        blocks = -(-self.rows * self.cols // self.blocksize)
+        scales = blocks * (1 if self.nested else 4) + (4 * self.absmax2.numel() if self.nested else 0)
+        return (self.rows * self.cols + 1) // 2 + scales
+
+
+# ---- the reference: the same arithmetic in plain PyTorch ---------------------------------------
+
+
+def block_scales(qw: QuantWeight) -> torch.Tensor:
+    """float32 scale of every block (4-bit), undoing double quantization."""
+    if not qw.nested:
+        return qw.scales
+    q = qw.scales.long()
+    return qw.code2[q] * qw.absmax2[torch.arange(q.numel(), device=q.device) // qw.blocksize2] + qw.offset
+
+
+def dequantize(qw: QuantWeight, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The [rows, cols] weight, as bitsandbytes dequantizes it (rounded to qw.dtype), in `dtype`."""
+    if qw.kind == "int8":  # in slices of rows: the float32 intermediate stays small
+        out = torch.empty(qw.rows, qw.cols, dtype=dtype or qw.dtype, device=qw.data.device)
+        step = max(1, 2**22 // max(1, qw.cols))
+        for r in range(0, qw.rows, step):
+            w = (qw.data[r:r + step].float() * qw.scales[r:r + step, None]) * INT8_SCALE
+            out[r:r + step] = w.to(qw.dtype)
+        return out
+    n = qw.rows * qw.cols
+    data = qw.data[: (n + 1) // 2]
+    nibbles = torch.stack([data >> 4, data & 0xF], dim=1).reshape(-1)[:n].long()
+    scale = block_scales(qw)[torch.arange(n, device=data.device) // qw.blocksize]
+    w = (qw.code[nibbles] * scale).reshape(qw.rows, qw.cols)
+    return w.to(qw.dtype).to(dtype or qw.dtype)
+
+
+def reference_linear(x: torch.Tensor, parts: Sequence[QuantWeight], bias: torch.Tensor | None = None,
+                     lora_xa: torch.Tensor | None = None, lora_b: torch.Tensor | None = None,
+                     out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """x [M, K] -> [M, sum(rows)]: x W^T + bias + lora_xa lora_b^T, accumulated in float32."""
+    w = torch.cat([dequantize(p, x.dtype) for p in parts]).float()
+    y = x.float() @ w.T
+    if lora_b is not None:
+        y += lora_xa.float() @ lora_b.float().T
+    if bias is not None:
+        y += bias.float()
+    return y.to(out_dtype or x.dtype)
+
+
+# ---- the Triton kernel -----------------------------------------------------------------------------
+
+if tl is not None:
+
+    # Only Triton builtins inside (no tl.zeros / tl.cdiv / tl.interleave, which are themselves
+    # jit functions): then the same source also runs in Triton's CPU interpreter without
+    # TRITON_INTERPRET having been set before Triton was imported.
+    def _qmm_kernel(X, stride_xm, Out, stride_om, Ws, M, K, k_per_split, n_total, stride_wn,
+                    W0, S0, T0, N0, off0, W1, S1, T1, N1, off1, W2, S2, T2, N2, off2,
+                    Code, Code2, Bias, XA, stride_xam, LB, R,
+                    FMT: tl.constexpr, QB: tl.constexpr, QB2: tl.constexpr, NESTED: tl.constexpr,
+                    ALIGNED: tl.constexpr, NPARTS: tl.constexpr, HAS_BIAS: tl.constexpr, R_PAD: tl.constexpr,
+                    SPLIT: tl.constexpr, W_DTYPE: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """One [BLOCK_N rows of W] x [BLOCK_M rows of x] tile over one K range (a split).
+
+        Computes the transposed tile acc[n, m] = sum_k W[n, k] x[m, k], so that the large weight
+        dimension is the matrix unit's M side and a small batch its N side ("swap AB")."""
+        pid_m = tl.program_id(0)
+        pid_n = tl.program_id(1)
+        pid_k = tl.program_id(2)
+        # Which of the (up to 3) stacked weights this column tile belongs to.
+        w_ptr = W0
+        s_ptr = S0
+        t_ptr = T0
+        n_rows = N0
+        offset = off0
+        col0 = pid_n * 0
+        tile = pid_n
+        if NPARTS > 1:
+            tiles0 = (N0 + BLOCK_N - 1) // BLOCK_N
+            if tile >= tiles0:
+                w_ptr = W1
+                s_ptr = S1
+                t_ptr = T1
+                n_rows = N1
+                offset = off1
+                col0 = col0 + N0
+                tile = tile - tiles0
+                if NPARTS > 2:
+                    tiles1 = (N1 + BLOCK_N - 1) // BLOCK_N
+                    if tile >= tiles1:
+                        w_ptr = W2
+                        s_ptr = S2
+                        t_ptr = T2
+                        n_rows = N2
+                        offset = off2
+                        col0 = col0 + N1
+                        tile = tile - tiles1
+
+        offs_n = tile * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < n_rows
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        m_ok = offs_m < M
+        k_lo = pid_k * k_per_split
+        k_hi = tl.minimum(K, k_lo + k_per_split)
+        kk = tl.arange(0, BLOCK_K)
+        HALF: tl.constexpr = BLOCK_K // 2
+        jj = tl.arange(0, HALF)
+        acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
+        if ALIGNED:
+            # Rows past the end read row 0 instead (their results are never stored) and every K
+            # range is whole tiles: loads without masks, which the compiler can vectorize.
+            rows = tl.where(n_ok, offs_n, 0)
+            x_ptrs = X + tl.where(m_ok, offs_m, 0)[None, :] * stride_xm + (k_lo + kk)[:, None]
+            if FMT == 4:
+                w_ptrs = w_ptr + rows[:, None] * stride_wn + (pid_k * (k_per_split // 2) + jj)[None, :]
+            else:
+                w_ptrs = w_ptr + rows[:, None] * stride_wn + (k_lo + kk)[None, :]
+                scale = tl.load(s_ptr + rows)
+            for k0 in range(k_lo, k_hi, BLOCK_K):
+                if FMT == 4:
+                    pairs = tl.load(w_ptrs)
+                    nib = tl.reshape(tl.join(pairs >> 4, pairs & 0xF), (BLOCK_N, BLOCK_K)).to(tl.int32)
+                    sidx = rows * (K // QB) + k0 // QB  # BLOCK_K divides the block: one scale a row
+                    if NESTED:
+                        q = tl.load(s_ptr + sidx).to(tl.int32)
+                        scale = tl.load(Code2 + q) * tl.load(t_ptr + sidx // QB2) + offset
+                    else:
+                        scale = tl.load(s_ptr + sidx)
+                    w = tl.load(Code + nib) * scale[:, None]
+                    w_ptrs += HALF
+                else:
+                    w = (tl.load(w_ptrs).to(tl.float32) * scale[:, None]) * 7.874015718698502e-3
+                    w_ptrs += BLOCK_K
+                w = w.to(W_DTYPE).to(X.dtype.element_ty)  # bitsandbytes' rounding, then the compute dtype
+                acc += tl.dot(w, tl.load(x_ptrs))
+                x_ptrs += BLOCK_K
+        else:
+            for k0 in range(k_lo, k_hi, BLOCK_K):
+                k_ok = (k0 + kk) < k_hi
+                ok = n_ok[:, None] & k_ok[None, :]
+                if FMT == 4:
+                    # Any shape: flat element index, its byte and nibble, its block's scale.
+                    flat = offs_n[:, None] * K + (k0 + kk)[None, :]
+                    byte = tl.load(w_ptr + flat // 2, mask=ok, other=0)
+                    nib = tl.where((flat % 2) == 0, byte >> 4, byte & 0xF).to(tl.int32)
+                    sidx = flat // QB
+                    if NESTED:
+                        q = tl.load(s_ptr + sidx, mask=ok, other=0).to(tl.int32)
+                        scale = tl.load(Code2 + q) * tl.load(t_ptr + sidx // QB2, mask=ok, other=0.0) + offset
+                    else:
+                        scale = tl.load(s_ptr + sidx, mask=ok, other=0.0)
+                    w = tl.load(Code + nib) * scale
+                else:
+                    q8 = tl.load(w_ptr + offs_n[:, None] * stride_wn + (k0 + kk)[None, :], mask=ok, other=0)
+                    scale = tl.load(s_ptr + offs_n, mask=n_ok, other=0.0)
+                    w = (q8.to(tl.float32) * scale[:, None]) * 7.874015718698502e-3
+                w = w.to(W_DTYPE).to(X.dtype.element_ty)
+                xt = tl.load(X + offs_m[None, :] * stride_xm + (k0 + kk)[:, None],
+                             mask=m_ok[None, :] & k_ok[:, None], other=0.0)  # [BLOCK_K, BLOCK_M]
+                acc += tl.dot(w, xt)
+
+        cols = col0 + offs_n
+        if R_PAD > 0:
+            if pid_k == 0:  # the low-rank update and the bias once, in the first split
+                rr = tl.arange(0, R_PAD)
+                r_ok = rr < R
+                b_t = tl.load(LB + cols[:, None] * R + rr[None, :], mask=n_ok[:, None] & r_ok[None, :], other=0.0)
+                xa_t = tl.load(XA + offs_m[None, :] * stride_xam + rr[:, None], mask=m_ok[None, :] & r_ok[:, None],
+                               other=0.0)
+                acc += tl.dot(b_t, xa_t)
+        if HAS_BIAS:
+            if pid_k == 0:
+                acc += tl.load(Bias + cols, mask=n_ok, other=0.0).to(tl.float32)[:, None]
+        ok = n_ok[:, None] & m_ok[None, :]
+        if SPLIT:
+            tl.store(Ws + pid_k * M * n_total + offs_m[None, :] * n_total + cols[:, None], acc, mask=ok)
+        else:
+            tl.store(Out + offs_m[None, :] * stride_om + cols[:, None], acc.to(Out.dtype.element_ty), mask=ok)
+
+    def _split_sum_kernel(Ws, Out, stride_om, M, n_total, splits, BLOCK: tl.constexpr):
+        """Out = the sum of the splits' float32 partial tiles, in a fixed order (deterministic)."""
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        ok = offs < M * n_total
+        acc = tl.load(Ws + offs, mask=ok, other=0.0)
+        for s in range(1, splits):
+            acc += tl.load(Ws + s * M * n_total + offs, mask=ok, other=0.0)
+        tl.store(Out + (offs // n_total) * stride_om + offs % n_total, acc.to(Out.dtype.element_ty), mask=ok)
+
+    # A weight of one row would be specialized to a constant and break the part selection's types.
+    _JIT = (triton.jit(_qmm_kernel, do_not_specialize=["N0", "N1", "N2"]), triton.jit(_split_sum_kernel))
+
+_INTERPRETED: tuple[Any, Any] | None = None
+
+
+def _kernels(backend: str) -> tuple[Any, Any]:
+    global _INTERPRETED
+    if backend == "triton":
+        return _JIT
+    if _INTERPRETED is None:
+        from grpo_studio.engine.triton_cpu import interpreted_kernel
+
+        _INTERPRETED = (interpreted_kernel(_qmm_kernel), interpreted_kernel(_split_sum_kernel))
+    return _INTERPRETED
+
+
+# ---- choosing the launch ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """One launch shape. `split_k` = how many programs share one output tile's K range."""
+
+    block_n: int = 128
+    block_k: int = 64  # at most the quantization block (one scale per row and tile)
+    block_m: int = 0  # 0: the batch rounded up to a power of two, 16...64
+    split_k: int = 0  # 0: enough splits to give every multiprocessor `waves` programs
+    num_warps: int = 4
+    # With 3 stages Triton (3.6, sm_90) turns the code-table gathers into async copies whose results
+    # it reads back vectorized: ~1.6 shared/global memory instructions a weight in the loop against
+    # ~2.4 with 1 stage, no spills (tests/engine/test_quant_matmul.py compiles it).
+    num_stages: int = 3
+    waves: float = 2.0
+
+    @classmethod
+    def parse(cls, text: str) -> "Config":
+        """"block_n=128,num_warps=8" -> Config (the format `measure_quant_decode.py` prints)."""
+        fields = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, _, value = item.partition("=")
+            fields[key.strip()] = float(value) if key.strip() == "waves" else int(value)
+        return cls(**fields)
+
+
+# Launch shapes measured best per (batch bucket, K, N) on a GPU (see tests/engine/measure_quant_decode.py);
+# everything else uses DEFAULT_CONFIG. GRPO_STUDIO_QMM_CONFIG="block_n=..,num_warps=.." overrides all.
+TUNED: dict[tuple[int, int, int], Config] = {}
+DEFAULT_CONFIG = Config.parse(os.environ["GRPO_STUDIO_QMM_CONFIG"]) if os.environ.get("GRPO_STUDIO_QMM_CONFIG") \
+    else Config()
+
+
+def config_for(M: int, K: int, N: int) -> Config:
+    if os.environ.get("GRPO_STUDIO_QMM_CONFIG"):
+        return DEFAULT_CONFIG
+    return TUNED.get((min(64, max(16, _pow2(M))), K, N), DEFAULT_CONFIG)
+
+
+_SM_COUNT: dict[int, int] = {}
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 8
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SM_COUNT:
+        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _SM_COUNT[index]
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class Launch:
+    block_m: int
+    block_n: int
+    block_k: int
+    splits: int
+    k_per_split: int
+    num_warps: int
+    num_stages: int
+    grid: tuple[int, int, int]
+    aligned: bool  # no masks along K (see the kernel)
+
+
+def plan(M: int, parts: Sequence[QuantWeight], config: Config, sm_count: int) -> Launch:
+    """Tile sizes, splits and grid for x [M, K] times the stacked `parts` (no device work)."""
+    K = parts[0].cols
+    block_m = config.block_m or min(64, max(16, _pow2(M)))
+    block_k = max(32, min(config.block_k, _pow2(K)))
+    if parts[0].kind != "int8" and parts[0].aligned(min(block_k, parts[0].blocksize)):
+        block_k = max(32, min(block_k, parts[0].blocksize))  # one scale per row and tile
+    aligned = parts[0].aligned(block_k)
+    # The any-shape path keeps an index per element: smaller tiles keep it in registers.
+    block_n = config.block_n if aligned else min(config.block_n, 64)
+    n_tiles = sum(-(-p.rows // block_n) for p in parts)
+    m_tiles = -(-M // block_m)
+    k_iters = -(-K // block_k)
+    splits = config.split_k or max(1, round(config.waves * sm_count / (n_tiles * m_tiles)))
+    per_split = -(-k_iters // max(1, min(splits, k_iters)))
+    splits = -(-k_iters // per_split)  # no empty split
+    return Launch(block_m, block_n, block_k, splits, per_split * block_k, config.num_warps,
+                  config.num_stages, (m_tiles, n_tiles, splits), aligned)
+
+
+def default_backend(device: torch.device) -> str:
+    """"triton" on a CUDA device with Triton installed, else "torch" (the reference);
+    GRPO_STUDIO_QUANT_BACKEND=interpret|torch|triton overrides (tests, troubleshooting)."""
+    chosen = os.environ.get("GRPO_STUDIO_QUANT_BACKEND")
+    if chosen:
+        return chosen
+    return "triton" if device.type == "cuda" and tl is not None else "torch"
+
+
+def missing_kernel(device: torch.device) -> str | None:
+    """Why decoding on `device` would run the (slow) reference instead of the kernel, or None."""
+    if device.type == "cuda" and tl is None and not os.environ.get("GRPO_STUDIO_QUANT_BACKEND"):
+        return "quantized generation on a GPU needs Triton (it ships with CUDA builds of PyTorch)"
+    return None
+
+
+def check_group(parts: Sequence[QuantWeight]) -> None:
+    """One launch reads up to 3 weights that share their input size and format."""
+    first = parts[0]
+    if not 1 <= len(parts) <= 3:
+        raise QuantFormatError(f"{len(parts)} weights in one group (1 to 3)")
+    for p in parts:
+        if (p.kind, p.cols, p.blocksize, p.nested, p.blocksize2, p.dtype) != \
+                (first.kind, first.cols, first.blocksize, first.nested, first.blocksize2, first.dtype):
+            raise QuantFormatError("weights of one group quantized differently")
+        if p.rows * max(p.cols, 2) >= 2**31:
+            raise QuantFormatError(f"a [{p.rows}, {p.cols}] weight: too large for 32-bit indexing")
+        if p.nested and not torch.equal(p.code2, first.code2):
+            raise QuantFormatError("weights of one group with different double-quantization maps")
+
+
+def quant_linear(x: torch.Tensor, parts: Sequence[QuantWeight], *, bias: torch.Tensor | None = None,
+                 lora_xa: torch.Tensor | None = None, lora_b: torch.Tensor | None = None,
+                 config: Config | None = None, backend: str | None = None) -> torch.Tensor:
+    """x [M, K] (bf16/fp16, rows contiguous) -> [M, sum(rows)] in x's dtype.
+
+    lora_xa [M, R] = x A^T and lora_b [sum(rows), R] (scale folded in) add the LoRA update;
+    bias [sum(rows)]. Allocates only its output (and, with split K, a float32 scratch), launches
+    with static shapes and never reads device values on the host: safe inside a CUDA graph."""
+    backend = backend or default_backend(x.device)
+    if backend == "torch":
+        return reference_linear(x, parts, bias, lora_xa, lora_b)
+    first = parts[0]
+    M, K = x.shape
+    n_total = sum(p.rows for p in parts)
+    if x.stride(1) != 1:
+        raise ValueError("quant_linear needs x with contiguous rows")
+    run = plan(M, parts, config or config_for(M, K, n_total), _sm_count(x.device))
+    out = torch.empty(M, n_total, dtype=x.dtype, device=x.device)
+    ws = torch.empty(run.splits, M, n_total, dtype=torch.float32, device=x.device) if run.splits > 1 else out
+    padded = list(parts) + [first] * (3 - len(parts))
+    per_part = []
+    for p in padded:
+        nested = p.absmax2 if p.nested else p.scales  # unused without double quantization
+        per_part += [p.data, p.scales, nested, p.rows, p.offset]
+    rank = 0 if lora_b is None else lora_b.shape[1]
+    four = first.kind != "int8"
+    main, split_sum = _kernels(backend)
+    w_dtype = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}[first.dtype]
+    main[run.grid](
+        x, x.stride(0), out, out.stride(0), ws, M, K, run.k_per_split, n_total,
+        K // 2 if four else K, *per_part,
+        first.code if four else first.scales, first.code2 if first.nested else first.scales,
+        bias if bias is not None else out, lora_xa if rank else x, lora_xa.stride(0) if rank else 0,
+        lora_b if rank else x, rank,
+        FMT=4 if four else 8, QB=first.blocksize or 1, QB2=first.blocksize2 or 1, NESTED=first.nested,
+        ALIGNED=run.aligned, NPARTS=len(parts), HAS_BIAS=bias is not None,
+        R_PAD=0 if not rank else max(16, _pow2(rank)), SPLIT=run.splits > 1, W_DTYPE=w_dtype,
+        BLOCK_M=run.block_m, BLOCK_N=run.block_n, BLOCK_K=run.block_k,
+        num_warps=run.num_warps, num_stages=run.num_stages)
+    if run.splits > 1:
+        block = 1024
+        split_sum[(-(-M * n_total // block),)](ws, out, out.stride(0), M, n_total, run.splits, BLOCK=block,
+                                                num_warps=4)
+    return out
+
+
+def decode_bytes(parts: Sequence[QuantWeight], M: int, rank: int = 0, dtype_bytes: int = 2) -> dict[str, int]:
+    """Bytes one `quant_linear` call reads from memory: weights (+ scales), LoRA factors, activations."""
+    K, N = parts[0].cols, sum(p.rows for p in parts)
+    return {"weights": sum(p.decode_bytes() for p in parts),
+            "lora": rank * (K + N) * dtype_bytes,
+            "activations": (M * K + M * rank + M * N) * dtype_bytes}

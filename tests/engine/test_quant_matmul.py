@@ -1,0 +1,190 @@
+"""The fused dequantize-matmul kernel against bitsandbytes, on real quantized weights.
+
+The chain: bitsandbytes' own `dequantize_4bit` == our PyTorch reference `dequantize` (bit for bit),
+and the Triton kernel == `reference_linear` (up to float32 summation order). The kernel runs here
+through Triton's CPU interpreter (the same source the GPU compiles), and is compiled for sm_90
+with Triton's own ptxas to catch what the interpreter forgives (no GPU needed for either).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+bnbf = pytest.importorskip("bitsandbytes.functional")
+
+from grpo_studio.engine import quant_matmul as qm  # noqa: E402
+
+needs_triton = pytest.mark.skipif(qm.tl is None, reason="Triton is not installed")
+
+
+def quantized(rows, cols, kind="nf4", nested=True, blocksize=64, dtype=torch.bfloat16, seed=0):
+    """A real bitsandbytes 4-bit weight (quantized on the CPU by bitsandbytes itself)."""
+    from bitsandbytes.nn import Params4bit
+
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.randn(rows, cols, generator=g) * 0.05).to(dtype)
+    w[:, : max(1, cols // 7)] *= 4  # some larger columns: the block scales differ
+    return Params4bit(w, requires_grad=False, quant_type=kind, compress_statistics=nested, blocksize=blocksize).to("cpu")
+
+
+def int8_weight(rows, cols, seed=0):
+    from bitsandbytes.nn import Int8Params
+
+    g = torch.Generator().manual_seed(seed)
+    return Int8Params((torch.randn(rows, cols, generator=g) * 0.05).half(), requires_grad=False,
+                      has_fp16_weights=False).to("cpu")
+
+
+FORMATS = [  # (kind, nested, blocksize, dtype)
+    ("nf4", True, 64, torch.bfloat16),
+    ("nf4", False, 64, torch.bfloat16),
+    ("fp4", True, 64, torch.float16),
+    ("fp4", False, 128, torch.bfloat16),
+    ("nf4", True, 32, torch.float16),
+    ("nf4", False, 256, torch.bfloat16),
+]
+SHAPES = [(48, 64), (40, 96), (33, 75), (64, 512), (7, 130)]  # blocks straddling rows, odd sizes
+
+
+@pytest.mark.parametrize("kind,nested,blocksize,dtype", FORMATS)
+@pytest.mark.parametrize("rows,cols", SHAPES)
+def test_reference_dequantizes_exactly_like_bitsandbytes(kind, nested, blocksize, dtype, rows, cols):
+    p = quantized(rows, cols, kind, nested, blocksize, dtype)
+    qw = qm.QuantWeight.from_param(p)
+    assert (qw.kind, qw.nested, qw.blocksize, qw.dtype) == (kind, nested, blocksize, dtype)
+    assert torch.equal(qm.dequantize(qw), bnbf.dequantize_4bit(p.data, p.quant_state))
+
+
+def test_int8_reference_dequantizes_like_bitsandbytes():
+    p = int8_weight(40, 96)
+    qw = qm.QuantWeight.from_param(p)
+    expected = bnbf.int8_vectorwise_dequant(p.data, p.SCB)
+    assert torch.equal(qm.dequantize(qw, torch.float32), expected.half().float())
+
+
+def test_reference_linear_is_bitsandbytes_dequantize_then_matmul():
+    parts = [quantized(48, 64, seed=1), quantized(16, 64, seed=2)]
+    qws = [qm.QuantWeight.from_param(p) for p in parts]
+    x = torch.randn(5, 64, dtype=torch.bfloat16)
+    bias = torch.randn(64, dtype=torch.bfloat16)
+    dense = torch.cat([bnbf.dequantize_4bit(p.data, p.quant_state) for p in parts]).float()
+    expected = (x.float() @ dense.T + bias.float()).bfloat16()
+    assert torch.equal(qm.reference_linear(x, qws, bias), expected)
+
+
+def _lora(M, n_total, rank, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(M, rank, generator=g).to(dtype), (torch.randn(n_total, rank, generator=g) * 0.1).to(dtype))
+
+
+def _close(out, ref):
+    """Same function up to float32 summation order, then one rounding to the output dtype."""
+    assert out.dtype == ref.dtype and out.shape == ref.shape
+    err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+    assert err < 2e-3, err
+    assert not torch.isnan(out).any()
+
+
+@needs_triton
+@pytest.mark.parametrize("kind,nested,blocksize,dtype", FORMATS)
+@pytest.mark.parametrize("rows,cols", [(48, 64), (33, 75), (40, 96)])
+def test_kernel_matches_the_reference(kind, nested, blocksize, dtype, rows, cols):
+    qw = qm.QuantWeight.from_param(quantized(rows, cols, kind, nested, blocksize, dtype))
+    x = torch.randn(5, cols, dtype=dtype)
+    out = qm.quant_linear(x, [qw], backend="interpret")
+    _close(out, qm.reference_linear(x, [qw]))
+
+
+@needs_triton
+@pytest.mark.parametrize("config", [qm.Config(), qm.Config(block_n=32, block_m=16, split_k=3)],
+                         ids=["default", "split-k, 3 batch tiles"])
+def test_kernel_stacks_three_weights_with_lora_and_bias(config):
+    """A q/k/v-like group in one launch: rows of three weights, the low-rank update, biases."""
+    parts = [qm.QuantWeight.from_param(quantized(rows, 128, seed=i)) for i, rows in enumerate((64, 32, 40))]
+    M, n_total = 40, 136
+    x = torch.randn(M, 128, dtype=torch.bfloat16)
+    xa, lb = _lora(M, n_total, 12, torch.bfloat16)
+    bias = torch.randn(n_total, dtype=torch.bfloat16)
+    out = qm.quant_linear(x, parts, bias=bias, lora_xa=xa, lora_b=lb, config=config, backend="interpret")
+    _close(out, qm.reference_linear(x, parts, bias, xa, lb))
+
+
+@needs_triton
+def test_kernel_reads_int8_rows():
+    parts = [qm.QuantWeight.from_param(int8_weight(rows, 96, seed=i)) for i, rows in enumerate((40, 24))]
+    x = torch.randn(6, 96, dtype=torch.float16)
+    for config in (qm.Config(), qm.Config(block_k=32, split_k=2)):
+        _close(qm.quant_linear(x, parts, config=config, backend="interpret"), qm.reference_linear(x, parts))
+
+
+def test_launch_plan_splits_k_without_empty_splits():
+    parts = [qm.QuantWeight.from_param(quantized(64, 640))]
+    run = qm.plan(32, parts, qm.Config(block_n=32, split_k=4), sm_count=132)
+    assert run.grid == (1, 2, run.splits) and run.splits * run.k_per_split >= 640
+    assert (run.splits - 1) * run.k_per_split < 640  # the last split has work
+    assert run.block_k == 64 and run.aligned  # one scale per row and tile
+    odd = qm.plan(5, [qm.QuantWeight.from_param(quantized(33, 75, blocksize=32))], qm.Config(), sm_count=8)
+    assert not odd.aligned and odd.block_m == 16
+
+
+def test_group_of_differently_quantized_weights_is_refused():
+    parts = [qm.QuantWeight.from_param(quantized(16, 64)), qm.QuantWeight.from_param(quantized(16, 64, "fp4"))]
+    with pytest.raises(qm.QuantFormatError, match="quantized differently"):
+        qm.check_group(parts)
+
+
+def test_decode_bytes_are_about_a_quarter_of_bf16():
+    qw = qm.QuantWeight.from_param(quantized(512, 1024))  # NF4, double quantization, 64-blocks
+    read = qm.decode_bytes([qw], M=32, rank=16)
+    assert read["weights"] / (512 * 1024 * 2) == pytest.approx(0.25 * (1 + 1 / 32) + 4 / (64 * 256 * 2), rel=1e-3)
+
+
+# ---- the kernel as the GPU compiles it (Triton's ptxas, no GPU needed) -------------------------
+
+
+def compile_for_hopper(num_warps=4, num_stages=3, **constexprs):
+    """PTX and cuobjdump's resource report of the kernel compiled for sm_90 (Triton's own ptxas)."""
+    import os
+    import re
+    import subprocess
+    import tempfile
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    tl = qm.tl
+    fn = qm._JIT[0]
+    const = dict(FMT=4, QB=64, QB2=256, NESTED=True, ALIGNED=True, NPARTS=3, HAS_BIAS=True, R_PAD=64, SPLIT=True,
+                 W_DTYPE=tl.bfloat16, BLOCK_M=32, BLOCK_N=128, BLOCK_K=64) | constexprs
+    fmt = "u8" if const["FMT"] == 4 else "i8"
+    types = {"X": "*bf16", "Out": "*bf16", "Ws": "*fp32", "Code": "*fp32", "Code2": "*fp32", "Bias": "*bf16",
+             "XA": "*bf16", "LB": "*bf16", "W0": f"*{fmt}", "W1": f"*{fmt}", "W2": f"*{fmt}",
+             **{f"S{i}": "*u8" if const["NESTED"] else "*fp32" for i in range(3)},
+             **{f"T{i}": "*fp32" for i in range(3)}, **{f"off{i}": "fp32" for i in range(3)}}
+    signature = {n: "constexpr" if n in const else types.get(n, "i32") for n in fn.arg_names}
+    aligned = [(i,) for i, n in enumerate(fn.arg_names) if signature[n].startswith("*")
+               or n in ("stride_xm", "stride_om", "K", "k_per_split", "stride_wn", "n_total")]
+    src = ASTSource(fn, signature, constexprs=const, attrs={k: [["tt.divisibility", 16]] for k in aligned})
+    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                            options={"num_warps": num_warps, "num_stages": num_stages})
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(kernel.asm["cubin"])
+        f.flush()
+        report = subprocess.run([cuobjdump, "--dump-resource-usage", f.name], capture_output=True, text=True,
+                                check=True).stdout
+    usage = {k: int(v) for k, v in re.findall(r"(REG|STACK|LOCAL):(\d+)", report)}
+    return kernel.asm["ptx"], usage
+
+
+@needs_triton
+@pytest.mark.parametrize("constexprs", [{}, {"ALIGNED": False, "BLOCK_N": 64},
+                                        {"FMT": 8, "NESTED": False, "R_PAD": 0, "HAS_BIAS": False}],
+                         ids=["4-bit fast path", "4-bit any shape", "int8"])
+def test_kernel_compiles_for_hopper_without_spills(constexprs):
+    pytest.importorskip("triton.backends.nvidia")
+    ptx, usage = compile_for_hopper(**constexprs)
+    assert "wgmma.mma_async" in ptx  # Hopper's matrix instructions, the weights as the 64-row side
+    assert usage["REG"] > 0 and usage["STACK"] == 0 and usage["LOCAL"] == 0, usage  # no register spills
