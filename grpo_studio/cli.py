@@ -5,8 +5,8 @@
     grpo-studio train RUN.toml [--output DIR] [--set section.key=value ...] [--resume]
     grpo-studio validate RUN.toml [--set ...]
     grpo-studio rewards-check RUN.toml [--set ...] [--completions FILE.jsonl] [--prompts N] [--json]
-    grpo-studio eval RUN.toml [--adapter DIR] [--limit N] [--json]
-    grpo-studio export RUN_DIR [--to DIR] [--merged]
+    grpo-studio eval RUN.toml|RUN_DIR [--adapter DIR|NAME] [--compare-base] [--limit N] [--json]
+    grpo-studio export RUN_DIR [--to DIR] [--merged | --gguf [TYPE]] [--push-to-hub REPO_ID [--private]]
     grpo-studio bench [--arch tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b] [--quant 4bit] [--steps N]
                       [--vram-limit GIB] [--lengths fixed|natural]
 
@@ -92,8 +92,12 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
 
     p = sub.add_parser("eval", help="greedy accuracy on the run's held-out split")
     p.add_argument("run", help="run file (.toml), or a run folder (evaluates its adapter)")
-    p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder to apply to the base model")
+    p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder to apply to the base model (with a run "
+                   "folder also 'adapter' or a checkpoint name, e.g. checkpoint-20)")
     p.add_argument("--base", action="store_true", help="with a run folder: evaluate the base model alone")
+    p.add_argument("--compare-base", action="store_true",
+                   help="score the base model and base + adapter on the same prompts, side by side; with a "
+                        "run folder the result is stored in RUN_DIR/evals/")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="evaluate the first N held-out rows")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--show", type=int, default=0, metavar="N", help="print N example completions")
@@ -105,6 +109,14 @@ Exit codes: 0 every reward function ran cleanly (warnings allowed), 2 a function
     p.add_argument("--merged", action="store_true", help="write the base model with the adapter merged in")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16",
                    help="dtype of the merged model")
+    p.add_argument("--gguf", nargs="?", const="f16", metavar="TYPE",
+                   choices=["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"],
+                   help="write the merged model as one GGUF file for llama.cpp / Ollama / LM Studio: f32, f16 "
+                        "(default), bf16, q8_0, q5_1, q5_0, q4_1 or q4_0 (needs: pip install 'grpo-studio[gguf]')")
+    p.add_argument("--push-to-hub", metavar="REPO_ID",
+                   help="then upload the export with its model card to this Hugging Face model repo (created if "
+                        "missing), with your stored login (`hf auth login`)")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
 
     p = sub.add_parser("settings", help="every run-file setting with its default, range and help")
     p.add_argument("section", nargs="?", help="only this section (model, lora, data, grpo, ...)")
@@ -312,6 +324,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from grpo_studio.engine.rewards import RewardError
     from grpo_studio.engine.store import RunFolder
 
+    if args.compare_base:
+        from grpo_studio.cli_after_training import cmd_eval_compare
+
+        return cmd_eval_compare(args)
     quiet_libraries()
     path, adapter = Path(args.run), args.adapter
     if path.is_dir():
@@ -320,6 +336,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             _err(f"{path}: not a run folder (no config.toml)")
             return EXIT_BAD_INPUT
         path = folder.config
+        if adapter is not None and not Path(adapter).is_dir():  # a name: 'adapter', 'checkpoint-20'
+            from grpo_studio.engine.eval_compare import resolve_adapter
+
+            try:
+                adapter = str(resolve_adapter(folder, adapter)[1])
+            except EvalError as exc:
+                _err(str(exc))
+                return EXIT_BAD_INPUT
         if adapter is None and not args.base:
             from grpo_studio.engine.export import ExportError, adapter_source
 
@@ -347,6 +371,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         what = f"{result.model}" + (f" + {result.adapter}" if result.adapter else "")
         print(f"{what}\naccuracy {result.accuracy:.1%} ({result.correct}/{result.n}, judged by "
               f"{result.correctness} >= {run.config.eval.threshold}) in {result.seconds:.1f}s")
+        fmt = "not measured" if result.format_rate is None else f"{result.format_rate:.1%}"
+        print(f"format rate {fmt}; mean length {result.mean_length:.1f} tokens; truncated {result.truncated_rate:.1%}")
         for name, mean in result.rewards.items():
             print(f"  mean {name}: {mean:.3f}")
         for ex in result.examples[: args.show]:
@@ -364,13 +390,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     run_dir = Path(args.run_dir)
-    dest = Path(args.to) if args.to else run_dir / ("export-merged" if args.merged else "export-adapter")
+    kind = "gguf" if args.gguf else "merged" if args.merged else "adapter"
+    dest = Path(args.to) if args.to else run_dir / f"export-{kind}"
 
     def progress(what: str, fraction: float) -> None:
         print(f"  [{fraction:4.0%}] {what}", file=sys.stderr, flush=True)
 
     try:
-        if args.merged:
+        if args.gguf:
+            from grpo_studio.engine.gguf_export import GgufError, export_gguf
+
+            try:
+                out = export_gguf(run_dir, dest, args.gguf, progress=progress)
+            except GgufError as exc:
+                raise ExportError(str(exc)) from None
+        elif args.merged:
             out = export_merged(run_dir, dest, dtype=args.dtype, progress=progress)
         else:
             out = export_adapter(run_dir, dest, progress=progress)
@@ -378,6 +412,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         _err(f"error: {exc}")
         return EXIT_FAILED if exc.failed else EXIT_BAD_INPUT
     print(out)
+    if args.push_to_hub:
+        from grpo_studio.engine.hub_push import HubPushError, push_export
+
+        try:
+            print(push_export(out if out.is_dir() else out.parent, args.push_to_hub, run_dir=run_dir,
+                              private=args.private, progress=progress))
+        except HubPushError as exc:
+            _err(f"exported to {out}, but not pushed: {exc}")
+            return EXIT_FAILED
     return EXIT_OK
 
 

@@ -29,7 +29,8 @@ STUDIO_TRAINER_FIELDS = {
     "save_strategy": "Stop and Resume need a checkpoint every run.save_steps",
     "remove_unused_columns": "reward functions get every dataset column (e.g. answer)",
     "logging_nan_inf_filter": "a NaN or infinite loss must reach the health alarms",
-    "report_to": "the run store keeps the metrics",
+    "run_name": "trackers (run.report_to) name the run after its folder",
+    "project": "trackers (run.report_to) file the runs under grpo-studio",
     "disable_tqdm": "progress is reported as events",
     "log_completions": "the run store keeps every sampled completion",
     "dataloader_num_workers": "the prompts are read in the training process",
@@ -343,6 +344,15 @@ class EvalSettings(Section):
     )
     threshold: float = setting(1.0, "A completion is correct when that reward is at least this.",
         title="Correct when reward ≥")
+    format: str = setting(
+        "", "Reward function that decides 'well formatted' for the format rate; empty = the first whose name "
+        "contains 'format', else data.answer_pattern found in the completion.", advanced=True,
+        title="Format reward"
+    )
+    format_threshold: float = setting(
+        1.0, "A completion is well formatted when that reward is at least this.", advanced=True,
+        title="Well formatted when reward ≥"
+    )
     batch_size: int = setting(32, "Prompts generated at once during evaluation.", ge=1, le=4096,
         title="Batch size (prompts)")
 
@@ -402,6 +412,11 @@ class RunSettings(Section):
     samples_per_step: int = setting(
         0, "Sampled completions stored per step for the samples browser; 0 = all.", ge=0, advanced=True,
         title="Samples stored per step (0 = all)"
+    )
+    report_to: list[Literal["tensorboard", "trackio", "wandb"]] = setting(
+        [], "Also send the metrics to these trackers: tensorboard (RUN_DIR/tensorboard), trackio, wandb; empty = "
+        "the run store only. Each needs its package (pip install tensorboard / trackio / wandb).", advanced=True,
+        title="Trackers", trainer_field="report_to"
     )
 
     @field_validator("name")

@@ -111,6 +111,15 @@ def correctness_function(run: LoadedRun, labels: list[str]) -> str | None:
     return next((label for label in labels if "correct" in label.lower()), None)
 
 
+def format_function(run: LoadedRun, labels: list[str]) -> str | None:
+    """The reward that `eval` counts as 'well formatted' (None: the format rate falls back to
+    data.answer_pattern, or is not measured)."""
+    wanted = run.config.eval.format
+    if wanted:
+        return wanted if wanted in labels else None
+    return next((label for label in labels if "format" in label.lower()), None)
+
+
 def check_eval(run: LoadedRun, report: Report, labels: list[str]) -> None:
     cfg = run.config
     if cfg.eval.correctness and cfg.eval.correctness not in labels:
@@ -119,6 +128,14 @@ def check_eval(run: LoadedRun, report: Report, labels: list[str]) -> None:
     elif correctness_function(run, labels) is None:
         report.warnings.append("eval.correctness: no reward function has 'correct' in its name; set "
                                "eval.correctness for `grpo-studio eval`")
+    if cfg.eval.format and cfg.eval.format not in labels:
+        report.problems.append(f"eval.format: {cfg.eval.format!r} is not one of the reward functions "
+                               f"({', '.join(labels)})")
+    if cfg.eval.source:
+        try:
+            resolve_source(run, cfg.eval.source, cfg.data.subset, cfg.eval.split, field="eval.source")
+        except DataError as exc:
+            report.problems.append(str(exc))
 
 
 def prompts_per_step(run: LoadedRun, world_size: int = 1) -> int:
@@ -149,6 +166,10 @@ def check_before_loading(run: LoadedRun, report: Report | None = None, world_siz
         from grpo_studio.engine.library_configs import check_extra
 
         report.problems += [str(p) for p in check_extra(run.config)]
+    if run.config.run.report_to:
+        from grpo_studio.engine.library_configs import check_trackers
+
+        report.problems += [str(p) for p in check_trackers(run.config)]
     if run.config.model.name.strip():
         check_model(run, report)
     cfg = run.config

@@ -1,22 +1,35 @@
 """`grpo-studio eval`: greedy accuracy of a model (optionally + adapter) on the held-out split.
 
 A completion is correct when the run's correctness reward (eval.correctness) scores it at least
-eval.threshold. Every reward function's mean is reported too.
+eval.threshold. It is well formatted when the run's format reward (eval.format, else the first
+reward whose name contains 'format') scores it at least eval.format_threshold; a run without a
+format reward falls back to data.answer_pattern found in the completion, and one without either
+reports no format rate. Every reward function's mean is reported too.
+
+`HeldOut` loads the split and the judges once, so several models (base, adapter, checkpoints) are
+scored on exactly the same prompts: `eval_compare` builds on it.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from grpo_studio.config import LoadedRun
-from grpo_studio.engine.checks import correctness_function
+from grpo_studio.engine.checks import correctness_function, format_function
+
+Progress = Callable[[int, int], None]  # (prompts done, prompts in all)
 
 
 class EvalError(Exception):
     pass
+
+
+class EvalCancelled(Exception):
+    """The caller's cancel check said stop (between two generation batches)."""
 
 
 @dataclass
@@ -30,6 +43,9 @@ class EvalResult:
     adapter: str | None
     seconds: float
     examples: list[dict[str, Any]] = field(default_factory=list)
+    format_rate: float | None = None  # None: the run has no format reward and no answer pattern
+    mean_length: float = 0.0  # completion tokens, the end-of-sequence token included
+    truncated_rate: float = 0.0  # completions cut at grpo.max_completion_length
 
     def to_json(self, with_examples: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -38,8 +54,15 @@ class EvalResult:
         return data
 
 
-def generate_greedy(model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int, batch_size: int,
-                    progress: Callable[[int, int], None] | None = None) -> list[str]:
+@dataclass
+class Generation:
+    text: str
+    tokens: int  # generated tokens, up to and including the first end-of-sequence token
+    truncated: bool  # stopped by max_new_tokens, not by an end-of-sequence token
+
+
+def greedy_generations(model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int, batch_size: int,
+                       progress: Progress | None = None) -> list[Generation]:
     """Greedy completions for prompts (text or chat messages), in batches, left-padded."""
     import torch
 
@@ -50,7 +73,7 @@ def generate_greedy(model: Any, tokenizer: Any, prompts: list[Any], max_new_toke
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
         eos_ids.insert(0, tokenizer.eos_token_id)
     device = next(model.parameters()).device
-    out: list[str] = []
+    out: list[Generation] = []
     for start in range(0, len(prompts), batch_size):
         chunk = [prompt_token_ids(p, tokenizer) for p in prompts[start:start + batch_size]]
         width = max(len(ids) for ids in chunk)
@@ -65,10 +88,127 @@ def generate_greedy(model: Any, tokenizer: Any, prompts: list[Any], max_new_toke
                 max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id,
                 temperature=None, top_p=None, top_k=None,
             )
-        out += tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+        new = generated[:, width:].tolist()
+        texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+        for ids, text in zip(new, texts):
+            stop = next((i for i, t in enumerate(ids) if t in eos_ids), None)
+            out.append(Generation(text, len(ids) if stop is None else stop + 1, stop is None))
         if progress:
             progress(min(start + batch_size, len(prompts)), len(prompts))
     return out
+
+
+def generate_greedy(model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int, batch_size: int,
+                    progress: Progress | None = None) -> list[str]:
+    """Greedy completions' text for prompts (text or chat messages)."""
+    return [g.text for g in greedy_generations(model, tokenizer, prompts, max_new_tokens, batch_size, progress)]
+
+
+class HeldOut:
+    """The held-out split, the tokenizer and the reward functions that judge it, loaded once.
+    Close it (or use it as a context manager): isolated reward functions run in a child process."""
+
+    def __init__(self, run: LoadedRun, limit: int = 0):
+        from grpo_studio.engine.data import load_prompts
+        from grpo_studio.engine.model import load_tokenizer
+        from grpo_studio.engine.rewards import close_rewards, load_rewards
+
+        cfg = run.config
+        if limit:
+            cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"limit": limit})})
+            run = LoadedRun(cfg, run.path, run.base_dir)
+        self.run, self.cfg = run, cfg
+        self.tokenizer = load_tokenizer(run)
+        ds = load_prompts(run, self.tokenizer, split="eval", check_length=False).dataset
+        self._all_specs = load_rewards(run, columns=list(ds.column_names))
+        try:
+            self.specs = [s for s in self._all_specs if s.function is not None]
+            labels = [s.label for s in self.specs]
+            self.judge = correctness_function(run, labels)
+            if self.judge is None:
+                raise EvalError("eval.correctness: no reward function decides correctness; set eval.correctness")
+            self.format_judge = format_function(run, labels)
+        except BaseException:
+            close_rewards(self._all_specs)
+            raise
+        self.prompts = list(ds["prompt"])
+        self.columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
+
+    @property
+    def format_rule(self) -> str | None:
+        """How 'well formatted' is decided, in words (None: it is not measured)."""
+        if self.format_judge:
+            return f"{self.format_judge} >= {self.cfg.eval.format_threshold:g}"
+        if self.cfg.data.answer_pattern:
+            return f"data.answer_pattern {self.cfg.data.answer_pattern!r} found in the completion"
+        return None
+
+    def close(self) -> None:
+        from grpo_studio.engine.rewards import close_rewards
+
+        close_rewards(self._all_specs)
+
+    def __enter__(self) -> "HeldOut":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def score(self, model: Any, adapter: str | Path | None = None, progress: Progress | None = None) -> EvalResult:
+        """Greedy completions of `model` for every held-out prompt, judged by the run's rewards."""
+        from grpo_studio.engine.trainer import message_text
+
+        started = time.time()
+        cfg, prompts, columns = self.cfg, self.prompts, self.columns
+        generations = greedy_generations(model, self.tokenizer, prompts, cfg.grpo.max_completion_length,
+                                         cfg.eval.batch_size, progress)
+        completions = [g.text for g in generations]
+        scores: dict[str, list[float | None]] = {spec.label: [] for spec in self.specs}
+        step = cfg.eval.batch_size  # one call per batch, as in training, so each stays under rewards.timeout_s
+        for start in range(0, len(prompts), step):
+            chunk = {c: v[start:start + step] for c, v in columns.items()}
+            for spec in self.specs:
+                scores[spec.label] += spec.function(prompts=prompts[start:start + step],
+                                                    completions=completions[start:start + step], **chunk)
+        verdicts = [s is not None and s >= cfg.eval.threshold for s in scores[self.judge]]
+        formats = self._format_verdicts(completions, scores)
+        answers = columns.get("answer", [None] * len(prompts))
+        examples = [
+            {"prompt": message_text(p), "completion": c, "answer": answers[i], "correct": verdicts[i],
+             "format_ok": None if formats is None else formats[i], "length": generations[i].tokens,
+             "truncated": generations[i].truncated, "rewards": {name: vals[i] for name, vals in scores.items()}}
+            for i, (p, c) in enumerate(zip(prompts, completions))
+        ]
+        n = len(verdicts)
+        return EvalResult(
+            accuracy=sum(verdicts) / n, n=n, correct=sum(verdicts),
+            rewards={name: _mean(vals) for name, vals in scores.items()}, correctness=self.judge,
+            model=cfg.model.name, adapter=str(adapter) if adapter else None, seconds=time.time() - started,
+            examples=examples, format_rate=None if formats is None else sum(formats) / n,
+            mean_length=sum(g.tokens for g in generations) / n,
+            truncated_rate=sum(g.truncated for g in generations) / n,
+        )
+
+    def _format_verdicts(self, completions: list[str], scores: dict[str, list[float | None]]) -> list[bool] | None:
+        if self.format_judge:
+            return [s is not None and s >= self.cfg.eval.format_threshold for s in scores[self.format_judge]]
+        if self.cfg.data.answer_pattern:
+            pattern = re.compile(self.cfg.data.answer_pattern, re.MULTILINE)
+            return [pattern.search(c) is not None for c in completions]
+        return None
+
+
+def load_eval_model(run: LoadedRun) -> Any:
+    """The run's base model, placed for inference."""
+    from grpo_studio.engine.model import choose_placement, load_model, skip_unused_bitsandbytes
+
+    placement = choose_placement(run.config.model)
+    skip_unused_bitsandbytes(run, placement)  # before peft is imported for the adapter
+    model = load_model(run, placement)
+    if placement.device == "cpu":
+        model.to("cpu")
+    model.eval()
+    return model
 
 
 def check_adapter(adapter: Path) -> None:
@@ -83,77 +223,30 @@ def check_adapter(adapter: Path) -> None:
                         "checkpoint-N), or rewrite the run's adapter with `grpo-studio train RUN --resume`")
 
 
-def evaluate(run: LoadedRun, adapter: str | Path | None = None, limit: int = 0,
-             progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    from grpo_studio.engine.data import load_prompts
-    from grpo_studio.engine.model import load_tokenizer
-    from grpo_studio.engine.rewards import close_rewards, load_rewards
+def apply_adapter(model: Any, adapter: str | Path) -> Any:
+    """The model with a PEFT adapter folder applied (the base model's modules are changed in place)."""
+    adapter = Path(adapter)
+    check_adapter(adapter)
+    from peft import PeftModel
 
-    started = time.time()
-    cfg = run.config
-    if limit:
-        cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"limit": limit})})
-        run = LoadedRun(cfg, run.path, run.base_dir)
-    if adapter is not None:
-        check_adapter(Path(adapter))
-    tokenizer = load_tokenizer(run)
-    data = load_prompts(run, tokenizer, split="eval", check_length=False)
-    ds = data.dataset
-    all_specs = load_rewards(run, columns=list(ds.column_names))
     try:
-        return _evaluate(run, cfg, tokenizer, ds, [s for s in all_specs if s.function is not None], adapter,
-                         progress, started)
-    finally:
-        close_rewards(all_specs)
-
-
-def _evaluate(run: LoadedRun, cfg: Any, tokenizer: Any, ds: Any, specs: list[Any], adapter: str | Path | None,
-              progress: Callable[[int, int], None] | None, started: float) -> EvalResult:
-    from grpo_studio.engine.model import choose_placement, load_model, skip_unused_bitsandbytes
-    from grpo_studio.engine.trainer import message_text
-
-    judge = correctness_function(run, [s.label for s in specs])
-    if judge is None:
-        raise EvalError("eval.correctness: no reward function decides correctness; set eval.correctness")
-    placement = choose_placement(cfg.model)
-    skip_unused_bitsandbytes(run, placement)  # before peft is imported for the adapter
-    model = load_model(run, placement)
-    if adapter is not None:
-        adapter = Path(adapter)
-        check_adapter(adapter)
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, str(adapter))
-        except Exception as exc:  # noqa: BLE001 - whole files that still do not fit this base model
-            raise EvalError(f"{adapter}: cannot apply the adapter to {cfg.model.name!r}: "
-                            f"{str(exc).strip().splitlines()[0]}") from None
-    if placement.device == "cpu":
-        model.to("cpu")
+        model = PeftModel.from_pretrained(model, str(adapter))
+    except Exception as exc:  # noqa: BLE001 - whole files that still do not fit this base model
+        raise EvalError(f"{adapter}: cannot apply the adapter to the base model: "
+                        f"{str(exc).strip().splitlines()[0]}") from None
     model.eval()
-    prompts = list(ds["prompt"])
-    completions = generate_greedy(model, tokenizer, prompts, cfg.grpo.max_completion_length,
-                                  cfg.eval.batch_size, progress)
-    columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
-    scores: dict[str, list[float | None]] = {spec.label: [] for spec in specs}
-    step = cfg.eval.batch_size  # one call per batch, as in training, so each stays under rewards.timeout_s
-    for start in range(0, len(prompts), step):
-        chunk = {c: v[start:start + step] for c, v in columns.items()}
-        for spec in specs:
-            scores[spec.label] += spec.function(prompts=prompts[start:start + step],
-                                                completions=completions[start:start + step], **chunk)
-    verdicts = [s is not None and s >= cfg.eval.threshold for s in scores[judge]]
-    means = {name: _mean(vals) for name, vals in scores.items()}
-    examples = [
-        {"prompt": message_text(p), "completion": c, "answer": columns.get("answer", [None] * len(prompts))[i],
-         "correct": verdicts[i]}
-        for i, (p, c) in enumerate(zip(prompts, completions))
-    ]
-    return EvalResult(
-        accuracy=sum(verdicts) / len(verdicts), n=len(verdicts), correct=sum(verdicts), rewards=means,
-        correctness=judge, model=cfg.model.name, adapter=str(adapter) if adapter else None,
-        seconds=time.time() - started, examples=examples,
-    )
+    return model
+
+
+def evaluate(run: LoadedRun, adapter: str | Path | None = None, limit: int = 0,
+             progress: Progress | None = None) -> EvalResult:
+    if adapter is not None:
+        check_adapter(Path(adapter))  # a damaged adapter is said before anything loads
+    with HeldOut(run, limit) as held_out:
+        model = load_eval_model(held_out.run)
+        if adapter is not None:
+            model = apply_adapter(model, adapter)
+        return held_out.score(model, adapter, progress)
 
 
 def _mean(values: list[float | None]) -> float:

@@ -14,6 +14,7 @@ from typing import Callable
 from grpo_studio.config import ConfigError, load_run
 from grpo_studio.engine.integrity import adapter_problem, loadable_checkpoint
 from grpo_studio.engine.safe_files import disk_full_message, staged_folder
+from grpo_studio.engine.model_card import write_model_card
 from grpo_studio.engine.store import RunFolder
 
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
@@ -71,6 +72,7 @@ def export_adapter(run_dir: str | Path, dest: str | Path, progress: Progress | N
                     progress(f"copying {f.name}", i / max(1, len(files)))
                 shutil.copy2(f, staging / f.name)
             shutil.copy2(folder.config, staging / "grpo_studio_run.toml")
+            write_model_card(staging, folder.path, "adapter", adapter=src)  # replaces PEFT's empty template
     except OSError as exc:
         raise ExportError(_write_failure(exc, dest), failed=True) from exc
     if progress:
@@ -130,6 +132,7 @@ def export_merged(run_dir: str | Path, dest: str | Path, dtype: str = "bfloat16"
         with staged_folder(dest, point="export_written") as staging:
             merged.save_pretrained(staging)
             load_tokenizer(run).save_pretrained(staging)
+            write_model_card(staging, folder.path, "merged", adapter=src)
     except OSError as exc:
         raise ExportError(_write_failure(exc, dest), failed=True) from exc
     except Exception as exc:  # noqa: BLE001 - safetensors reports a full disk as its own error type

@@ -105,10 +105,12 @@ class _Context:
     reward_weights: list[float]
 
 
-def _studio_fields(placement: Any) -> dict[str, Any]:
+def _studio_fields(placement: Any, ctx: _Context) -> dict[str, Any]:
     """The GRPOConfig fields GRPO Studio fixes (config.STUDIO_TRAINER_FIELDS says why each)."""
     on_gpu = placement.device == "cuda"
     return dict(
+        run_name=ctx.output_dir.parent.name,  # trackers (run.report_to) name the run after its folder
+        project="grpo-studio",
         use_cpu=not on_gpu,
         bf16=on_gpu and placement.dtype == "bfloat16",
         fp16=on_gpu and placement.dtype == "float16",
@@ -116,7 +118,6 @@ def _studio_fields(placement: Any) -> dict[str, Any]:
         # logging and checkpoints: the run store and our events do the reporting
         logging_nan_inf_filter=False,  # a NaN loss must reach the health alarms, not be hidden from the log
         save_strategy="steps",
-        report_to=[],
         disable_tqdm=True,
         log_completions=False,
         remove_unused_columns=False,
@@ -132,7 +133,7 @@ def trainer_kwargs(cfg: RunConfig, output_dir: Path, placement: Any, reward_weig
         if spec.trainer_fields:
             value = get_value(cfg, spec.path) if "[]" not in spec.path else None
             kwargs[spec.trainer_fields[0]] = _TO_TRAINER.get(spec.path, lambda v, c: v)(value, ctx)
-    kwargs.update(_studio_fields(placement))
+    kwargs.update(_studio_fields(placement, ctx))
     return kwargs
 
 
@@ -143,3 +144,35 @@ def grpo_config(cfg: RunConfig, output_dir: Path, placement: Any, reward_weights
     kwargs = trainer_kwargs(cfg, output_dir, placement, reward_weights)
     kwargs.update(cfg.grpo.extra)
     return GRPOConfig(**kwargs)
+
+
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}
+
+
+def check_trackers(cfg: RunConfig) -> list[ConfigProblem]:
+    """Each tracker in run.report_to needs its package; say which pip command installs it."""
+    import importlib.util
+
+    return [
+        ConfigProblem("run.report_to", f"{name!r} needs the {TRACKER_PACKAGES[name]} package: "
+                                       f"pip install {TRACKER_PACKAGES[name]} (or remove it from run.report_to)")
+        for name in cfg.run.report_to
+        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None
+    ]
+
+
+def place_trackers(trainer: Any, report_to: list[str], run_dir: Path) -> None:
+    """Put the trackers' callbacks after ours (Trainer's pop_callback / add_callback), so they receive
+    the perf/* metrics ours adds to the logs; TensorBoard writes into RUN_DIR/tensorboard rather than
+    under the checkpoints."""
+    if not report_to:
+        return
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    for callback_class in get_reporting_integration_callbacks(list(report_to)):
+        callback = trainer.pop_callback(callback_class)
+        if callback is None:
+            continue
+        if callback_class.__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None) is None:
+            callback.logging_dir = str(run_dir / "tensorboard")
+        trainer.add_callback(callback)

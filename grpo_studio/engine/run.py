@@ -297,11 +297,13 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
             # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
             frozen = load_run(folder.config, overrides)
             require_before_loading(frozen, world_size)
+            _check_trackers(frozen)
             return OpenedRun(folder, frozen, plan_resume(folder, frozen.config.grpo.max_steps), lock=lock)
         except BaseException:
             lock.release()
             raise
     require_before_loading(run, world_size)  # before a folder exists: bad input leaves nothing behind
+    _check_trackers(run)
     target = Path(output).expanduser().resolve() if output is not None else None
     made_dir = target is None or not target.exists()
     folder = new_run_folder(run, output)
@@ -315,6 +317,16 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
         if made_dir:
             shutil.rmtree(folder.path, ignore_errors=True)
         raise
+
+
+def _check_trackers(run: LoadedRun) -> None:
+    """A tracker chosen in run.report_to without its package is bad input, found before anything loads."""
+    if run.config.run.report_to:
+        from grpo_studio.engine.library_configs import check_trackers
+
+        problems = check_trackers(run.config)
+        if problems:
+            raise ConfigError(problems)
 
 
 def _check_store_version(folder: RunFolder) -> None:
@@ -437,7 +449,7 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
     from transformers.trainer_callback import PrinterCallback
 
     from grpo_studio.engine.alarms import HealthWatch
-    from grpo_studio.engine.library_configs import grpo_config, lora_config
+    from grpo_studio.engine.library_configs import grpo_config, lora_config, place_trackers
     from grpo_studio.engine.model import check_target_modules, load_model
     from grpo_studio.engine.trainer import StudioCallback, StudioGRPOTrainer
 
@@ -466,6 +478,7 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
         on_message=lambda level, text: bus(Log(level=level, message=text)),
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events do the reporting
+    place_trackers(trainer, cfg.run.report_to, folder.path)
     if placement.device == "cuda" and cfg.lora.enabled and os.environ.get("GRPO_STUDIO_FUSED_LORA", "1") != "0":
         from grpo_studio.engine.fused_lora import install
 

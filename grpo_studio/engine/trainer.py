@@ -333,20 +333,22 @@ class StudioCallback(TrainerCallback):
                **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
             return
-        values = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if "train_runtime" in values:  # the end-of-training summary, not a step
+        if "train_runtime" in logs:  # the end-of-training summary, not a step
             return
         now = time.perf_counter()
+        perf: dict[str, float] = {}
         if self._step_seconds:
-            values[metric_names.STEP_SECONDS] = sum(self._step_seconds) / len(self._step_seconds)
+            perf[metric_names.STEP_SECONDS] = sum(self._step_seconds) / len(self._step_seconds)
             self._step_seconds.clear()
         tokens = state.num_input_tokens_seen - self._tokens_at_log
         if now > self._time_at_log and tokens > 0:
-            values[metric_names.TOKENS_PER_SECOND] = tokens / (now - self._time_at_log)
+            perf[metric_names.TOKENS_PER_SECOND] = tokens / (now - self._time_at_log)
         self._tokens_at_log, self._time_at_log = state.num_input_tokens_seen, now
         memory = _gpu_memory_gib()
         if memory is not None:
-            values[metric_names.GPU_MEMORY_GIB] = memory
+            perf[metric_names.GPU_MEMORY_GIB] = memory
+        logs.update(perf)  # the callbacks after this one (trackers) see the same metrics as the window
+        values = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.emit(Metrics(step=state.global_step, max_steps=state.max_steps, values=values))
         if self.watch is not None:
             for alarm in self.watch.observe(state.global_step, values):

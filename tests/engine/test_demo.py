@@ -10,7 +10,7 @@ from pathlib import Path
 from grpo_studio.cli import demo_run_file
 from grpo_studio.config import load_run
 from grpo_studio.engine.checks import validate
-from grpo_studio.engine.evaluate import evaluate
+from grpo_studio.engine.eval_compare import compare_run
 from grpo_studio.engine.run import train
 
 DEMO = demo_run_file()
@@ -28,14 +28,15 @@ def test_demo_files_are_there_and_valid():
 
 
 def test_demo_run_raises_held_out_accuracy_by_20_points(tmp_path):
-    run = load_run(DEMO)
-    before = evaluate(run)
-    assert before.n == 256 and before.accuracy < 0.5  # clearly imperfect: it forgets every carry
     result = train(DEMO, output=tmp_path / "demo")
     assert result.kind == "finished", getattr(result, "details", result)
     assert result.step == 40
-    after = evaluate(run, adapter=result.adapter_dir)
+    compared = compare_run(tmp_path / "demo")  # the base model and the adapter on the same prompts
+    before, after = compared.base, compared.tuned
+    assert before.n == 256 and before.accuracy < 0.5  # clearly imperfect: it forgets every carry
     assert after.accuracy - before.accuracy >= 0.20, (before.accuracy, after.accuracy)
+    assert compared.counts["fixed"] > compared.counts["broken"]  # answers the base got wrong and the adapter right
+    assert after.format_rate is not None and compared.format_rule == "format_reward >= 1"
 
 
 def test_the_demo_command_states_one_training_time(monkeypatch, capsys, tmp_path):

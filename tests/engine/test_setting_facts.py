@@ -53,8 +53,8 @@ def test_what_the_studio_passes_to_grpoconfig_is_what_grpo_extra_refuses():
 
 
 @pytest.mark.parametrize("key", ["save_strategy", "remove_unused_columns", "logging_nan_inf_filter", "use_cpu",
-                                 "bf16", "fp16", "gradient_checkpointing_kwargs", "report_to", "disable_tqdm",
-                                 "log_completions", "dataloader_num_workers"])
+                                 "bf16", "fp16", "gradient_checkpointing_kwargs", "disable_tqdm",
+                                 "log_completions", "dataloader_num_workers", "run_name", "project"])
 def test_fields_the_studio_fixes_cannot_be_overridden_through_grpo_extra(key):
     assert refusal(key) == f"{key!r} is set by GRPO Studio: {STUDIO_TRAINER_FIELDS[key]}"
 
@@ -63,6 +63,7 @@ def test_a_setting_names_its_grpoconfig_field_and_the_refusal_names_the_setting(
     assert refusal("learning_rate") == "'learning_rate' is a setting of its own: use grpo.learning_rate"
     assert refusal("warmup_ratio") == "'warmup_ratio' is a setting of its own: use grpo.warmup_ratio"
     assert refusal("reward_weights") == "'reward_weights' is a setting of its own: use rewards.functions[].weight"
+    assert refusal("report_to") == "'report_to' is a setting of its own: use run.report_to"
     assert config_from_dict({"grpo": {"extra": {"repetition_penalty": 1.1}}}).grpo.extra == {"repetition_penalty": 1.1}
 
 
