@@ -195,11 +195,13 @@ def _load(path: str, overrides: list[str]) -> Any:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    from grpo_studio.gui.system_libraries import import_problem
+
     try:
         from grpo_studio.gui.app import run_app
-    except ImportError as exc:
-        _err(f"error: the window cannot start: {exc}")
-        return EXIT_FAILED
+    except ImportError as exc:  # PySide6 missing, or a system library Qt needs (libEGL, libfontconfig...)
+        _err(import_problem(exc))
+        return EXIT_BAD_INPUT
     return run_app(args.run, screenshot=args.screenshot, view=args.view)
 
 
@@ -486,8 +488,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole loop in the terminal: held-out accuracy, a GRPO run, held-out accuracy again."""
-    import time
-
     from grpo_studio.cli_report import TerminalReporter, format_duration
     from grpo_studio.engine.evaluate import evaluate
     from grpo_studio.engine.library_noise import quiet_libraries
@@ -502,13 +502,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"held-out accuracy of the starter model: {before.accuracy:.1%} ({before.correct}/{before.n})")
     stop = StopOnSignal()
     stop.install()
-    started = time.time()
     result = train(run, output=args.output, listener=TerminalReporter(), stop_requested=stop)
     if result.kind != "finished":
         return exit_code(result)
     after = evaluate(run, adapter=result.adapter_dir)
+    # The time the run itself reported ("finished 40 steps in ..."), not one of our own: one figure.
     print(f"held-out accuracy after GRPO: {after.accuracy:.1%} ({after.correct}/{after.n}); "
-          f"before: {before.accuracy:.1%}; training took {format_duration(time.time() - started)}")
+          f"before: {before.accuracy:.1%}; training took {format_duration(result.seconds)}")
     return exit_code(result)
 
 

@@ -23,6 +23,15 @@ import tiny  # noqa: E402
 DATA = TESTS / "data"
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own user data folder (runs of built-in run files, the list of runs made):
+    nothing read from or written to the user's."""
+    data = tmp_path_factory.mktemp("user-data")
+    monkeypatch.setenv("GRPO_STUDIO_DATA_DIR", str(data))
+    return data
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny.build_model(tmp_path_factory.mktemp("models") / "tiny")

@@ -28,6 +28,22 @@ class LoadedRun:
         return p if p.is_absolute() else (self.base_dir / p)
 
 
+def unknown_setting(path: str) -> str:
+    """Why `path` is refused, with the nearest real name and where every setting is listed."""
+    import difflib
+
+    section, _, key = path.partition(".")
+    sections = {name: info.annotation for name, info in RunConfig.model_fields.items()}
+    if section not in sections or not key:
+        close = difflib.get_close_matches(section, list(sections), n=1)
+        guess = f"did you mean [{close[0]}]? " if close else ""
+        return f"unknown section ({guess}sections: {', '.join(sections)}; `grpo-studio settings` lists every setting)"
+    keys = list(sections[section].model_fields)  # type: ignore[union-attr]
+    close = difflib.get_close_matches(key, keys, n=1) if "." not in key and "[" not in key else []
+    guess = f"did you mean {section}.{close[0]}? " if close else ""
+    return f"unknown setting ({guess}`grpo-studio settings {section}` lists them)"
+
+
 def _format_pydantic_error(err: dict[str, Any]) -> ConfigProblem:
     loc = err["loc"]
     path = ""
@@ -42,7 +58,7 @@ def _format_pydantic_error(err: dict[str, Any]) -> ConfigProblem:
     ctx = err.get("ctx") or {}
     value = err.get("input")
     if kind == "extra_forbidden":
-        return ConfigProblem(path, "unknown setting (check the spelling; see `grpo-studio validate --help`)")
+        return ConfigProblem(path, unknown_setting(path))
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
         bound = next(iter(ctx.values()))

@@ -342,7 +342,8 @@ class AlarmSettings(Section):
 
 class RunSettings(Section):
     name: str = setting("run", "Name of the run; its folder is output_dir/name-date-time.")
-    output_dir: str = setting("runs", "Folder for run folders, relative to the run file.")
+    output_dir: str = setting("runs", "Folder for run folders, relative to the run file (runs of the built-in "
+                              "run files go to the user data folder instead).")
     logging_steps: int = setting(1, "Log metrics every N optimizer steps.", ge=1)
     save_steps: int = setting(50, "Save a resumable checkpoint every N optimizer steps.", ge=1)
     save_total_limit: int = setting(2, "Keep only the newest N checkpoints; 0 keeps all.", ge=0)

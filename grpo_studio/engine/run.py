@@ -21,6 +21,7 @@ from grpo_studio.engine.data import DataError
 from grpo_studio.engine.events import EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.model import ModelError
 from grpo_studio.engine.rewards import RewardError
+from grpo_studio.engine.run_home import record_run, runs_dir
 from grpo_studio.engine.store import RunFolder, RunStore
 
 
@@ -37,11 +38,12 @@ def new_run_folder(run: LoadedRun, output: str | Path | None = None) -> RunFolde
                                  "or add --resume to continue the run in it")
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = run.resolve(run.config.run.output_dir) / f"{run.config.run.name}-{stamp}"
+        base = runs_dir(run.path, run.config.run.output_dir, run.base_dir) / f"{run.config.run.name}-{stamp}"
         folder, n = RunFolder(base), 2
         while folder.path.exists():
             folder, n = RunFolder(base.with_name(f"{base.name}-{n}")), n + 1
     folder.path.mkdir(parents=True, exist_ok=True)
+    record_run(folder.path)  # for the window's Runs page, wherever the folder is
     return folder
 
 
@@ -72,7 +74,7 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
 
 def find_latest_run(run: LoadedRun) -> RunFolder | None:
     """The newest run folder made from this run file (output_dir/name-*)."""
-    parent = run.resolve(run.config.run.output_dir)
+    parent = runs_dir(run.path, run.config.run.output_dir, run.base_dir)
     if not parent.is_dir():
         return None
     candidates = [RunFolder(p) for p in parent.glob(f"{run.config.run.name}-*") if (p / "config.toml").is_file()]
@@ -223,7 +225,7 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
             folder = find_latest_run(run)
             if folder is None:
                 raise RunFolderError(f"no earlier run of {run.config.run.name!r} in "
-                                     f"{run.resolve(run.config.run.output_dir)} to resume")
+                                     f"{runs_dir(run.path, run.config.run.output_dir, run.base_dir)} to resume")
         if not folder.is_run():
             raise RunFolderError(f"{folder.path} is not a run folder (no config.toml)")
         # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).

@@ -56,6 +56,20 @@ def _headless_if_needed() -> None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def platform_problem() -> str | None:
+    """Why Qt would abort the process on start (missing xcb libraries, no display), said before it does."""
+    if QApplication.instance() is not None:
+        return None
+    from grpo_studio.gui.system_libraries import platform_will_be_xcb, xcb_problem
+
+    problem = xcb_problem()
+    if problem is None and platform_will_be_xcb() and sys.platform.startswith("linux") \
+            and not os.environ.get("DISPLAY"):
+        problem = ("error: the window cannot start: no display (DISPLAY is not set). Run it in a desktop "
+                   "session; `grpo-studio gui --screenshot FILE.png` paints a view without one.")
+    return problem
+
+
 def initial_run(run: str | None) -> Path | None:
     """The command line's run file or folder; else the built-in demo; else nothing (a new run)."""
     if run:
@@ -82,6 +96,10 @@ def make_app() -> QApplication:
 def run_app(run: str | None = None, screenshot: str | None = None, view: str = "settings") -> int:
     if screenshot:
         _headless_if_needed()
+    problem = platform_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     app = make_app()
     from grpo_studio.gui.main_window import MainWindow
     from grpo_studio.gui.preferences import Preferences

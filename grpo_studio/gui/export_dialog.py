@@ -59,6 +59,9 @@ def base_model_available(run_dir: Path) -> tuple[bool, str]:
 
 def _export(kind: str, run_dir: Path, dest: Path, dtype: str, progress) -> Path:
     from grpo_studio.engine.export import export_adapter, export_merged
+    from grpo_studio.engine.library_noise import quiet_libraries
+
+    quiet_libraries()  # no progress bars, deprecation notes or optional-kernel notices in the terminal
 
     if kind == "merged":
         return export_merged(run_dir, dest, dtype=dtype, progress=progress)

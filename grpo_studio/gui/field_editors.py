@@ -12,12 +12,14 @@ import tomllib
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QTextCursor, QTextOption
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
+    QSizePolicy,
     QSpinBox,
     QWidget,
 )
@@ -181,10 +183,75 @@ class ChoiceEditor(FieldEditor):
         return self.combo
 
 
+class WrapLine(QPlainTextEdit):
+    """One line of text that wraps instead of scrolling out of sight: a long hub id, path or list of
+    module names shows whole, on a second (or third) line, where a QLineEdit in a narrow form column
+    cut it. Enter is not a newline (values are single-line); it moves on, like Tab."""
+
+    textEdited = Signal(str)  # typed by the user (not setText), as QLineEdit's
+    MAX_LINES = 3
+    _one_line: int | None = None  # a styled QLineEdit's height
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setTabChangesFocus(True)
+        self.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        # Break at a space, "/" or "," where there is one (a path, a hub id, a list), anywhere otherwise.
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().setDocumentMargin(1)  # the stylesheet's padding, as a line edit's, does the rest
+        self._programmatic = False
+        self.textChanged.connect(self._changed)
+        self._fit_height()
+
+    def text(self) -> str:
+        return self.toPlainText()
+
+    def setText(self, text: str) -> None:
+        self._programmatic = True
+        try:
+            self.setPlainText(text)
+        finally:
+            self._programmatic = False
+        self.moveCursor(QTextCursor.MoveOperation.Start)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.focusNextChild()
+            return
+        super().keyPressEvent(event)
+
+    def insertFromMimeData(self, source) -> None:
+        self.insertPlainText(" ".join(source.text().split("\n")))  # a pasted value stays one line
+
+    def _changed(self) -> None:
+        self._fit_height()
+        if not self._programmatic:
+            self.textEdited.emit(self.toPlainText())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """One line as high as a QLineEdit beside it; one line more for each wrapped line."""
+        layout = self.document().documentLayout()
+        lines = max(1, min(self.MAX_LINES, round(layout.documentSize().height()))) if self.toPlainText() else 1
+        if WrapLine._one_line is None:
+            probe = QLineEdit()
+            probe.ensurePolished()  # with the stylesheet's padding and border
+            WrapLine._one_line = probe.sizeHint().height()
+        height = WrapLine._one_line + (lines - 1) * self.fontMetrics().lineSpacing()
+        if self.height() != height:
+            self.setFixedHeight(height)
+
+
 class TextEditor(FieldEditor):
     def __init__(self, spec: FieldSpec, parent: QWidget | None = None, placeholder: str = ""):
         super().__init__(spec, parent)
-        self.line = QLineEdit()
+        self.line = WrapLine()
         self.line.setPlaceholderText(placeholder)
         self.line.textEdited.connect(lambda text: self.edited.emit(self.parse(text)))
         self._add(self.line)
@@ -311,14 +378,19 @@ class PathEditor(TextEditor):
     def __init__(self, spec: FieldSpec, *, folder: bool, file_filter: str = "", placeholder: str = "",
                  start_dir=None, to_setting=None, parent: QWidget | None = None):
         super().__init__(spec, parent, placeholder=placeholder)
-        from PySide6.QtWidgets import QPushButton
+        from PySide6.QtWidgets import QToolButton
+
+        from grpo_studio.gui.style import icon
 
         self.folder = folder
         self.file_filter = file_filter
         self.start_dir = start_dir or (lambda: "")
         self.to_setting = to_setting or (lambda path: path)
-        self.button = QPushButton("Folder…" if folder else "File…")
-        self.button.setToolTip("Pick a local folder" if folder else "Pick a local file")
+        self.button = QToolButton()  # an icon, not a "Folder…" button: the value gets the width
+        self.button.setIcon(icon("open"))
+        self.button.setAutoRaise(True)
+        self.button.setToolTip("Pick a local folder…" if folder else "Pick a local file…")
+        self.button.setAccessibleName("Browse")
         self.button.clicked.connect(self.browse)
         self._layout.addWidget(self.button, 0)
 

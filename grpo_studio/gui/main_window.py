@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.config import ConfigError
+from grpo_studio.engine.run_home import is_builtin
 from grpo_studio.engine.store import RunFolder
 from grpo_studio.gui.dataset_panel import DatasetView
 from grpo_studio.gui.document import RunDocument
@@ -32,7 +33,7 @@ from grpo_studio.gui.preferences import Preferences
 from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
 from grpo_studio.gui.reward_editor import RewardsView
 from grpo_studio.gui.run_controller import RunController
-from grpo_studio.gui.run_snapshot import is_builtin, output_dir_for, write_snapshot
+from grpo_studio.gui.run_snapshot import output_dir_for, write_snapshot
 from grpo_studio.gui.runs_panel import RunsView, read_run
 from grpo_studio.gui.samples_browser import SamplesBrowser
 from grpo_studio.gui.settings_form import SettingsView
@@ -43,6 +44,15 @@ APP_NAME = "GRPO Studio"
 RUN_FILES = "Run files (*.toml);;All files (*)"
 PAGES = [("settings", "Settings"), ("dataset", "Dataset"), ("rewards", "Rewards"), ("training", "Training"),
          ("samples", "Samples"), ("runs", "Runs")]
+
+
+def builtin_note(path: Path | None) -> str:
+    """The title's note for a run file that ships with the app (not saved over: Save asks where)."""
+    if not is_builtin(path):
+        return ""
+    from grpo_studio.cli import demo_run_file
+
+    return " (built-in demo)" if Path(path).resolve() == demo_run_file().resolve() else " (built-in example)"
 
 
 class MainWindow(QMainWindow):
@@ -256,7 +266,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _update_title(self, *_: Any) -> None:
-        name = self.doc.display_name + (" (built-in demo)" if is_builtin(self.doc.path) else "")
+        name = self.doc.display_name + builtin_note(self.doc.path)
         self.setWindowTitle(f"{name}[*] — {APP_NAME}")
         self.setWindowModified(self.doc.is_modified())
 
@@ -275,6 +285,8 @@ class MainWindow(QMainWindow):
 
     # ---- runs ------------------------------------------------------------------------------
     def _refresh_runs(self) -> None:
+        """Every run the user made (noted by the engine, from the window or the command line), those
+        in this run file's runs folder, and run folders opened from elsewhere."""
         folders = [output_dir_for(self.doc.config, self.doc.path)]
         self.runs_view.set_sources(folders, self.prefs.recent_runs())
 
@@ -362,8 +374,19 @@ class MainWindow(QMainWindow):
             facts = result.facts
             summary = [f"{facts['rows']:,} training rows" if "rows" in facts else "",
                        "rewards: " + ", ".join(facts["rewards"]) if facts.get("rewards") else ""]
-            self.statusBar().showMessage("Check passed: " + "; ".join(s for s in summary if s) + warnings, 15000)
+            summary = "; ".join(s for s in summary if s) or "nothing blocks training"
+            self.problems_bar.show_check(summary, result.warnings)  # above the page, not only in the status bar
+            self.statusBar().showMessage("Check passed: " + summary + warnings, 15000)
         self.checkFinished.emit(result)
+
+    def test_rewards(self) -> None:
+        """Ctrl+B from any page: the Rewards page's test bench, run on what it holds. (A shortcut on the
+        bench's button worked only once its tab had been shown.)"""
+        self.show_view("rewards")
+        self.rewards_view.show_bench()
+        bench = self.rewards_view.bench
+        if bench.run_button.isEnabled():
+            bench.run()
 
     def resume(self, run_dir: Path | None = None) -> None:
         run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
@@ -450,7 +473,8 @@ class MainWindow(QMainWindow):
         if run_dir is not None and not active:
             folder = RunFolder(run_dir)
             newest = folder.newest_checkpoint()
-            resumable = newest is not None or self.training_view.status in ("stopped", "failed", "interrupted")
+            resumable = newest is not None or (self.training_view.status in ("stopped", "failed", "interrupted")
+                                               and self.training_view.trained_steps())
             exportable = newest is not None or (folder.adapter / "adapter_config.json").is_file()
         self.actions["resume"].setEnabled(resumable)
         self.actions["export"].setEnabled(exportable)

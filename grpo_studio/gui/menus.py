@@ -36,6 +36,8 @@ def make_actions(window: Any) -> dict[str, QAction]:
         "quit": make("quit", "&Quit", window.close, keys.Quit, "Close the window", "none"),
         "check": make("check", "&Check", window.check, "F7",
                       "Check the dataset, reward file and model the way training will, without training"),
+        "bench": make("bench", "Test &Rewards", window.test_rewards, "Ctrl+B",
+                      "Run the reward functions on real rows in the Rewards page's test bench", "check"),
         "train": make("train", "&Train", window.train, "F5", "Start training what the window shows"),
         "stop": make("stop", "St&op", window.stop, "Shift+F5", "Finish this step, save a checkpoint and stop"),
         "resume": make("resume", "&Resume", window.resume, "Ctrl+F5",
@@ -58,7 +60,7 @@ def build_menus(window: QMainWindow, actions: dict[str, QAction], pages: list[tu
     file_menu.addSeparator()
     file_menu.addAction(actions["quit"])
     run_menu = bar.addMenu("&Run")
-    for key in ("check", "train", "stop", "resume"):
+    for key in ("check", "bench", "train", "stop", "resume"):
         run_menu.addAction(actions[key])
     run_menu.addSeparator()
     run_menu.addAction(actions["export"])

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from grpo_studio.engine import metric_names as m
@@ -22,6 +22,8 @@ from grpo_studio.gui.metric_data import MetricData, smooth
 from grpo_studio.gui.style import BORDER, CURVE_COLORS, MUTED, TEXT
 
 REDRAW_MS = 250
+LEGEND_FONT_PT = "8pt"
+LEGEND_ROWS = 2  # at most; beyond that, names are shortened
 pg.setConfigOptions(antialias=True, background="w", foreground=TEXT)
 
 
@@ -42,6 +44,12 @@ def _label(name: str, spec: PlotSpec) -> str:
     return {m.MEAN_LENGTH: "mean", m.MAX_LENGTH: "max"}.get(name, spec.title)
 
 
+def _legend_label(name: str, spec: PlotSpec) -> str:
+    """Legends are narrow: under "Reward by function", `correctness` says what `correctness_reward` does."""
+    label = _label(name, spec)
+    return label.removesuffix("_reward") or label if spec.key == "rewards" else label
+
+
 PLOTS = [
     PlotSpec("reward", "Total reward", [m.REWARD]),
     PlotSpec("rewards", "Reward by function", pattern=(m.REWARD_PREFIX, m.MEAN_SUFFIX)),
@@ -57,6 +65,26 @@ PLOTS = [
     PlotSpec("gpu", "Peak GPU memory (GiB)", [m.GPU_MEMORY_GIB],
              fallback=PlotSpec("throughput", "Throughput (tokens/s)", [m.TOKENS_PER_SECOND])),
 ]
+
+
+class LineSample(pg.ItemSample):
+    """A legend's line sample, lower than pyqtgraph's 20 x 20 square, so a legend row stays one text
+    line high."""
+
+    WIDTH, HEIGHT = 18, 12
+
+    def __init__(self, item) -> None:
+        super().__init__(item)
+        self.setFixedWidth(self.WIDTH)
+        self.setFixedHeight(self.HEIGHT)
+
+    def boundingRect(self):
+        return QRectF(0, 0, self.WIDTH, self.HEIGHT)
+
+    def paint(self, painter, *args) -> None:
+        painter.setRenderHint(painter.RenderHint.Antialiasing)
+        painter.setPen(pg.mkPen(self.item.opts["pen"]))
+        painter.drawLine(QPointF(0, self.HEIGHT / 2), QPointF(self.WIDTH, self.HEIGHT / 2))
 
 
 class StepAxis(pg.AxisItem):
@@ -126,6 +154,7 @@ class MetricPlot(pg.PlotWidget):
         self.setMinimumSize(200, 120)
         self.setMouseEnabled(x=False, y=False)
         self.legend: pg.LegendItem | None = None
+        self.legend_names: list[str] = []  # whole; the legend may show them shortened
         self.empty = pg.TextItem(spec.empty_note, color=MUTED, anchor=(0.5, 0.5))
         self.empty.setPos(0.5, 0.5)
         item.addItem(self.empty, ignoreBounds=True)
@@ -203,10 +232,56 @@ class MetricPlot(pg.PlotWidget):
                 smoothed.setData([], [])
             self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
         if len(names) > 1 and self.legend is None:
-            self.legend = self.getPlotItem().addLegend(offset=(-4, 4), labelTextSize="8pt",
-                                                       brush=pg.mkBrush(255, 255, 255, 200))
+            self._add_legend()
             for name, (raw, smoothed) in self.curves.items():
-                self.legend.addItem(smoothed, _label(name, self.shown_spec))
+                self._legend_entry(name, smoothed)
+
+    # ---- legend ----------------------------------------------------------------------------
+    def _add_legend(self) -> None:
+        """The legend in a row of its own under the step axis, entries side by side: over the plot
+        area it covered the curves (the newest values, top right, are the ones people look at)."""
+        item = self.getPlotItem()
+        self.legend = pg.LegendItem(labelTextSize=LEGEND_FONT_PT, labelTextColor=MUTED, frame=False, horSpacing=2,
+                                    verSpacing=0, sampleType=LineSample)
+        self.legend.layout.setContentsMargins(0, 0, 0, 0)
+        item.layout.addItem(self.legend, 4, 1)  # rows: title, top axis, plot, step axis, then this
+        item.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignHCenter)
+
+    def _legend_entry(self, name: str, curve: pg.PlotDataItem) -> None:
+        self.legend_names.append(_legend_label(name, self.shown_spec))
+        self.legend.addItem(curve, self.legend_names[-1])
+        label = self.legend.items[-1][1]
+        label.item.document().setDocumentMargin(1)  # Qt's 4-pixel text margin made each row 28 pixels high
+        label.updateMin()
+        self._fit_legend()
+
+    def _fit_legend(self) -> None:
+        """As many entries side by side as the plot's width holds, in at most two rows; names that still
+        do not fit are shortened in the middle (the hover shows them whole). A legend wider than the plot
+        would widen its column and push the plot out of its frame."""
+        legend = self.__dict__.get("legend")  # resizeEvent comes during the base class's __init__ too
+        if legend is None or not legend.items:
+            return
+        font = QFont(self.font())
+        font.setPointSizeF(float(LEGEND_FONT_PT.removesuffix("pt")))
+        metrics = QFontMetrics(font)
+        room = max(80.0, self.width() - self.getPlotItem().getAxis("left").width() - 12)
+        cell_extra = LineSample.WIDTH + 14  # the line sample and the spacing around a label
+        widths = [metrics.horizontalAdvance(n) + cell_extra for n in self.legend_names]
+        columns = len(widths)
+        while columns > 1 and sum(sorted(widths, reverse=True)[:columns]) > room:
+            columns -= 1
+        columns = max(columns, math.ceil(len(widths) / LEGEND_ROWS))
+        fit = int(room / columns - cell_extra)
+        for (sample, label), name in zip(legend.items, self.legend_names):
+            text = metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, max(fit, 24))
+            if label.text != text:
+                label.setText(text)
+        legend.setColumnCount(columns)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_legend()
 
     def _add_curve(self, name: str, index: int) -> None:
         color = QColor(CURVE_COLORS[index % len(CURVE_COLORS)])
@@ -219,7 +294,7 @@ class MetricPlot(pg.PlotWidget):
             curve.setClipToView(True)
         self.curves[name] = (raw, smoothed)
         if self.legend is not None:
-            self.legend.addItem(smoothed, _label(name, self.shown_spec))
+            self._legend_entry(name, smoothed)
 
     # ---- hover -----------------------------------------------------------------------------
     def _mouse_moved(self, pos: QPointF) -> None:

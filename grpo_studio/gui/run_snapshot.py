@@ -12,37 +12,14 @@ import tempfile
 from pathlib import Path
 
 from grpo_studio.config import LoadedRun, RunConfig, save_run
+from grpo_studio.engine.run_home import runs_dir
 
 SNAPSHOT_FIELDS = ("model.name", "data.source", "eval.source")
 
 
-def user_runs_dir() -> Path:
-    """Where runs go when the run file has no folder of its own to keep them (new, or the built-in demo)."""
-    import platformdirs
-
-    return platformdirs.user_data_path("grpo-studio", appauthor=False) / "runs"
-
-
-def is_builtin(path: Path | None) -> bool:
-    """The run file ships with the app (the demo): its folder may be read-only, and is not the user's."""
-    if path is None:
-        return False
-    from grpo_studio.cli import resources_dir
-
-    try:
-        Path(path).resolve().relative_to(resources_dir().resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def output_dir_for(config: RunConfig, run_path: Path | None) -> Path:
-    if run_path is None:
-        return user_runs_dir()
-    if is_builtin(run_path):
-        return user_runs_dir() / run_path.parent.name
-    out = Path(config.run.output_dir).expanduser()
-    return out if out.is_absolute() else run_path.parent / out
+    """Where this run file's runs go: the same rule as the command line's (engine/run_home.py)."""
+    return runs_dir(run_path, config.run.output_dir)
 
 
 def write_snapshot(config: RunConfig, run_path: Path | None, reward_source: str,

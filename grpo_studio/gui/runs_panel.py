@@ -1,5 +1,6 @@
-"""The Runs page: past runs of this run file (and any run folder opened before), to reopen, resume or
-export.
+"""The Runs page: every run the user started, from the window or the command line (the engine notes
+each new run folder: engine/run_home.py), the run folders of the open run file, and any run folder
+opened before; to reopen, resume or export.
 
 A run folder is found by its config.toml; what it did (status, steps, model) comes from the meta
 table of its run store, which is a few rows: reading a few dozen of them is instant.
@@ -46,7 +47,14 @@ class RunInfo:
 
     @property
     def resumable(self) -> bool:
-        return self.checkpoint_step > 0 or self.status in ("stopped", "failed", "running")
+        """A checkpoint to continue from, or steps done in a run that ended (a run that failed before its
+        first step has nothing to resume: train it again)."""
+        return self.checkpoint_step > 0 or (self.status in ("stopped", "failed", "running") and self.last_step > 0)
+
+    @property
+    def status_text(self) -> str:
+        words = STATUS_WORDS.get(self.status, self.status)
+        return f"{self.status} before step 1" if self.status in ("failed", "stopped") and not self.last_step else words
 
 
 def read_run(path: Path) -> RunInfo:
@@ -103,6 +111,7 @@ class RunsView(QWidget):
         self.extra: list[Path] = []
         self.runs: list[RunInfo] = []
         self.busy = False
+        self._stale = False
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 18, 24, 18)
         outer.setSpacing(10)
@@ -160,18 +169,29 @@ class RunsView(QWidget):
 
     def set_sources(self, folders: list[Path], extra: list[Path]) -> None:
         self.folders, self.extra = folders, extra
-        self.refresh()
+        if self.isVisible():
+            self.refresh()
+        else:
+            self._stale = True  # read when the page is shown: the window's first paint does not wait for it
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.refresh()  # runs started from the command line meanwhile appear too
 
     def refresh(self) -> None:
+        from grpo_studio.engine.run_home import recorded_runs
+
+        self._stale = False
         selected = self.selected()
-        self.runs = find_runs(self.folders, self.extra)
-        self.where.setText("Run folders in " + ", ".join(str(f) for f in self.folders) if self.folders
-                           else "Save the run file to keep its runs beside it.")
+        self.runs = find_runs(self.folders, recorded_runs() + self.extra)
+        self.where.setText("Every run you started, from the window or the command line. New runs of this "
+                           f"run file go to {self.folders[0]}." if self.folders else
+                           "Every run you started, from the window or the command line.")
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
             steps = f"{run.last_step} / {run.max_steps}" if run.max_steps else str(run.last_step or "–")
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
-            values = [run.path.name, STATUS_WORDS.get(run.status, run.status), steps, started,
+            values = [run.path.name, run.status_text, steps, started,
                       Path(run.model).name if run.model else ""]
             for col, value in enumerate(values):
                 item = QTableWidgetItem(value)
@@ -188,6 +208,8 @@ class RunsView(QWidget):
         return self.runs[row] if 0 <= row < len(self.runs) else None
 
     def select(self, path: Path) -> bool:
+        if self._stale:
+            self.refresh()
         for row, run in enumerate(self.runs):
             if run.path == Path(path).resolve():
                 self.table.selectRow(row)

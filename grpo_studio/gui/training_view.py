@@ -349,6 +349,13 @@ class TrainingView(QWidget):
                  "finished": "finished", "failed": "failed", "stopping": "stopping after this step…"}
         extra = f" · {self.device}" if self.device else ""
         self.run_label.setText(f"{name} · {words.get(self.status, self.status)}{extra}")
+        ended_early = self.step == 0 and self.status in ("failed", "stopped", "interrupted")
+        # Not "step 0 / 1": a run that ended before its first step never learned its length.
+        self.progress.setFormat(f"{self.status} before step 1" if ended_early else "step %v / %m")
+
+    def trained_steps(self) -> bool:
+        """Whether the shown run got past its first step (else there is nothing to resume)."""
+        return self.step > 0
 
     def set_stopping(self) -> None:
         self.status = "stopping"

@@ -47,7 +47,7 @@ def test_defaults_are_documented():
 
 @pytest.mark.parametrize("data, expected", [
     ({"grpo": {"bogus": 1}}, "grpo.bogus: unknown setting"),
-    ({"nonsense": {}}, "nonsense: unknown setting"),
+    ({"nonsense": {}}, "nonsense: unknown section"),
     ({"grpo": {"num_generations": 1}}, "grpo.num_generations: must be >= 2, got 1"),
     ({"lora": {"dropout": 1.0}}, "lora.dropout: must be < 1.0, got 1.0"),
     ({"grpo": {"optimizer": "adam"}}, "grpo.optimizer: must be one of"),
@@ -62,6 +62,16 @@ def test_defaults_are_documented():
 ])
 def test_field_errors_name_the_path_and_reason(data, expected):
     assert any(p.startswith(expected) for p in problems_of(data)), problems_of(data)
+
+
+def test_an_unknown_setting_points_at_the_nearest_name_and_at_grpo_studio_settings():
+    problems = problems_of({"grpo": {"learning_rat": 1, "bogus": 1}, "lora": {"targets": 1}, "gpro": {}})
+    assert "grpo.learning_rat: unknown setting (did you mean grpo.learning_rate? `grpo-studio settings grpo` " \
+           "lists them)" in problems
+    assert "grpo.bogus: unknown setting (`grpo-studio settings grpo` lists them)" in problems
+    assert any(p.startswith("lora.targets: unknown setting (did you mean lora.target_modules?") for p in problems)
+    assert any(p.startswith("gpro: unknown section (did you mean [grpo]?") for p in problems)
+    assert not any("validate --help" in p for p in problems)
 
 
 def test_cross_field_checks():

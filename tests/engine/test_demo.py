@@ -37,3 +37,30 @@ def test_demo_run_raises_held_out_accuracy_by_20_points(tmp_path):
     assert after.accuracy - before.accuracy >= 0.20, (before.accuracy, after.accuracy)
     assert compared.counts["fixed"] > compared.counts["broken"]  # answers the base got wrong and the adapter right
     assert after.format_rate is not None and compared.format_rule == "format_reward >= 1"
+
+
+def test_the_demo_command_states_one_training_time(monkeypatch, capsys, tmp_path):
+    """`finished 40 steps in ...` and `training took ...` are one figure (they were two different ones)."""
+    import re
+    from types import SimpleNamespace
+
+    from grpo_studio import cli
+    from grpo_studio.engine import evaluate as evaluate_module
+    from grpo_studio.engine import run as run_module
+    from grpo_studio.engine.events import Finished
+
+    scores = iter([SimpleNamespace(accuracy=0.285, correct=73, n=256), SimpleNamespace(accuracy=0.988, correct=253,
+                                                                                         n=256)])
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda run, adapter=None: next(scores))
+
+    def fake_train(run, output=None, listener=None, stop_requested=None):
+        finished = Finished(step=40, seconds=227.0, adapter_dir=str(tmp_path / "adapter"))
+        listener(finished)
+        return finished
+
+    monkeypatch.setattr(run_module, "train", fake_train)
+    monkeypatch.setattr(cli.StopOnSignal, "install", lambda self: None)  # keep pytest's own Ctrl-C
+    assert cli.main(["demo"]) == 0
+    out = capsys.readouterr().out
+    times = re.findall(r"(?:finished 40 steps in|training took) (\S+?);?$", out, re.M)
+    assert times == ["3m47s", "3m47s"], out

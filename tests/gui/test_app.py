@@ -109,6 +109,11 @@ def test_check_validates_in_a_child_process_and_marks_what_it_finds(opened, qtbo
         opened.actions["check"].trigger()
     assert done.args[0].ok
     assert opened.statusBar().currentMessage().startswith("Check passed: 64 training rows; rewards: ")
+    bar = opened.problems_bar  # said above the page too, where people look, until the settings change
+    assert bar.isVisible() and bar.showing_check and "✓ Check passed" in bar.text.text()
+    assert "64 training rows" in bar.text.text()
+    opened.doc.set_field("grpo.max_steps", 4)
+    assert not bar.isVisible()
 
     editor = opened.rewards_view.editor
     editor.setPlainText(editor.toPlainText() + "\n\ndef odd_reward(completions, difficulty, **kw):\n"
@@ -120,6 +125,16 @@ def test_check_validates_in_a_child_process_and_marks_what_it_finds(opened, qtbo
     problem = opened.doc.problems()["rewards.file"]
     assert problem.startswith(f"rewards.py line {line}: odd_reward needs argument 'difficulty'")
     assert editor.error_line == line
-    assert opened.problems_bar.isVisible()
+    assert opened.problems_bar.isVisible() and "Training cannot start" in bar.text.text()
+    assert bar.property("level") == "error"
     editor.setPlainText(editor.toPlainText().replace(", difficulty", ""))  # an edit makes the finding stale
     assert "rewards.file" not in opened.doc.problems()
+
+
+def test_only_the_demo_is_titled_built_in_demo(window):
+    from grpo_studio.cli import demo_run_file, resources_dir
+
+    assert window.open_path(demo_run_file())
+    assert window.windowTitle().startswith("run.toml (built-in demo)")
+    assert window.open_path(resources_dir() / "runs" / "gsm8k.toml")
+    assert window.windowTitle().startswith("gsm8k.toml (built-in example)")

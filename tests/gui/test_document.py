@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
 from grpo_studio.config import load_run
+from grpo_studio.engine.run_home import user_runs_dir
 from grpo_studio.gui.document import RunDocument
-from grpo_studio.gui.run_snapshot import output_dir_for, user_runs_dir, write_snapshot
+from grpo_studio.gui.run_snapshot import output_dir_for, write_snapshot
 
 
 def test_save_as_elsewhere_keeps_local_paths_pointing_at_the_same_files(qapp, run_file, tmp_path):
@@ -45,12 +47,15 @@ def test_snapshot_trains_unsaved_edits_with_absolute_paths(qapp, run_file, tmp_p
     assert "# edited" not in (run_file.parent / "rewards.py").read_text()
 
 
-def test_runs_of_the_builtin_demo_go_to_the_user_folder(qapp):
-    from grpo_studio.cli import demo_run_file
+def test_runs_of_the_builtin_run_files_go_to_the_user_folder(qapp, tmp_path):
+    from grpo_studio.cli import demo_run_file, resources_dir
     from grpo_studio.config import RunConfig
 
-    assert output_dir_for(RunConfig(), demo_run_file()) == user_runs_dir() / "demo"
+    assert user_runs_dir() == Path(os.environ["GRPO_STUDIO_DATA_DIR"]) / "runs"  # tests never touch the user's
+    assert output_dir_for(RunConfig(), demo_run_file()) == user_runs_dir()
+    assert output_dir_for(RunConfig(), resources_dir() / "runs" / "gsm8k.toml") == user_runs_dir()  # not .../runs/runs
     assert output_dir_for(RunConfig(), None) == user_runs_dir()
+    assert output_dir_for(RunConfig(), tmp_path / "mine" / "run.toml") == tmp_path / "mine" / "runs"
 
 
 def test_check_findings_are_keyed_by_the_setting_to_fix():

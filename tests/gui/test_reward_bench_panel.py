@@ -119,3 +119,16 @@ def test_a_bench_that_cannot_run_says_why(opened, qtbot, monkeypatch):
     assert "The bench could not run" in panel.error_label.text() and panel.run_button.isEnabled()
     opened.doc.new()  # another run file: the old outcome is not shown against it
     assert panel.state == "idle"
+
+
+def test_ctrl_b_runs_the_bench_from_any_page_before_its_tab_was_ever_shown(opened, qtbot):
+    from PySide6.QtGui import QKeySequence
+
+    opened.show_view("settings")
+    opened.activateWindow()
+    qtbot.waitUntil(opened.isActiveWindow)
+    panel = opened.rewards_view.bench
+    assert not panel.isVisible() and opened.actions["bench"].shortcut() == QKeySequence("Ctrl+B")
+    qtbot.keyClick(opened.settings_view, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert opened.current_view() == "rewards" and panel.isVisible()
+    assert "Type at least one completion" in panel.note.text()  # it ran: and says what it needs first

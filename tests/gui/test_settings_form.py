@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import tomllib
 
+from PySide6.QtCore import Qt
+
 from grpo_studio.config import all_field_specs
 
 
@@ -107,3 +109,25 @@ def test_focus_field_opens_the_page_and_focuses_the_editor(opened, qtbot):
     qtbot.waitUntil(lambda: opened.settings_view.row("grpo.temperature").editor.line.hasFocus()
                     or opened.focusWidget() is opened.settings_view.row("grpo.temperature").editor.line)
     assert opened.settings_view.row("grpo.temperature").label.buddy() is not None
+
+
+def test_long_values_wrap_instead_of_being_cut(window, qtbot):
+    """A hub id or a list of module names longer than its field shows whole, on more lines."""
+    from grpo_studio.cli import resources_dir
+
+    assert window.open_path(resources_dir() / "runs" / "gsm8k.toml")
+    view = window.settings_view
+    for path, lines in (("model.name", 1), ("lora.target_modules", 2)):
+        line = view.row(path).editor.line
+        view.focus_field(path)
+        qtbot.waitUntil(line.isVisible)
+        shown = line.document().documentLayout().documentSize().height()  # lines of text, wrapped
+        assert shown == lines, (path, line.text())
+        assert shown * line.fontMetrics().lineSpacing() <= line.viewport().height()  # none cut off
+    assert view.row("lora.target_modules").editor.line.text() == (
+        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj")
+    model = view.row("model.name").editor.line
+    model.setText("")
+    qtbot.keyClicks(model, "a/b")
+    qtbot.keyClick(model, Qt.Key.Key_Return)  # moves on: a value never gets a newline
+    assert window.doc.config.model.name == "a/b" and "\n" not in model.text()

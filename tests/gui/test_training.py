@@ -179,6 +179,8 @@ def test_bad_model_path_fails_with_a_clear_message_and_the_window_keeps_working(
     assert "model.name: folder not found: /no/such/model" in banner.title.text()
     assert opened.actions["train"].isEnabled() and not opened.controller.is_active()
     assert "Training failed" in opened.statusBar().currentMessage()
+    assert opened.training_view.progress.text() == "failed before step 1"
+    assert not opened.actions["resume"].isEnabled()  # nothing trained, nothing to resume: Train again
 
 
 def test_reward_exception_is_marked_in_the_editor(opened, qtbot):
@@ -193,3 +195,15 @@ def test_reward_exception_is_marked_in_the_editor(opened, qtbot):
     assert "length_reward raised ZeroDivisionError" in opened.training_view.banner.title.text()
     assert editor.error_line == line  # the unsaved edit that was trained is the one marked
     assert opened.doc.is_modified()  # nothing the user typed was lost
+
+
+def test_export_from_the_window_prints_no_library_noise(trained_run, tmp_path):
+    """The window's export runs in its own process's terminal: no progress bars, deprecation notes or
+    optional-kernel notices there (`Loading weights: 100%|...`, `FutureWarning`, `kernels-community`)."""
+    code = ("import sys; from pathlib import Path; from grpo_studio.gui.export_dialog import _export; "
+            "print(_export('merged', Path(sys.argv[1]), Path(sys.argv[2]), 'float32', lambda what, f: None))")
+    proc = subprocess.run([sys.executable, "-c", code, str(trained_run), str(tmp_path / "merged")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "merged")
+    assert proc.stderr == "", proc.stderr

@@ -170,3 +170,54 @@ def test_plots_keep_their_step_labels_under_a_long_banner(qtbot):
     lr.redraw(view.data, 0.0)
     low, high = lr.getPlotItem().vb.viewRange()[1]
     assert low < 1e-3 < high and high - low > 1e-5  # a constant curve gets a readable range, not float noise
+
+
+def test_legends_sit_under_the_plot_and_never_cover_the_curves(qtbot):
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.resize(1060, 690)  # the page in a 1280 x 800 window
+    view.show()
+    names = ["correctness_reward", "format_reward", "a_much_longer_reward_function_name_reward", "length_reward"]
+    view.handle_event(Started(run_dir="/tmp/run", max_steps=40, reward_names=names))
+    for step in range(1, 11):
+        view.handle_event(Metrics(step=step, max_steps=40, values={
+            **{f"rewards/{n}/mean": step / (10 + i) for i, n in enumerate(names)},
+            "completions/mean_length": 30.0 + step, "completions/max_length": 60.0}))
+    qtbot.wait(50)
+    view.plots.redraw()
+    for key, expected in (("rewards", 4), ("length", 2)):
+        plot = view.plots.plots[key]
+        legend, item = plot.legend, plot.getPlotItem()
+        qtbot.waitUntil(lambda: legend.sceneBoundingRect().top() > item.vb.sceneBoundingRect().top())  # laid out
+        assert len(legend.items) == expected
+        assert legend.sceneBoundingRect().height() <= 2 * 20  # two rows at most: the plot keeps its height
+        assert not legend.sceneBoundingRect().intersects(item.vb.sceneBoundingRect())  # below the plot area
+        assert legend.sceneBoundingRect().bottom() <= plot.sceneRect().bottom() + 1  # and inside the widget
+        assert legend.sceneBoundingRect().width() <= plot.width()  # wrapped, not wider than the plot
+    rewards = view.plots.plots["rewards"]
+    shown = [label.text for _, label in rewards.legend.items]
+    assert shown[1:] == ["correctness", "format", "length"]  # sorted, without the _reward everybody has
+    assert "…" in shown[0] and shown[0].startswith("a_")  # shortened in the middle to fit
+    assert rewards.legend.columnCount == 2
+    assert "a_much_longer_reward_function_name_reward: " in rewards.show_values_at(5)  # the hover says it whole
+
+
+def test_a_run_that_failed_before_step_1_says_so_and_offers_no_resume(qtbot, tmp_path):
+    from grpo_studio.engine.events import Opened
+    from grpo_studio.gui.runs_panel import read_run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text("")
+    with RunStore(run_dir) as store:
+        store.record(Opened(run_dir=str(run_dir)))
+        store.record(Failed(reason="model.name: cannot load 'Qwen/Qwen2.5-0.5B-Instruct'"))
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.show()
+    with qtbot.waitSignal(view.runLoaded, timeout=10_000):
+        view.show_run(run_dir)
+    assert view.status == "failed" and view.progress.text() == "failed before step 1"  # not "step 0 / 1"
+    assert not view.trained_steps()
+    info = read_run(run_dir)
+    assert info.status_text == "failed before step 1" and not info.resumable
