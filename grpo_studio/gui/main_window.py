@@ -28,7 +28,9 @@ from grpo_studio.engine.run_home import is_builtin
 from grpo_studio.engine.store import RunFolder
 from grpo_studio.gui.dataset_panel import DatasetView
 from grpo_studio.gui.document import RunDocument
+from grpo_studio.gui.evaluate_page import EvaluateView
 from grpo_studio.gui.menus import build_menus, make_actions
+from grpo_studio.gui.playground_page import PlaygroundView
 from grpo_studio.gui.preferences import Preferences
 from grpo_studio.gui.problems_bar import ProblemsBar, view_of_field
 from grpo_studio.gui.reward_editor import RewardsView
@@ -43,7 +45,7 @@ from grpo_studio.gui.training_view import TrainingView
 APP_NAME = "GRPO Studio"
 RUN_FILES = "Run files (*.toml);;All files (*)"
 PAGES = [("settings", "Settings"), ("dataset", "Dataset"), ("rewards", "Rewards"), ("training", "Training"),
-         ("samples", "Samples"), ("runs", "Runs")]
+         ("samples", "Samples"), ("evaluate", "Evaluate"), ("playground", "Playground"), ("runs", "Runs")]
 
 
 def builtin_note(path: Path | None) -> str:
@@ -78,9 +80,12 @@ class MainWindow(QMainWindow):
         self.rewards_view = RewardsView(self.doc)
         self.training_view = TrainingView()
         self.samples_view = SamplesBrowser()
+        self.evaluate_view = EvaluateView()
+        self.playground_view = PlaygroundView()
         self.runs_view = RunsView()
         self.views = {"settings": self.settings_view, "dataset": self.dataset_view, "rewards": self.rewards_view,
-                      "training": self.training_view, "samples": self.samples_view, "runs": self.runs_view}
+                      "training": self.training_view, "samples": self.samples_view, "evaluate": self.evaluate_view,
+                      "playground": self.playground_view, "runs": self.runs_view}
         self.recent_menu = build_menus(self, self.actions, PAGES)
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._build_body()
@@ -142,9 +147,11 @@ class MainWindow(QMainWindow):
         self.controller.stateChanged.connect(self._on_state)
         self.controller.runEnded.connect(self._on_run_ended)
         self.training_view.runDirChanged.connect(lambda _: self._update_actions())
+        self.training_view.runDirChanged.connect(self._run_shown)
         self.runs_view.openRequested.connect(self.open_run)
         self.runs_view.resumeRequested.connect(self.resume)
         self.runs_view.exportRequested.connect(self.export)
+        self.runs_view.compareRequested.connect(self.compare_runs)
         self.settings_view.vram.updated.connect(self._show_vram)
         self._update_problem_count()
 
@@ -420,6 +427,30 @@ class MainWindow(QMainWindow):
         self.training_view.set_stopping()
         self.statusBar().showMessage("Stopping after this step; a checkpoint will be saved…")
 
+    def _run_shown(self, run_dir: Path | None) -> None:
+        """The run on the Training page is the one Evaluate and the Playground work on."""
+        self.evaluate_view.set_run(run_dir)
+        self.playground_view.set_run(run_dir)
+
+    def evaluate(self) -> None:
+        """F8: the Evaluate page, evaluating the shown run when it can."""
+        self.show_view("evaluate")
+        self.evaluate_view.start()
+
+    def compare_runs(self, run_dirs: list[Path] | None = None) -> None:
+        """Overlay several runs on the Training plots (the runs selected on the Runs page by default)."""
+        if run_dirs is None or isinstance(run_dirs, bool):  # from the action: the Runs page's selection
+            run_dirs = [r.path for r in self.runs_view.selected_runs()]
+        if len(run_dirs) < 2:
+            self.show_view("runs")
+            self.statusBar().showMessage("Select two or more runs (Ctrl+click or Shift+click), then Compare.", 8000)
+            return
+        if self.controller.is_active():
+            self.statusBar().showMessage("A run is training: compare runs when it has ended.", 6000)
+            return
+        self.training_view.show_comparison([Path(d) for d in run_dirs])
+        self.show_view("training")
+
     def export(self, run_dir: Path | None = None) -> None:
         from grpo_studio.gui.export_dialog import ExportDialog
 
@@ -442,6 +473,8 @@ class MainWindow(QMainWindow):
     def _on_state(self, state: str) -> None:
         self.state_label.setText({"idle": "Idle", "running": "Training…", "stopping": "Stopping…"}[state])
         self.runs_view.set_busy(state != "idle")
+        self.evaluate_view.set_training(state != "idle")
+        self.playground_view.set_training(state != "idle")
         self._update_actions()
 
     def _on_run_ended(self, final: Any) -> None:
@@ -530,4 +563,6 @@ class MainWindow(QMainWindow):
         self.dataset_view.shutdown()
         self.rewards_view.bench.shutdown()
         self.settings_view.vram.shutdown()
+        self.evaluate_view.shutdown()
+        self.playground_view.shutdown()
         event.accept()
