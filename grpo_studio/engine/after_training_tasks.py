@@ -163,7 +163,8 @@ def playground(request: PlaygroundOpen, link: Link) -> int:
     link.send(PlaygroundReady(
         model=cfg.model.name, adapters=list(session.adapters), adapter=session.adapter,
         system_prompt=cfg.data.system_prompt, chat=session.chat, template=cfg.data.prompt_template,
-        rewards=[s.label for s in session.specs], rows=[RowInfo(index=i, text=t, answer=a) for i, t, a in session.rows()],
+        rewards=[s.label for s in session.specs],
+        rows=[RowInfo(index=i, text=t, answer=a) for i, t, a in session.rows()],
         rows_from=session.rows_from, max_tokens=cfg.grpo.max_completion_length, temperature=cfg.grpo.temperature,
         device=session.device))
     samples: queue.Queue[Sample | None] = queue.Queue()

@@ -81,19 +81,22 @@ class EvaluateView(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.hide()
         controls.addWidget(self.cancel_button)
+        controls.addStretch(1)
+        outer.addLayout(controls)
+        status_row = QHBoxLayout()  # a line of its own: progress text and failures need the width
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
-        self.progress.setFixedWidth(180)
+        self.progress.setFixedWidth(240)
         self.progress.hide()
-        controls.addWidget(self.progress)
+        status_row.addWidget(self.progress)
         self.status = QLabel()
         self.status.setTextFormat(Qt.TextFormat.RichText)
         self.status.setObjectName("cardSubtitle")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        controls.addWidget(self.status, 1)
-        outer.addLayout(controls)
+        status_row.addWidget(self.status, 1)
+        outer.addLayout(status_row)
 
         stored_row = QHBoxLayout()
         self.stored_label = QLabel("Stored results")
@@ -223,6 +226,10 @@ class EvaluateView(QWidget):
             self.subtitle.setText(self.run_dir.name)
             self.empty.setText(f"<b>{html.escape(self.run_dir.name)} has no adapter yet.</b><br>A run saves one at "
                                "each checkpoint and when it finishes; evaluate it then.")
+        elif running:
+            self.subtitle.setText(f"{self.run_dir.name} · evaluating")
+            self.empty.setText("<b>Evaluating…</b><br>The base model answers every held-out prompt first, then the "
+                               "adapter; both are judged, and the result appears here.")
         else:
             self.subtitle.setText(f"{self.run_dir.name} · not evaluated yet")
             self.empty.setText(

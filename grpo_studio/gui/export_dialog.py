@@ -140,6 +140,9 @@ class ExportDialog(QDialog):
             if extra is not None:
                 kinds.addWidget(extra, row, 1, Qt.AlignmentFlag.AlignLeft)
         kinds.setColumnStretch(2, 1)
+        for combo in (self.dtype, self.gguf_type):
+            combo.setMinimumHeight(combo.sizeHint().height())  # rows of radio buttons are lower: no clipped "q8_0"
+            combo.setMinimumWidth(110)
         box.addLayout(kinds)
         self.adapter.setChecked(True)
         available, why = base_model_available(self.run_dir)
@@ -198,6 +201,7 @@ class ExportDialog(QDialog):
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
+        self.progress.hide()  # until there is something to show
         box.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -286,6 +290,7 @@ class ExportDialog(QDialog):
             self._failed(f"cannot start the export process: {exc}")
             return
         self._set_inputs(False)
+        self.progress.show()
         self.close_button.hide()
         self.cancel_button.show()
         self.show_button.hide()

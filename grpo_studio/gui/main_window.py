@@ -448,8 +448,8 @@ class MainWindow(QMainWindow):
         if self.controller.is_active():
             self.statusBar().showMessage("A run is training: compare runs when it has ended.", 6000)
             return
+        self.show_view("training")  # first: plots laid out while hidden keep their legends in the wrong place
         self.training_view.show_comparison([Path(d) for d in run_dirs])
-        self.show_view("training")
 
     def export(self, run_dir: Path | None = None) -> None:
         from grpo_studio.gui.export_dialog import ExportDialog

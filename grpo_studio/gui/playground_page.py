@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.gui.child_runner import ChildRunner, describe_end
-from grpo_studio.gui.style import ERROR, MUTED, OK, monospace_font, title_row
+from grpo_studio.gui.style import ERROR, MUTED, monospace_font, title_row
 
 UNLOAD_AFTER_MS = 3 * 60 * 1000  # the page was left: free the model's memory after this long
 NO_RUN = "Open a run (Runs page, Ctrl+8) or train one: the playground answers with its base model and its adapter."

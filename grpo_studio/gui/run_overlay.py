@@ -133,6 +133,7 @@ class RunComparisonView(QWidget):
         self.grid = OverlayGrid(self.data)
         self.grid.smoothing = smoothing
         side = QWidget()
+        side.setMinimumWidth(290)  # a setting's path and two values side by side, unclipped
         side_box = QVBoxLayout(side)
         side_box.setContentsMargins(0, 0, 0, 0)
         side_box.setSpacing(4)
@@ -156,7 +157,7 @@ class RunComparisonView(QWidget):
         splitter.addWidget(side)
         splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([780, 300])
+        splitter.setSizes([760, 300])
         splitter.setChildrenCollapsible(False)
         box.addWidget(splitter, 1)
 

@@ -251,6 +251,11 @@ class RunsView(QWidget):
                                 "this run file appears here to reopen, resume or export. Open run folder… "
                                 "shows a run from anywhere else.")
             return
+        several = self.selected_runs()
+        if len(several) > 1:
+            self.detail.setText(f"{len(several)} runs selected: Compare (Ctrl+Shift+C) overlays their curves on the "
+                                "Training plots, with the settings that differ between them.")
+            return
         text = str(run.path)
         if run.checkpoint_step:
             text += f" · newest checkpoint: step {run.checkpoint_step}"

@@ -447,7 +447,7 @@ class TrainingView(QWidget):
     def show_comparison(self, run_dirs: list[Path]) -> None:
         """Several runs' curves overlaid on the same plots, with the settings that differ beside them,
         in place of one run's; `end_comparison` (or opening or starting a run) goes back."""
-        from grpo_studio.gui.run_overlay import RunComparisonView, run_key
+        from grpo_studio.gui.run_overlay import RunComparisonView
 
         if self.comparison is None:
             self.comparison = RunComparisonView(self.smoothing.value() / 100)
@@ -456,12 +456,13 @@ class TrainingView(QWidget):
             self.layout().addWidget(self.comparison, 1)
         if not self.comparing():
             self._single_run_shown = (self.banner.isVisible(), self.past_alarms_label.isVisible())
-            for widget in (self.progress, self.progress_text, self.banner, self.past_alarms_label, self.splitter):
+            for widget in (self.progress, self.banner, self.past_alarms_label, self.splitter):
                 widget.hide()
+            self.progress_text.setText("")  # (kept: its stretch keeps the smoothing slider on the right)
             self.comparison.show()
         self.comparison.set_runs(run_dirs)
-        runs = ", ".join(f"{run_key(i)} {Path(d).name}" for i, d in enumerate(run_dirs))
-        self.run_label.setText(f"comparing {len(run_dirs)} runs: {runs}")
+        self.run_label.setText(f"comparing {len(run_dirs)} runs: their curves overlaid, the settings that differ "
+                               "on the right")
         self.run_label.setToolTip("\n".join(str(d) for d in run_dirs))
         self.comparingChanged.emit(True)
 
@@ -473,9 +474,10 @@ class TrainingView(QWidget):
             return
         self.comparison.hide()
         banner, alarms = self._single_run_shown
-        for widget, shown in ((self.progress, True), (self.progress_text, True), (self.splitter, True),
-                              (self.banner, banner), (self.past_alarms_label, alarms)):
+        for widget, shown in ((self.progress, True), (self.splitter, True), (self.banner, banner),
+                              (self.past_alarms_label, alarms)):
             widget.setVisible(shown)
+        self._update_progress_text(live=False)
         self.run_label.setToolTip("")
         if self.run_dir is None:
             self.run_label.setText("No run yet: press Train (F5).")

@@ -3,21 +3,23 @@ that print land in its log), refused input as one clear reply with exit code 2."
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import tiny
 
 from grpo_studio.engine.after_training_messages import EvalRequest, ExportRequest, Reply
 from grpo_studio.engine.after_training_tasks import COMMAND
-from grpo_studio.gui.run_controller import worker_environment
 from pydantic import TypeAdapter
 
 REPLIES = TypeAdapter(Reply)
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, first on the child's path
 
 
 def run_child(request_line: str, env_extra: dict | None = None) -> tuple[int, list, str]:
-    env = worker_environment() | (env_extra or {})
+    env = os.environ | {"PYTHONPATH": str(ROOT)} | (env_extra or {})
     proc = subprocess.run(COMMAND, input=request_line + "\n", capture_output=True, text=True, timeout=300, env=env)
     return proc.returncode, [REPLIES.validate_json(line) for line in proc.stdout.splitlines()], proc.stderr
 

@@ -50,7 +50,7 @@ def test_prompts_filter_by_what_training_did(qtbot):
     assert "40.0% → 60.0%" in view.headline.text() and "+20.0 points" in view.headline.text()
     assert view.filter_key == "fixed" and view.visible_rows() == [0, 4]  # what training fixed comes first
     assert view.filter_buttons["fixed"].text() == "Fixed by training (2)"
-    assert view.answer_texts[0].toPlainText() == "base says 0" and view.answer_texts[1].toPlainText() == "tuned says 0"
+    assert [t.toPlainText() for t in view.answer_texts] == ["base says 0", "tuned says 0"]
     assert view.table.item(0, BASE).text() == "✗ base says 0" and view.table.item(0, TUNED).text() == "✓ tuned says 0"
     qtbot.keyClick(view, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)  # Broken by training
     assert view.filter_key == "broken" and view.visible_rows() == [1]
