@@ -223,7 +223,7 @@ class PlaygroundSession:
             why = None
             if spec.function is None:
                 why = "a reward model: scored in training only"
-            elif no_truth and "answer" in getattr(spec.function, "signature", None).params:
+            elif no_truth and "answer" in getattr(getattr(spec.function, "signature", None), "params", ()):
                 # Called with answer=None it would score 0 (or raise): a verdict it cannot give.
                 why = "no ground truth: type the answer, or pick a dataset row"
             if why:

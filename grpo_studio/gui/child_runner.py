@@ -77,16 +77,6 @@ class ChildRunner(QObject):
         except (OSError, ValueError):  # it died meanwhile; `ended` says how
             return False
 
-    def close_input(self) -> None:
-        """End the child's stdin: a child serving requests finishes and exits."""
-        proc = self.proc
-        if proc is not None and proc.stdin is not None:
-            try:
-                with self._lock:
-                    proc.stdin.close()
-            except OSError:
-                pass
-
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -107,15 +97,6 @@ class ChildRunner(QObject):
                 proc.kill()
         except (ProcessLookupError, PermissionError, OSError):
             pass
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Block until the child ended (for shutdown paths only, never a GUI-thread habit)."""
-        if self.proc is None:
-            return None
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
 
     @property
     def tail(self) -> str:

@@ -46,6 +46,8 @@ class EvaluateView(QWidget):
         self.stored: list[Any] = []  # StoredEval entries of the run, newest first
         self._stale = False
         self.runner: ChildRunner | None = None
+        self._result_path: str | None = None  # what the running evaluation stored
+        self._failure = ""  # why it could not
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 18, 24, 12)
         outer.setSpacing(10)
@@ -128,10 +130,12 @@ class EvaluateView(QWidget):
         run_dir = Path(run_dir) if run_dir else None
         if run_dir == self.run_dir and not self._stale:
             return
-        if self.running():
-            self.cancel()
+        was_running = self.running()
+        if was_running:
+            self.runner.cancel()
         self.run_dir = run_dir
-        self.status.setText("")
+        self.status.setText("The evaluation was cancelled: training started, or another run was opened."
+                            if was_running else "")
         if self.isVisible():
             self.refresh()
         else:

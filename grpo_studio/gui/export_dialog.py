@@ -74,7 +74,7 @@ def gguf_installed() -> bool:
 
 def gguf_problem(run_dir: Path) -> str | None:
     """Why a GGUF export cannot be made here (the package, the base weights, the architecture), or None."""
-    from grpo_studio.engine.gguf_export import PIP_HINT, GgufError, _base_config, check_architecture
+    from grpo_studio.engine.gguf_export import PIP_HINT, GgufError, check_base_model
 
     if not gguf_installed():
         return PIP_HINT
@@ -85,7 +85,7 @@ def gguf_problem(run_dir: Path) -> str | None:
     from grpo_studio.engine.store import RunFolder
 
     try:
-        check_architecture(_base_config(load_run(RunFolder(run_dir).config)))
+        check_base_model(load_run(RunFolder(run_dir).config))
     except GgufError as exc:
         return str(exc)
     return None

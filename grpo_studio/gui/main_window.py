@@ -448,8 +448,13 @@ class MainWindow(QMainWindow):
         if self.controller.is_active():
             self.statusBar().showMessage("A run is training: compare runs when it has ended.", 6000)
             return
+        from grpo_studio.gui.run_overlay import MAX_RUNS
+
         self.show_view("training")  # first: plots laid out while hidden keep their legends in the wrong place
-        self.training_view.show_comparison([Path(d) for d in run_dirs])
+        self.training_view.show_comparison([Path(d) for d in run_dirs[:MAX_RUNS]])
+        if len(run_dirs) > MAX_RUNS:
+            self.statusBar().showMessage(f"Comparing the first {MAX_RUNS} of the {len(run_dirs)} runs selected: "
+                                         "more curves than that on one plot cannot be told apart.", 10000)
 
     def export(self, run_dir: Path | None = None) -> None:
         from grpo_studio.gui.export_dialog import ExportDialog
