@@ -18,12 +18,11 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -144,14 +143,16 @@ class RunComparisonView(QWidget):
         self.diff_note.setObjectName("cardSubtitle")
         self.diff_note.setWordWrap(True)
         side_box.addWidget(self.diff_note)
-        self.table = QTableWidget(0, 1)
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setWordWrap(True)
-        self.table.setShowGrid(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        side_box.addWidget(self.table, 1)
+        # One setting per entry, each run's value on a line of its own under it: values as long as a
+        # model's path stay readable at any width (elided in the middle, whole in the tooltip).
+        self.tree = QTreeWidget()
+        self.tree.setHeaderHidden(True)
+        self.tree.setRootIsDecorated(False)
+        self.tree.setIndentation(14)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.tree.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        side_box.addWidget(self.tree, 1)
         self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.grid)
         splitter.addWidget(side)
@@ -227,27 +228,22 @@ class RunComparisonView(QWidget):
             self.differences, problem = [], f"Cannot read a run file: {exc}"
         helps = {spec.path: spec.help for spec in all_field_specs()}
         keys = [run_key(i) for i in range(len(self.run_dirs))]
-        self.table.clear()
-        self.table.setColumnCount(1 + len(keys))
-        self.table.setHorizontalHeaderLabels(["Setting"] + keys)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        for col in range(1, 1 + len(keys)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
-            self.table.horizontalHeaderItem(col).setToolTip(self.run_dirs[col - 1].name)
-        self.table.setRowCount(len(self.differences))
-        for row, (path, values) in enumerate(self.differences):
-            item = QTableWidgetItem(path)
-            item.setToolTip(helps.get(path.split("[")[0], "the reward functions, as each run froze them"
-                                      if path == "rewards.py" else path))
-            self.table.setItem(row, 0, item)
-            for col, value in enumerate(values, 1):
-                cell = QTableWidgetItem(value)
-                cell.setToolTip(f"{keys[col - 1]} ({self.run_dirs[col - 1].name}): {value}")
-                cell.setForeground(QColor(CURVE_COLORS[(col - 1) % len(CURVE_COLORS)]))
-                self.table.setItem(row, col, cell)
-        self.table.resizeRowsToContents()
-        self.table.setVisible(bool(self.differences))
+        self.tree.clear()
+        for path, values in self.differences:
+            top = QTreeWidgetItem([path])
+            font = top.font(0)
+            font.setBold(True)
+            top.setFont(0, font)
+            top.setToolTip(0, helps.get(path.split("[")[0], "the reward functions, as each run froze them"
+                                        if path == "rewards.py" else path))
+            for i, value in enumerate(values):
+                line = QTreeWidgetItem([f"{keys[i]}   {value}"])
+                line.setForeground(0, QColor(CURVE_COLORS[i % len(CURVE_COLORS)]))
+                line.setToolTip(0, f"{keys[i]} ({self.run_dirs[i].name}): {value}")
+                top.addChild(line)
+            self.tree.addTopLevelItem(top)
+        self.tree.expandAll()
+        self.tree.setVisible(bool(self.differences))
         if problem:
             self.diff_note.setText(problem)
         elif self.differences:

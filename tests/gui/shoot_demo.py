@@ -168,6 +168,7 @@ def main() -> int:
     playground.generate()
     wait_until(lambda: playground.generating is None, 120, "the playground's answers")
     save(win, "13-playground")
+    win.open_path(demo_run_file(), remember=False)  # the demo again (the VRAM shot changed its model)
     win.doc.set_field("grpo.learning_rate", 3e-4)  # a second run to compare with
     win.doc.set_field("grpo.max_steps", 20)
     win.train()
