@@ -96,7 +96,7 @@ def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progr
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise GgufError(f"{dest} already exists and is not empty")
-    check_architecture(_base_config(run))
+    check_base_model(run)
     staging = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -135,6 +135,12 @@ def _base_config(run: Any) -> dict[str, Any]:
     if config is None:
         raise GgufError(f"model.name: {run.config.model.name!r} is not downloaded; train or evaluate once first")
     return config
+
+
+def check_base_model(run: Any) -> str:
+    """The base model's architecture when GGUF export knows it; else GgufError says why (the window asks
+    before offering GGUF)."""
+    return check_architecture(_base_config(run))
 
 
 def check_architecture(config: dict[str, Any]) -> str:

@@ -24,31 +24,43 @@ def export_kind(folder: Path) -> str:
     return "adapter" if (folder / "adapter_config.json").is_file() else "merged"
 
 
+def push_problem(repo_id: str) -> str | None:
+    """Why a push to REPO_ID cannot start here (a bad repo id, offline mode, no login), or None.
+    Checked before an export, so a long export does not end in "but not pushed"."""
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        return (f"--push-to-hub {repo_id!r}: not a repo id ({str(exc).splitlines()[0]}); write "
+                "user-or-org/name")
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set: unset it to push to the hub"
+    if not get_token():
+        return ("no Hugging Face login: run `hf auth login` (or set HF_TOKEN to a token with write "
+                "access), then push again")
+    return None
+
+
 def push_export(folder: str | Path, repo_id: str, *, run_dir: str | Path | None = None, private: bool = False,
                 endpoint: str | None = None, progress: Progress | None = None) -> str:
     """Upload an export folder to the model repo REPO_ID (created if missing) and return its URL.
 
     With `run_dir`, the folder's model card is written again first, its loading examples now
     pointing at REPO_ID."""
-    from huggingface_hub import HfApi, constants, get_token
-    from huggingface_hub.errors import HFValidationError, HfHubHTTPError, OfflineModeIsEnabled
-    from huggingface_hub.utils import validate_repo_id
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     folder = Path(folder)
     say = progress or (lambda what, fraction: None)
     if not folder.is_dir() or not any(folder.iterdir()):
         raise HubPushError(f"{folder}: nothing to push (not an export folder)")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as exc:
-        raise HubPushError(f"--push-to-hub {repo_id!r}: not a repo id ({str(exc).splitlines()[0]}); write "
-                           "user-or-org/name") from None
-    if constants.is_offline_mode():
-        raise HubPushError("HF_HUB_OFFLINE is set: unset it to push to the hub")
+    problem = push_problem(repo_id)
+    if problem:
+        raise HubPushError(problem)
     token = get_token()
-    if not token:
-        raise HubPushError("no Hugging Face login: run `hf auth login` (or set HF_TOKEN to a token with write "
-                           "access), then push again")
     kind = export_kind(folder)
     if run_dir is not None:
         from grpo_studio.engine.model_card import write_model_card

@@ -1,16 +1,18 @@
-"""Export a run: its LoRA adapter (PEFT format), or the base model with the adapter merged in.
+"""Export a run: its LoRA adapter (PEFT format), the base model with the adapter merged in, or one
+GGUF file for llama.cpp / Ollama / LM Studio; then, if asked, push it to the Hugging Face Hub.
 
-The export runs in a child process (engine/child_tasks.py), driven from a background thread, with
-its progress coming back to the dialog; the window keeps working meanwhile. Merging loads the whole
-base model: run in the window's process, an out-of-memory kill of a 7B merge would take the window
-and its unsaved edits with it; in a child, it costs the export. Cancel ends the child at once and
-removes the half-written folder. Merging needs the base model's weights, so that choice is offered
-only when they are on this machine (a local folder, or a hub id already in the cache).
+The export runs in a child process (engine/after_training_tasks.py, through child_runner.py): a
+merge loads the whole base model, and an out-of-memory kill of it must cost the export, not the
+window. Cancel ends the child at once and removes what it half wrote. Merging and GGUF need the
+base model's weights, so they are offered only when those are on this machine; GGUF also needs the
+optional `gguf` package, and a push a Hugging Face login: the dialog says what is missing and how
+to get it before anything starts.
 """
 
 from __future__ import annotations
 
 import html
+import importlib.util
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -34,7 +37,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from grpo_studio.gui.tasks import TaskRunner
+from grpo_studio.gui.child_runner import ChildRunner, describe_end
+from grpo_studio.gui.style import ERROR, OK
+
+KINDS = ("adapter", "merged", "gguf")
 
 
 def base_model_available(run_dir: Path) -> tuple[bool, str]:
@@ -62,80 +68,140 @@ def base_model_available(run_dir: Path) -> tuple[bool, str]:
     return False, f"the base model {name!r} is not on this machine (not a folder, not in the hub cache)"
 
 
-def export_in_child(request: Any, state: Any, started: Any = None) -> Any:
-    """Runs on a worker thread: the export in a child process; a cancelled one leaves no half folder."""
-    from grpo_studio.engine.child_tasks import run_task
+def gguf_installed() -> bool:
+    return importlib.util.find_spec("gguf") is not None
 
+
+def gguf_problem(run_dir: Path) -> str | None:
+    """Why a GGUF export cannot be made here (the package, the base weights, the architecture), or None."""
+    from grpo_studio.engine.gguf_export import PIP_HINT, GgufError, check_base_model
+
+    if not gguf_installed():
+        return PIP_HINT
+    available, why = base_model_available(run_dir)
+    if not available:
+        return why
+    from grpo_studio.config import load_run
+    from grpo_studio.engine.store import RunFolder
+
+    try:
+        check_base_model(load_run(RunFolder(run_dir).config))
+    except GgufError as exc:
+        return str(exc)
+    return None
+
+
+def remove_partial(request: Any, fresh: bool, pid: int | None) -> None:
+    """What a cancelled export left: the GGUF export's staging folder, or the folder it was filling."""
     dest = Path(request.dest)
-    fresh = not dest.exists() or (dest.is_dir() and not any(dest.iterdir()))  # the export refuses anything else
-
-    def on_start(child: Any) -> None:
-        state.on_cancel(child.cancel)
-        if started is not None:
-            started(child)
-
-    outcome = run_task(request, progress=state.set_progress, started=on_start)
-    if outcome.cancelled and fresh and dest.is_dir():
+    if request.kind == "gguf" and pid is not None:
+        shutil.rmtree(dest.parent / f".{dest.name}.partial-{pid}", ignore_errors=True)
+    elif fresh and dest.is_dir():
         shutil.rmtree(dest, ignore_errors=True)
-    return outcome
 
 
 class ExportDialog(QDialog):
     finished_export = Signal(str)  # "done" | "failed" | "cancelled"
 
     def __init__(self, run_dir: Path, parent: QWidget | None = None):
+        from grpo_studio.engine.gguf_export import GGUF_TYPES
+
         super().__init__(parent)
         self.run_dir = Path(run_dir)
-        self.task = TaskRunner(self)
-        self.child: Any = None  # the export's child process while it runs (for tests and Cancel)
+        self.child: ChildRunner | None = None  # the export's process while it runs
         self.result_path: Path | None = None
+        self._outcome: Any = None
         self.setWindowTitle(f"Export {self.run_dir.name}")
-        self.setMinimumWidth(620)
+        self.setMinimumWidth(660)
         box = QVBoxLayout(self)
         box.setContentsMargins(20, 18, 20, 16)
-        box.setSpacing(12)
-        title = QLabel(f"<b>Export run</b> {self.run_dir.name}")
-        box.addWidget(title)
+        box.setSpacing(10)
+        box.addWidget(QLabel(f"<b>Export run</b> {html.escape(self.run_dir.name)}"))
 
         self.adapter = QRadioButton("LoRA adapter (PEFT format): small; load it on top of the base model")
         self.merged = QRadioButton("Merged model: the base model with the adapter folded in (16-bit)")
+        self.gguf = QRadioButton("GGUF file for llama.cpp, Ollama and LM Studio (merged, then quantized)")
         self.kind = QButtonGroup(self)
-        self.kind.addButton(self.adapter)
-        self.kind.addButton(self.merged)
+        kinds = QGridLayout()
+        kinds.setHorizontalSpacing(12)
+        kinds.setVerticalSpacing(6)
+        self.dtype = QComboBox()
+        self.dtype.addItems(["bfloat16", "float16", "float32"])
+        self.dtype.setToolTip("The merged model's weight type")
+        self.gguf_type = QComboBox()
+        self.gguf_type.addItems(list(GGUF_TYPES))
+        self.gguf_type.setCurrentText("f16")
+        self.gguf_type.setToolTip("f16/bf16: as trained; q8_0: half the size, nearly lossless; q5/q4: smaller, "
+                                  "coarser (for K-quants run llama.cpp's llama-quantize on the f16 file)")
+        for row, (button, extra) in enumerate(((self.adapter, None), (self.merged, self.dtype),
+                                               (self.gguf, self.gguf_type))):
+            self.kind.addButton(button)
+            kinds.addWidget(button, row, 0)
+            if extra is not None:
+                kinds.addWidget(extra, row, 1, Qt.AlignmentFlag.AlignLeft)
+        kinds.setColumnStretch(2, 1)
+        for combo in (self.dtype, self.gguf_type):
+            combo.setMinimumHeight(combo.sizeHint().height())  # rows of radio buttons are lower: no clipped "q8_0"
+            combo.setMinimumWidth(110)
+        box.addLayout(kinds)
         self.adapter.setChecked(True)
-        box.addWidget(self.adapter)
-        box.addWidget(self.merged)
         available, why = base_model_available(self.run_dir)
+        self.merged_available = available
         self.merged.setEnabled(available)
-        self.merged_note = QLabel(("Base model: " if available else "Not available: ") + why)
-        self.merged_note.setObjectName("cardSubtitle")
-        self.merged_note.setWordWrap(True)
-        self.merged_note.setContentsMargins(24, 0, 0, 0)
-        box.addWidget(self.merged_note)
+        self.gguf_reason = gguf_problem(self.run_dir)
+        self.gguf.setEnabled(self.gguf_reason is None)
+        self.note = QLabel()
+        self.note.setObjectName("cardSubtitle")
+        self.note.setWordWrap(True)
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        notes = [("Base model: " if available else "Merged model not available: ") + why]
+        if self.gguf_reason:
+            notes.append(f"GGUF not available: {self.gguf_reason}")
+        self.note.setText("\n".join(notes))
+        box.addWidget(self.note)
 
         grid = QGridLayout()
         grid.setHorizontalSpacing(10)
         grid.addWidget(QLabel("Destination folder"), 0, 0)
         row = QHBoxLayout()
         self.dest = QLineEdit(str(self.run_dir / "export-adapter"))
+        self.dest.setToolTip("An empty or new folder; it is written beside itself and renamed when complete")
         row.addWidget(self.dest, 1)
-        browse = QPushButton("Folder…")
-        browse.setAutoDefault(False)  # Enter exports; it does not open the folder picker
-        browse.clicked.connect(self.browse)
-        row.addWidget(browse)
+        self.browse_button = QPushButton("Folder…")
+        self.browse_button.setAutoDefault(False)  # Enter exports; it does not open the folder picker
+        self.browse_button.clicked.connect(self.browse)
+        row.addWidget(self.browse_button)
         grid.addLayout(row, 0, 1)
-        grid.addWidget(QLabel("Merged dtype"), 1, 0)
-        self.dtype = QComboBox()
-        self.dtype.addItems(["bfloat16", "float16", "float32"])
-        self.dtype.setEnabled(False)
-        grid.addWidget(self.dtype, 1, 1, Qt.AlignmentFlag.AlignLeft)
         box.addLayout(grid)
-        self.merged.toggled.connect(self._kind_changed)
+
+        push_row = QHBoxLayout()
+        self.push = QCheckBox("Push to the Hugging Face Hub")
+        self.push.setToolTip("Upload the export with its model card, using your own Hugging Face login")
+        push_row.addWidget(self.push)
+        self.repo = QLineEdit()
+        self.repo.setPlaceholderText("user-or-org/name")
+        self.repo.setToolTip("The model repo to push to (created if missing)")
+        push_row.addWidget(self.repo, 1)
+        self.private = QCheckBox("Private")
+        self.private.setToolTip("Create the repo private (an existing repo keeps its visibility)")
+        push_row.addWidget(self.private)
+        box.addLayout(push_row)
+        self.push_note = QLabel()
+        self.push_note.setWordWrap(True)
+        self.push_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.push_note.setContentsMargins(24, 0, 0, 0)
+        box.addWidget(self.push_note)
+        self.push.toggled.connect(self._push_changed)
+        self._push_changed(False)
+        for button in (self.adapter, self.merged, self.gguf):
+            button.toggled.connect(self._kind_changed)
+        self._kind_changed()
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
+        self.progress.hide()  # until there is something to show
         box.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -149,7 +215,7 @@ class ExportDialog(QDialog):
         self.show_button = self.buttons.addButton("Show folder", QDialogButtonBox.ButtonRole.ActionRole)
         self.show_button.hide()
         self.cancel_button = self.buttons.addButton("Cancel export", QDialogButtonBox.ButtonRole.RejectRole)
-        self.cancel_button.setToolTip("Stop the export now; the half-written folder is removed")
+        self.cancel_button.setToolTip("Stop the export now; what it half wrote is removed")
         self.cancel_button.hide()
         self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         self.export_button.clicked.connect(self.start)
@@ -158,93 +224,146 @@ class ExportDialog(QDialog):
         self.close_button.clicked.connect(self.reject)
         box.addWidget(self.buttons)
 
-    def _kind_changed(self, merged: bool) -> None:
-        self.dtype.setEnabled(merged)
+    # ---- choices ----------------------------------------------------------------------------------
+    def chosen_kind(self) -> str:
+        return "gguf" if self.gguf.isChecked() else "merged" if self.merged.isChecked() else "adapter"
+
+    def _kind_changed(self, *_: Any) -> None:
+        kind = self.chosen_kind()
+        self.dtype.setEnabled(kind == "merged")
+        self.gguf_type.setEnabled(kind == "gguf")
         current = Path(self.dest.text())
-        if current.parent == self.run_dir and current.name in ("export-adapter", "export-merged"):
-            self.dest.setText(str(self.run_dir / ("export-merged" if merged else "export-adapter")))
+        if current.parent == self.run_dir and current.name in {f"export-{k}" for k in KINDS}:
+            self.dest.setText(str(self.run_dir / f"export-{kind}"))
+
+    def _push_changed(self, on: bool) -> None:
+        self.repo.setEnabled(on)
+        self.private.setEnabled(on)
+        if not on:
+            self.push_note.setText("")
+            return
+        from huggingface_hub import get_token
+
+        if get_token():
+            self.push_note.setText("Uses your Hugging Face login (the token `hf auth login` stored, or HF_TOKEN).")
+            self.push_note.setStyleSheet("")
+        else:
+            self.push_note.setText("No Hugging Face login on this machine: run `hf auth login` in a terminal (or set "
+                                   "HF_TOKEN to a token with write access), then export again.")
+            self.push_note.setStyleSheet(f"color: {ERROR};")
+        self.repo.setFocus()
 
     def browse(self) -> None:
         chosen = QFileDialog.getExistingDirectory(self, "Export to", str(self.run_dir))
         if chosen:
             self.dest.setText(chosen)
 
+    # ---- exporting --------------------------------------------------------------------------------
     def start(self) -> None:
-        dest = Path(self.dest.text().strip()).expanduser()
-        if not self.dest.text().strip():
+        from grpo_studio.engine.after_training_messages import ExportRequest, Reply
+        from grpo_studio.engine.after_training_tasks import COMMAND
+        from grpo_studio.engine.hub_push import push_problem
+
+        text = self.dest.text().strip()
+        if not text:
             self.status.setText("Choose a destination folder.")
             return
-        from grpo_studio.engine.child_messages import ExportRequest
-
-        request = ExportRequest(run_dir=str(self.run_dir), dest=str(dest), merged=self.merged.isChecked(),
-                                dtype=self.dtype.currentText())
-        for w in (self.adapter, self.merged, self.dest, self.dtype, self.export_button):
-            w.setEnabled(False)
+        dest = Path(text).expanduser()
+        repo = self.repo.text().strip() if self.push.isChecked() else ""
+        if self.push.isChecked():
+            problem = "write the repo id to push to (user-or-org/name)" if not repo else push_problem(repo)
+            if problem:
+                self._failed(f"not pushed: {problem}")
+                return
+        request = ExportRequest(run_dir=str(self.run_dir), dest=str(dest), kind=self.chosen_kind(),
+                                dtype=self.dtype.currentText(), gguf_type=self.gguf_type.currentText(),
+                                push_repo=repo, private=self.private.isChecked())
+        fresh = not dest.exists() or (dest.is_dir() and not any(dest.iterdir()))  # removed again on Cancel
+        self._outcome = None
+        self.child = child = ChildRunner(COMMAND, Reply, self)
+        child.reply.connect(lambda message: child is self.child and self._reply(message))
+        child.ended.connect(lambda code, tail: self._ended(child, request, fresh, code, tail))
+        try:
+            child.start(request)
+        except OSError as exc:
+            self.child = None
+            self._failed(f"cannot start the export process: {exc}")
+            return
+        self._set_inputs(False)
+        self.progress.show()
         self.close_button.hide()
         self.cancel_button.show()
         self.show_button.hide()
         self.progress.setValue(0)
         self.status.setText("Exporting…")
-        self.task.start(lambda state: export_in_child(request, state, started=self._child_started), self._ended,
-                        lambda exc, details: self._failed(f"{type(exc).__name__}: {exc}"), self._progress)
 
-    def _child_started(self, child: Any) -> None:
-        self.child = child  # from the worker thread: a reference, read by Cancel and tests
+    def _reply(self, message: Any) -> None:
+        if message.kind == "progress":
+            self.progress.setValue(int(round(message.fraction * 100)))
+            self.status.setText(message.message)
+        else:
+            self._outcome = message
 
-    def _progress(self, text: str, fraction: float) -> None:
-        self.progress.setValue(int(round(fraction * 100)))
-        self.status.setText(text)
-
-    def _ended(self, outcome: Any) -> None:
-        from grpo_studio.engine.child_messages import Exported, TaskFailed
-
-        if isinstance(outcome.result, Exported):
-            self.result_path = Path(outcome.result.path)
+    def _ended(self, child: ChildRunner, request: Any, fresh: bool, code: int, tail: str) -> None:
+        if child.cancelled:
+            remove_partial(request, fresh, child.pid)  # (Cancel already said so)
+        if child is not self.child or child.cancelled:
+            return
+        self.child = None
+        outcome = self._outcome
+        if outcome is not None and outcome.kind == "exported":
+            self.result_path = Path(outcome.path)
             self.progress.setValue(100)
-            self.status.setText(f"Exported to {self.result_path}")
+            pushed = (f"; pushed to <a href='{html.escape(outcome.url)}'>{html.escape(outcome.url)}</a>"
+                      if outcome.url else "")
+            self.status.setText(f"<span style='color:{OK}'>Exported to {html.escape(str(self.result_path))}"
+                                f"</span>{pushed}")
+            self.status.setOpenExternalLinks(True)
             self.show_button.show()
             self._idle(inputs=False)  # as exported: Close, or Show folder
             self.finished_export.emit("done")
-        elif isinstance(outcome.result, TaskFailed):
-            self._failed(outcome.result.reason)
+        elif outcome is not None and outcome.kind == "task_failed":
+            if outcome.exported:
+                self.result_path = Path(outcome.exported)
+                self.show_button.show()
+            self._failed(outcome.reason)
         else:  # the child died without a word: killed for memory, a crash
-            last = [line for line in outcome.log_tail.splitlines() if line.strip()][-1:]
-            how = f"killed by signal {-outcome.returncode}" if (outcome.returncode or 0) < 0 else \
-                f"exit code {outcome.returncode}"
-            self._failed(f"the export process ended ({how}) without finishing" + (f": {last[0]}" if last else "")
-                         + (" (out of memory?)" if outcome.returncode == -9 else ""))
+            self._failed(describe_end(code, tail, "export") + " without finishing")
 
     def _failed(self, text: str) -> None:
-        self.status.setText(f"<span style='color:#c62828'>Export failed: {html.escape(text)}</span>")
+        self.status.setText(f"<span style='color:{ERROR}'>Export failed: {html.escape(text)}</span>")
         self.progress.setValue(0)
         self._idle()
         self.finished_export.emit("failed")
 
     def cancel(self) -> None:
-        """End the export's process now; its half-written folder is removed."""
-        if not self.task.is_running():
+        """End the export's process now; what it half wrote is removed."""
+        if self.child is None or not self.child.running():
             return
-        self.task.cancel()
+        self.child.cancel()  # `_ended` removes the half-written folder once the process is gone
         self.status.setText("Export cancelled.")
         self.progress.setValue(0)
         self._idle()
         self.finished_export.emit("cancelled")
 
+    def _set_inputs(self, enabled: bool) -> None:
+        for w in (self.adapter, self.dest, self.browse_button, self.push, self.export_button):
+            w.setEnabled(enabled)
+        self.merged.setEnabled(enabled and self.merged_available)
+        self.gguf.setEnabled(enabled and self.gguf_reason is None)
+        self.repo.setEnabled(enabled and self.push.isChecked())
+        self.private.setEnabled(enabled and self.push.isChecked())
+        kind = self.chosen_kind()
+        self.dtype.setEnabled(enabled and kind == "merged")
+        self.gguf_type.setEnabled(enabled and kind == "gguf")
+
     def _idle(self, inputs: bool = True) -> None:
-        self.child = None
         if inputs:
-            for w in (self.adapter, self.dest, self.export_button):
-                w.setEnabled(True)
-            self.merged.setEnabled(base_model_available(self.run_dir)[0])
-            self.dtype.setEnabled(self.merged.isChecked())
+            self._set_inputs(True)
         self.cancel_button.hide()
         self.close_button.show()
 
     def reject(self) -> None:
-        if self.task.is_running():
+        if self.child is not None and self.child.running():
             return  # Cancel export ends it (and removes the half folder); closing must not leave it behind
         super().reject()
-
-    def done(self, result: int) -> None:
-        self.task.shutdown(0)  # nothing left running once the dialog is gone
-        super().done(result)

@@ -41,7 +41,7 @@ from grpo_studio.gui.tasks import TaskRunner
 APP_NAME = "GRPO Studio"
 RUN_FILES = "Run files (*.toml);;All files (*)"
 PAGES = [("settings", "Settings"), ("dataset", "Dataset"), ("rewards", "Rewards"), ("training", "Training"),
-         ("samples", "Samples"), ("runs", "Runs")]
+         ("samples", "Samples"), ("evaluate", "Evaluate"), ("playground", "Playground"), ("runs", "Runs")]
 
 
 def builtin_note(path: Path | None) -> str:
@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self.export_dialog: Any = None
         self.check_task = TaskRunner(self)  # Check (F7), in a child process
         self._snapshot_dir: Path | None = None
+        self._shown_run: Path | None = None  # the run on the Training page (Evaluate and Playground use it)
         self._close_after_run = False
         self.setWindowIcon(icon("app"))
         self.resize(1280, 800)
@@ -89,7 +90,8 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.pages = LazyPages(self.stack, {"settings": self._make_settings, "dataset": self._make_dataset,
                                             "rewards": self._make_rewards, "training": self._make_training,
-                                            "samples": self._make_samples, "runs": self._make_runs})
+                                            "samples": self._make_samples, "evaluate": self._make_evaluate,
+                                            "playground": self._make_playground, "runs": self._make_runs})
         self.problems_bar = ProblemsBar(self.doc)
         self.problems_bar.fieldClicked.connect(self.focus_field)
         right = QWidget()
@@ -146,6 +148,8 @@ class MainWindow(QMainWindow):
     rewards_view = property(lambda self: self.pages.get("rewards"))
     training_view = property(lambda self: self.pages.get("training"))
     samples_view = property(lambda self: self.pages.get("samples"))
+    evaluate_view = property(lambda self: self.pages.get("evaluate"))
+    playground_view = property(lambda self: self.pages.get("playground"))
     runs_view = property(lambda self: self.pages.get("runs"))
 
     def _make_settings(self) -> QWidget:
@@ -171,12 +175,29 @@ class MainWindow(QMainWindow):
         view = TrainingView()
         self.controller.logLine.connect(view.append_output)
         view.runDirChanged.connect(lambda _: self._update_actions())
+        view.runDirChanged.connect(self._run_shown)
         return view
 
     def _make_samples(self) -> QWidget:
         from grpo_studio.gui.samples_browser import SamplesBrowser
 
         return SamplesBrowser()
+
+    def _make_evaluate(self) -> QWidget:
+        from grpo_studio.gui.evaluate_page import EvaluateView
+
+        view = EvaluateView()
+        view.set_run(self._shown_run)
+        view.set_training(self.controller.is_active())
+        return view
+
+    def _make_playground(self) -> QWidget:
+        from grpo_studio.gui.playground_page import PlaygroundView
+
+        view = PlaygroundView()
+        view.set_run(self._shown_run)
+        view.set_training(self.controller.is_active())
+        return view
 
     def _make_runs(self) -> QWidget:
         from grpo_studio.gui.runs_panel import RunsView
@@ -185,6 +206,7 @@ class MainWindow(QMainWindow):
         view.openRequested.connect(self.open_run)
         view.resumeRequested.connect(self.resume)
         view.exportRequested.connect(self.export)
+        view.compareRequested.connect(self.compare_runs)
         view.set_sources([output_dir_for(self.doc.config, self.doc.path)], self.prefs.recent_runs())
         view.set_busy(self.controller.is_active())
         return view
@@ -469,6 +491,38 @@ class MainWindow(QMainWindow):
         self.training_view.set_stopping()
         self.statusBar().showMessage("Stopping after this step; a checkpoint will be saved…")
 
+    def _run_shown(self, run_dir: Path | None) -> None:
+        """The run on the Training page is the one Evaluate and the Playground work on (a page not built
+        yet takes it when it is built)."""
+        self._shown_run = run_dir
+        for key in ("evaluate", "playground"):
+            if self.pages.peek(key) is not None:
+                self.pages.peek(key).set_run(run_dir)
+
+    def evaluate(self) -> None:
+        """F8: the Evaluate page, evaluating the shown run when it can."""
+        self.show_view("evaluate")
+        self.evaluate_view.start()
+
+    def compare_runs(self, run_dirs: list[Path] | None = None) -> None:
+        """Overlay several runs on the Training plots (the runs selected on the Runs page by default)."""
+        if run_dirs is None or isinstance(run_dirs, bool):  # from the action: the Runs page's selection
+            run_dirs = [r.path for r in self.runs_view.selected_runs()]
+        if len(run_dirs) < 2:
+            self.show_view("runs")
+            self.statusBar().showMessage("Select two or more runs (Ctrl+click or Shift+click), then Compare.", 8000)
+            return
+        if self.controller.is_active():
+            self.statusBar().showMessage("A run is training: compare runs when it has ended.", 6000)
+            return
+        from grpo_studio.gui.run_overlay import MAX_RUNS
+
+        self.show_view("training")  # first: plots laid out while hidden keep their legends in the wrong place
+        self.training_view.show_comparison([Path(d) for d in run_dirs[:MAX_RUNS]])
+        if len(run_dirs) > MAX_RUNS:
+            self.statusBar().showMessage(f"Comparing the first {MAX_RUNS} of the {len(run_dirs)} runs selected: "
+                                         "more curves than that on one plot cannot be told apart.", 10000)
+
     def export(self, run_dir: Path | None = None) -> None:
         from grpo_studio.gui.export_dialog import ExportDialog
 
@@ -492,6 +546,9 @@ class MainWindow(QMainWindow):
         self.state_label.setText({"idle": "Idle", "running": "Training…", "stopping": "Stopping…"}[state])
         if self.pages.peek("runs") is not None:
             self.runs_view.set_busy(state != "idle")
+        for key in ("evaluate", "playground"):
+            if self.pages.peek(key) is not None:
+                self.pages.peek(key).set_training(state != "idle")
         self._update_actions()
 
     def _on_run_ended(self, final: Any) -> None:
@@ -580,7 +637,8 @@ class MainWindow(QMainWindow):
         self.prefs.set_value("window/page", self.current_view())
         self.check_task.shutdown()
         for key, shut in (("samples", lambda v: v.model.close()), ("dataset", lambda v: v.shutdown()),
-                          ("rewards", lambda v: v.bench.shutdown()), ("settings", lambda v: v.vram.shutdown())):
+                          ("rewards", lambda v: v.bench.shutdown()), ("settings", lambda v: v.vram.shutdown()),
+                          ("evaluate", lambda v: v.shutdown()), ("playground", lambda v: v.shutdown())):
             if self.pages.peek(key) is not None:  # a page never built has nothing to close
                 shut(self.pages.peek(key))
         event.accept()

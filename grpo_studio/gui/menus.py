@@ -42,7 +42,12 @@ def make_actions(window: Any) -> dict[str, QAction]:
         "stop": make("stop", "St&op", window.stop, "Shift+F5", "Finish this step, save a checkpoint and stop"),
         "resume": make("resume", "&Resume", window.resume, "Ctrl+F5",
                        "Continue the shown run from its newest checkpoint"),
-        "export": make("export", "&Export…", window.export, "Ctrl+E", "Export the shown run's adapter"),
+        "evaluate": make("evaluate", "E&valuate", window.evaluate, "F8",
+                         "Compare the base model with the shown run's adapter on the held-out prompts"),
+        "compare": make("compare", "Co&mpare Runs", window.compare_runs, "Ctrl+Shift+C",
+                        "Overlay the runs selected on the Runs page on the Training plots", "none"),
+        "export": make("export", "&Export…", window.export, "Ctrl+E",
+                       "Export the shown run: adapter, merged model or GGUF, and push it to the hub"),
     }
 
 
@@ -63,7 +68,8 @@ def build_menus(window: QMainWindow, actions: dict[str, QAction], pages: list[tu
     for key in ("check", "bench", "train", "stop", "resume"):
         run_menu.addAction(actions[key])
     run_menu.addSeparator()
-    run_menu.addAction(actions["export"])
+    for key in ("evaluate", "compare", "export"):
+        run_menu.addAction(actions[key])
     view_menu = bar.addMenu("&View")
     for i, (key, title) in enumerate(pages, 1):
         action = view_menu.addAction(title)
@@ -77,7 +83,7 @@ def build_menus(window: QMainWindow, actions: dict[str, QAction], pages: list[tu
     tools.setMovable(False)
     tools.setIconSize(QSize(20, 20))
     tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-    for group in (("new", "open", "save"), ("check", "train", "stop", "resume"), ("export",)):
+    for group in (("new", "open", "save"), ("check", "train", "stop", "resume"), ("evaluate", "export")):
         if tools.actions():
             tools.addSeparator()
         for key in group:

@@ -247,8 +247,16 @@ class MetricPlot(pg.PlotWidget):
         item.layout.addItem(self.legend, 4, 1)  # rows: title, top axis, plot, step axis, then this
         item.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignHCenter)
 
+    def legend_label(self, name: str) -> str:
+        """A curve's name in the legend (the run comparison names the run too)."""
+        return _legend_label(name, self.shown_spec)
+
+    def hover_label(self, name: str) -> str:
+        """A curve's name in the hover text."""
+        return _label(name, self.shown_spec)
+
     def _legend_entry(self, name: str, curve: pg.PlotDataItem) -> None:
-        self.legend_names.append(_legend_label(name, self.shown_spec))
+        self.legend_names.append(self.legend_label(name))
         self.legend.addItem(curve, self.legend_names[-1])
         label = self.legend.items[-1][1]
         label.item.document().setDocumentMargin(1)  # Qt's 4-pixel text margin made each row 28 pixels high
@@ -321,7 +329,7 @@ class MetricPlot(pg.PlotWidget):
             raw_text = ""
             if raw.isVisible() and ry is not None and i < len(ry):
                 raw_text = f" (raw {_fmt(ry[i])})"
-            lines.append(f"{_label(name, self.shown_spec)}: {_fmt(ys[i])}{raw_text}")
+            lines.append(f"{self.hover_label(name)}: {_fmt(ys[i])}{raw_text}")
         if step is None:
             return ""
         self.hover_text = f"step {int(step)}\n" + "\n".join(lines)
@@ -368,12 +376,13 @@ class PlotGrid(QWidget):
     """The training view's plots, redrawn together on a timer when new metrics arrived."""
 
     COLUMNS = 4
+    plot_class = MetricPlot  # the run comparison (run_overlay.py) draws several runs per plot
 
     def __init__(self, data: MetricData, parent: QWidget | None = None):
         super().__init__(parent)
         self.data = data
         self.smoothing = 0.6
-        self.plots = {spec.key: MetricPlot(spec) for spec in PLOTS}
+        self.plots = {spec.key: self.plot_class(spec) for spec in PLOTS}
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)

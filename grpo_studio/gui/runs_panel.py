@@ -105,6 +105,7 @@ class RunsView(QWidget):
     openRequested = Signal(object)  # Path
     resumeRequested = Signal(object)
     exportRequested = Signal(object)
+    compareRequested = Signal(object)  # list of Paths, two or more
 
     COLUMNS = ["Run", "Status", "Steps", "Started", "Model"]
 
@@ -128,7 +129,8 @@ class RunsView(QWidget):
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Several rows (Ctrl+click, Shift+click) for Compare; the other buttons act on the current row.
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setShowGrid(False)
         self.table.verticalHeader().setDefaultSectionSize(28)
         header = self.table.horizontalHeader()
@@ -153,6 +155,11 @@ class RunsView(QWidget):
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue from its newest complete checkpoint")
         self.resume_button.clicked.connect(lambda: self._emit(self.resumeRequested))
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Overlay the selected runs' curves on the Training plots, with the settings "
+                                       "that differ (select two or more with Ctrl+click or Shift+click; "
+                                       "Ctrl+Shift+C)")
+        self.compare_button.clicked.connect(self._compare)
         self.export_button = QPushButton("Export…")
         self.export_button.clicked.connect(lambda: self._emit(self.exportRequested))
         self.folder_button = QPushButton("Show folder")
@@ -162,7 +169,7 @@ class RunsView(QWidget):
         browse.clicked.connect(self.browse)
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
-        for b in (self.open_button, self.resume_button, self.export_button, self.folder_button):
+        for b in (self.open_button, self.compare_button, self.resume_button, self.export_button, self.folder_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(browse)
@@ -210,6 +217,16 @@ class RunsView(QWidget):
         row = self.table.currentRow()
         return self.runs[row] if 0 <= row < len(self.runs) else None
 
+    def selected_runs(self) -> list[RunInfo]:
+        """Every selected run, in table order."""
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.runs[r] for r in rows if 0 <= r < len(self.runs)]
+
+    def _compare(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) >= 2:
+            self.compareRequested.emit([r.path for r in runs])
+
     def select(self, path: Path) -> bool:
         if self._stale:
             self.refresh()
@@ -230,11 +247,17 @@ class RunsView(QWidget):
         self.resume_button.setEnabled(run is not None and run.resumable and not self.busy)
         self.export_button.setEnabled(run is not None and (run.checkpoint_step > 0 or run.status == "finished"))
         self.folder_button.setEnabled(run is not None)
+        self.compare_button.setEnabled(len(self.selected_runs()) >= 2 and not self.busy)
         if run is None:
             # An empty table alone looks broken: say what will appear here and how.
             self.detail.setText("" if self.runs else "No runs yet. Press Train (F5) to start one; every run of "
                                 "this run file appears here to reopen, resume or export. Open run folder… "
                                 "shows a run from anywhere else.")
+            return
+        several = self.selected_runs()
+        if len(several) > 1:
+            self.detail.setText(f"{len(several)} runs selected: Compare (Ctrl+Shift+C) overlays their curves on the "
+                                "Training plots, with the settings that differ between them.")
             return
         text = str(run.path)
         if run.checkpoint_step:

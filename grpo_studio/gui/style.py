@@ -86,6 +86,8 @@ QPushButton {{ padding: 5px 12px; border: 1px solid {BORDER}; border-radius: 5px
 QPushButton:hover {{ background: #eef2f9; }}
 QPushButton:default, QPushButton#primary {{ background: {ACCENT}; color: white; border-color: {ACCENT}; }}
 QPushButton#primary:disabled {{ background: #9db8ea; border-color: #9db8ea; }}
+QPushButton#filterChip {{ border-radius: 13px; padding: 4px 12px; }}
+QPushButton#filterChip:checked {{ background: #e3ebfb; color: {ACCENT}; border-color: {ACCENT}; }}
 
 QFrame#banner[level="error"] {{ background: {ERROR_BG}; border: 1px solid #f1b5b0; border-radius: 6px; }}
 QFrame#banner[level="warning"] {{ background: {WARNING_BG}; border: 1px solid #f0d58c; border-radius: 6px; }}

@@ -101,6 +101,7 @@ class Banner(QFrame):
 class TrainingView(QWidget):
     runDirChanged = Signal(object)  # Path of the run shown, or None
     runLoaded = Signal(object)  # a past run's store was read and shown (its Path)
+    comparingChanged = Signal(bool)  # several runs overlaid (run_overlay.py) instead of one
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -111,6 +112,7 @@ class TrainingView(QWidget):
         self._load_task = TaskRunner(self)  # reads a stored run; opening another one cancels it
         self._queued: list[Any] = []  # live events that arrived while a store was being read
         self._resume_after_load = False
+        self.comparison: Any = None  # run_overlay.RunComparisonView, made when first asked for
         self.reset_state()
 
         outer = QVBoxLayout(self)
@@ -162,7 +164,7 @@ class TrainingView(QWidget):
         self.smoothing.valueChanged.connect(self._smoothing_changed)
         self.log = LogView()
         self.log.setMinimumHeight(48)
-        splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter = splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.plot_area)
         splitter.addWidget(self.log)
         splitter.setStretchFactor(0, 5)
@@ -218,6 +220,7 @@ class TrainingView(QWidget):
 
     def begin_live(self) -> None:
         """A new run is starting: forget the shown one."""
+        self.end_comparison()
         self._loading = False  # a store still being read is not shown any more
         self._load_task.cancel()
         self._queued = []
@@ -230,6 +233,7 @@ class TrainingView(QWidget):
 
     def begin_resume(self) -> None:
         """The shown run is being resumed: keep its curves, the new steps continue them."""
+        self.end_comparison()
         if self._loading:
             self._resume_after_load = True  # its curves are still being read: resume once they are shown
             return
@@ -245,6 +249,8 @@ class TrainingView(QWidget):
         self.smoothing_value.setText(f"{weight:.2f}")
         if self._plots is not None:
             self._plots.set_smoothing(weight)
+        if self.comparison is not None:
+            self.comparison.set_smoothing(weight)
 
     # ---- events ----------------------------------------------------------------------------
     def handle_event(self, event: Any, live: bool = True) -> None:
@@ -393,6 +399,7 @@ class TrainingView(QWidget):
         `runLoaded` says when it is on screen. Live events of a resumed run that arrive meanwhile wait."""
         from grpo_studio.gui.stored_run import read_stored_run
 
+        self.end_comparison()
         self.clear()
         self.run_dir = Path(run_dir)
         self._loading = True
@@ -446,3 +453,46 @@ class TrainingView(QWidget):
         self.runDirChanged.emit(self.run_dir)
         self._redraw()
         self.runLoaded.emit(self.run_dir)
+
+    # ---- comparing runs --------------------------------------------------------------------
+    def show_comparison(self, run_dirs: list[Path]) -> None:
+        """Several runs' curves overlaid on the same plots, with the settings that differ beside them,
+        in place of one run's; `end_comparison` (or opening or starting a run) goes back."""
+        from grpo_studio.gui.run_overlay import RunComparisonView
+
+        if self.comparison is None:
+            self.comparison = RunComparisonView(self.smoothing.value() / 100)
+            self.comparison.hide()
+            self.comparison.closeRequested.connect(self.end_comparison)
+            self.layout().addWidget(self.comparison, 1)
+        if not self.comparing():
+            self._single_run_shown = (self.banner.isVisible(), self.past_alarms_label.isVisible())
+            for widget in (self.progress, self.banner, self.past_alarms_label, self.splitter):
+                widget.hide()
+            self.progress_text.setText("")  # (kept: its stretch keeps the smoothing slider on the right)
+            self.comparison.show()
+        self.comparison.set_runs(run_dirs)
+        self.run_label.setText(f"comparing {len(run_dirs)} runs: their curves overlaid, the settings that differ "
+                               "on the right")
+        self.run_label.setToolTip("\n".join(str(d) for d in run_dirs))
+        self.comparingChanged.emit(True)
+
+    def comparing(self) -> bool:
+        return self.comparison is not None and not self.comparison.isHidden()  # (hidden: one run shown)
+
+    def end_comparison(self) -> None:
+        if not self.comparing():
+            return
+        self.comparison.hide()
+        banner, alarms = self._single_run_shown
+        for widget, shown in ((self.progress, True), (self.splitter, True), (self.banner, banner),
+                              (self.past_alarms_label, alarms)):
+            widget.setVisible(shown)
+        self._update_progress_text(live=False)
+        self.run_label.setToolTip("")
+        if self.run_dir is None:
+            self.run_label.setText("No run yet: press Train (F5).")
+        else:
+            self._update_label()
+        self._redraw()
+        self.comparingChanged.emit(False)

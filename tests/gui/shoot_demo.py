@@ -5,8 +5,9 @@
 Trains the demo for real (40 steps, about a minute on one CPU thread) in a throwaway data folder,
 and saves: the window idle on the demo; training in progress with the curves rising; the finished
 run; the samples browser; the reward editor with an error marked; the reward test bench with
-results (and a function that raises); the VRAM estimate; and the finished run reopened from its
-folder. Look at every one before a release: layouts that squeeze, clip or overlap show up here
+results (and a function that raises); the VRAM estimate; the finished run reopened from its
+folder; its evaluation against the base model; the playground; a second run compared with it;
+and the Export dialog. Look at every one before a release: layouts that squeeze, clip or overlap show up here
 first.
 """
 
@@ -152,6 +153,39 @@ def main() -> int:
     save(win, "11-reopened-run")
     log = win.training_view.log.toPlainText().splitlines()
     print("log starts:", log[:3], flush=True)
+
+    # After training: Evaluate (the whole held-out split), the Playground, a second run compared, Export.
+    win.evaluate()
+    wait_until(lambda: not win.evaluate_view.running(), 600, "the evaluation")
+    save(win, "12-evaluate")
+    c = win.evaluate_view.results.comparison
+    print(f"evaluate: {c.base.accuracy:.1%} -> {c.tuned.accuracy:.1%}, counts {c.counts}", flush=True)
+    win.show_view("playground")
+    playground = win.playground_view
+    wait_until(lambda: playground.info is not None, 300, "the playground's model")
+    playground.row.setCurrentIndex(0)
+    playground.row.activated.emit(0)
+    playground.generate()
+    wait_until(lambda: playground.generating is None, 120, "the playground's answers")
+    save(win, "13-playground")
+    win.open_path(demo_run_file(), remember=False)  # the demo again (the VRAM shot changed its model)
+    win.doc.set_field("grpo.learning_rate", 3e-4)  # a second run to compare with
+    win.doc.set_field("grpo.max_steps", 20)
+    win.train()
+    wait_until(lambda: not win.controller.is_active(), 600, "the second run")
+    second = win.training_view.run_dir
+    win.compare_runs([run_dir, second])
+    wait(2500)
+    save(win, "14-compare-two-runs")
+    win.export(run_dir)
+    dialog = win.export_dialog
+    dialog.gguf.setChecked(True)
+    dialog.gguf_type.setCurrentText("q8_0")
+    wait(300)
+    dialog.grab().save(str(OUT / "15-export-dialog.png"))
+    dialog.reject()
+    win.evaluate_view.shutdown()
+    playground.shutdown()
     bench.shutdown()
     win.settings_view.vram.shutdown()
     win.dataset_view.shutdown()
