@@ -280,7 +280,7 @@ def main(argv: list[str]) -> int:
         if gen and raw.get("read_bytes") and bandwidth:
             floor = raw["read_bytes"] / bandwidth  # seconds per decode step at the bandwidth bound
             result["roofline_frac"] = floor / (gen / decode_steps)
-    result["estimate_gib"] = _estimate(work_path, raw.get("mode"), overrides, capacity)
+    result["estimate_gib"] = _estimate(arm, work_path, raw.get("mode"), overrides, capacity)
     print("BENCH_RESULT " + json.dumps(result), flush=True)
     return 0
 
@@ -298,19 +298,26 @@ def _capacity() -> float | None:
     return cuda_capacity_bytes() if torch.cuda.is_available() else None
 
 
-def _estimate(work: Path, mode: str | None, overrides: list[str], capacity: float | None) -> float | None:
-    """The VRAM estimate of what the arm ran: TRL's arm as its settings say; a studio arm as the step
-    plan that the engine made on this card (generation mode and training layout)."""
+def _estimate(arm: str, work: Path, mode: str | None, overrides: list[str],
+              capacity: float | None) -> float | None:
+    """The VRAM estimate of what the arm ran: the TRL arm as its settings say (checkpointing on, the
+    micro-batch as set, TRL's generate); a studio arm as the step plan the engine made on this card,
+    with the generation mode that actually ran."""
     from grpo_studio.config import load_run
-    from grpo_studio.engine.vram import estimate_for_run
+    from grpo_studio.engine.model import model_path, read_model_config
+    from grpo_studio.engine.step_plan import plan_step
+    from grpo_studio.engine.vram import estimate_for_config
 
     run = load_run(work / "run.toml", overrides)
-    if mode == "trl" and not overrides and run.config.grpo.fast_generation != "off":
-        run.config.lora.gradient_checkpointing = "on"  # the TRL arm's own layout: as set, checkpointing on
-        run.config.grpo.auto_micro_batch = False
-    est = estimate_for_run(run, capacity_bytes=capacity, on_gpu=capacity is not None) if mode != "trl" else \
-        estimate_for_run(run, generation_mode="trl")
-    return None if est is None else est.gib()
+    model_config = read_model_config(model_path(run), run.config.model.revision)
+    if model_config is None:
+        return None
+    if arm == "trl":
+        cfg = run.config.model_copy(deep=True)
+        cfg.lora.gradient_checkpointing, cfg.grpo.auto_micro_batch = "on", False
+        return estimate_for_config(model_config, cfg, generation_mode="trl").gib()
+    plan = plan_step(run.config, model_config, capacity, on_gpu=capacity is not None)
+    return estimate_for_config(model_config, plan.config, generation_mode=mode or plan.mode.mode).gib()
 
 
 def _versions() -> dict[str, str]:

@@ -18,6 +18,7 @@ def test_tiny_bench_runs_both_arms(tmp_path):
         assert r["step_s_median"] > 0 and r["gen_tokens_per_s"] > 0
         assert r["peak_vram_gib"] is None and r["roofline_frac"] is None  # CPU: no VRAM, no roofline
         assert len(r["step_s"]) == 3  # warm-up + 2 measured
+        assert r["mode"] and r["gen_s_median"] > 0 and r["train_s_median"] > 0 and r["mean_completion_tokens"] > 0
     assert "s/step" in out.stdout and "x the seconds per step of plain TRL" in out.stdout
 
 
@@ -25,3 +26,30 @@ def test_bench_rejects_unknown_arch():
     out = subprocess.run([sys.executable, "-m", "grpo_studio.cli", "bench", "--arch", "gpt5"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--arch must be one of" in out.stderr
+
+
+def test_arm_overrides_are_parsed():
+    from grpo_studio.engine.bench import parse_arm
+
+    assert parse_arm("trl") == ("trl", [])
+    assert parse_arm("studio+lora.gradient_checkpointing=off+grpo.top_k=5") == (
+        "studio", ["lora.gradient_checkpointing=off", "grpo.top_k=5"])
+
+
+def test_a_random_model_is_given_a_steady_chance_of_ending():
+    """--lengths natural: the calibrated model ends a completion at each token with the chance asked for."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from grpo_studio.engine.bench import calibrate_eos
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                                         num_key_value_heads=2, intermediate_size=128, vocab_size=512,
+                                         tie_word_embeddings=True, max_position_embeddings=512)).eval()
+    reached = calibrate_eos(model, eos_id=1, target=0.05)
+    assert abs(reached - 0.05) < 0.005
+    ids = torch.randint(3, 512, (16, 160), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        p = torch.softmax(model(input_ids=ids).logits[:, 128:].float(), -1)[..., 1]
+    assert 0.03 < p.mean() < 0.07 and p.std() < 0.03  # about the same chance everywhere
