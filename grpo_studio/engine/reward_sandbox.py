@@ -177,7 +177,10 @@ def _child_main(conn: Any, path: str, names: list[str] | None, columns: list[str
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            return  # the parent closed the pipe or is gone
+            # The parent is gone (killed -9 before it could say "close"). This often comes before the
+            # exit-with-parent watcher wakes: end what the reward code started here too, or it lives on.
+            _end_group()
+            return
         if message[0] == "close":
             return
         _, name, args, recorded = message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import shiboken6
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QStackedWidget, QWidget
 
@@ -48,8 +49,10 @@ class LazyPages:
 
     def build_rest(self) -> None:
         """Build the pages not built yet, one per turn of the event loop."""
+        if not shiboken6.isValid(self.stack):
+            return  # the window closed before every page was built: nothing left to build for
         missing = [k for k in self.keys if k not in self.built]
         if missing:
             self.get(missing[0])
             if len(missing) > 1:
-                QTimer.singleShot(PREBUILD_GAP_MS, self.build_rest)
+                QTimer.singleShot(PREBUILD_GAP_MS, self.stack, self.build_rest)  # ends with the stack
