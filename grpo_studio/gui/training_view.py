@@ -184,9 +184,14 @@ class TrainingView(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        self.plots.redraw()
+        self.plots.schedule()
+
+    def _schedule_redraw(self) -> None:
+        if self._plots is not None:
+            self._plots.schedule()
 
     def _redraw(self) -> None:
+        """Every plot at once (a screenshot); the page itself redraws through `_schedule_redraw`."""
         if self._plots is not None:
             self._plots.redraw()
 
@@ -213,7 +218,7 @@ class TrainingView(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress_text.setText("")
-        self._redraw()
+        self._schedule_redraw()
 
     def begin_live(self) -> None:
         """A new run is starting: forget the shown one."""
@@ -433,5 +438,5 @@ class TrainingView(QWidget):
         for event in queued:
             self.handle_event(event)
         self.runDirChanged.emit(self.run_dir)
-        self._redraw()
+        self._schedule_redraw()
         self.runLoaded.emit(self.run_dir)
