@@ -147,7 +147,8 @@ def ema(values: np.ndarray, weight: float, state: tuple[float, float] = (0.0, 0.
 
     Vectorised: with a = 1 - weight, the average after k more values is
     w^k * (last + a * sum_j v_j * w^-j), a cumulative sum. w^-j grows quickly, so the values go in
-    chunks short enough that it stays below 1e100 (terms from earlier chunks decay into the state)."""
+    chunks short enough that it stays below 1e250 (room for values up to 1e58; terms from earlier chunks
+    decay into the state)."""
     out = np.full(len(values), np.nan)
     finite = ~np.isnan(values)
     v = values[finite]
@@ -157,7 +158,7 @@ def ema(values: np.ndarray, weight: float, state: tuple[float, float] = (0.0, 0.
     if not 0 < weight < 1:
         raise ValueError(f"smoothing weight {weight} is not between 0 and 1")
     a = 1.0 - weight
-    chunk = max(1, min(len(v), int(100 * math.log(10) / -math.log(weight))))
+    chunk = max(1, min(len(v), int(250 * math.log(10) / -math.log(weight))))
     result = np.empty(len(v))
     powers = weight ** np.arange(1, chunk + 1)  # w^1 .. w^chunk
     for start in range(0, len(v), chunk):

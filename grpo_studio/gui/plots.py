@@ -24,7 +24,9 @@ from grpo_studio.gui.metric_data import MetricData, decimate
 from grpo_studio.gui.style import BORDER, CURVE_COLORS, MUTED, TEXT
 
 REDRAW_MS = 250
-PLOTS_PER_TURN = 3  # plots redrawn (and then painted) per turn of the event loop
+PLOTS_PER_TURN = 2  # plots redrawn (and then painted) per turn of the event loop
+TURN_MS = 16  # between turns: longer than Qt's 5 ms wait before it paints what changed, so each turn is
+# painted before the next begins (with 0, every turn ran first and all twelve plots were painted at once)
 PIXELS_PER_BIN = 2  # decimation: one min/max pair per this many pixels of plot width
 LEGEND_FONT_PT = "8pt"
 LEGEND_ROWS = 2  # at most; beyond that, names are shortened
@@ -140,6 +142,7 @@ class MetricPlot(pg.PlotWidget):
         self._drawn_version = -1
         self._smoothing = -1.0
         self._drawn_bins = 0
+        self._x_range: tuple[float, float] | None = None
         self._data: MetricData | None = None  # what was drawn last: the hover reads its full arrays
         item = self.getPlotItem()
         item.setTitle(f"<span style='font-size:10pt; font-weight:600'>{spec.title}</span>")
@@ -226,12 +229,14 @@ class MetricPlot(pg.PlotWidget):
         has_data = any(data.series[n].n for n in names)
         self.empty.setVisible(not has_data)
         if has_data:
-            # Steps set the x range; y follows the data. (Auto-ranging x with clip-to-view on would
-            # only ever see the points already in view, and stay stuck on the first ones.)
+            # Steps set the x range; y follows the data.
             first = min(data.series[n].steps[0] for n in names if data.series[n].n)
             last = max(data.series[n].steps[-1] for n in names if data.series[n].n)
             vb = self.getPlotItem().vb
-            vb.setXRange(first, max(last, first + 1), padding=0.03)
+            start, end = step_range(first, last)
+            if (start, end) != self._x_range:  # a new range redraws both axes: the costliest part of a redraw
+                self._x_range = (start, end)
+                vb.setXRange(start, end, padding=0)
             flat = flat_range(data, names)
             if flat is not None:
                 # A constant curve (a constant learning rate, a loss of exactly 0): auto-range would zoom
@@ -244,6 +249,7 @@ class MetricPlot(pg.PlotWidget):
                 raw.setData([], [])
                 smoothed.setData([], [])
             self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            self._x_range = None
         if len(names) > 1 and self.legend is None:
             self._add_legend()
             for name, (raw, smoothed) in self.curves.items():
@@ -356,6 +362,21 @@ class MetricPlot(pg.PlotWidget):
         super().leaveEvent(event)
 
 
+def step_range(first: float, last: float) -> tuple[float, float]:
+    """The step axis from a little before the first step to a round number a little past the newest one,
+    so a live run's axis (and every label on it) stays put for many steps instead of moving with each.
+
+    >>> step_range(1, 20000), step_range(1, 20600), step_range(1, 50), step_range(1, 3)
+    ((0.0, 20500.0), (0.0, 22000.0), (0.0, 52.0), (0.9, 3.1))
+    """
+    span = max(last - first, 1.0)
+    grain = 10.0 ** math.floor(math.log10(span * 0.05))  # about a twentieth of the run, rounded down
+    grain *= 5 if span * 0.05 >= 5 * grain else 2 if span * 0.05 >= 2 * grain else 1
+    if grain < 1:  # a short run: a small margin each side, as auto-range would leave
+        return first - span * 0.05, max(last, first + 1) + span * 0.05
+    return math.floor(first / grain) * grain, math.ceil((last + span * 0.02) / grain) * grain
+
+
 def flat_range(data: MetricData, names: list[str]) -> tuple[float, float] | None:
     """A y range around curves that do not change (within float noise), or None when they do."""
     values = np.concatenate([data.series[n].values for n in names if data.series[n].n])
@@ -401,7 +422,7 @@ class PlotGrid(QWidget):
         self.timer.start()
         self._turn = QTimer(self)  # the next few plots, once what the last turn drew has been painted
         self._turn.setSingleShot(True)
-        self._turn.setInterval(0)
+        self._turn.setInterval(TURN_MS)
         self._turn.timeout.connect(self._redraw_some)
 
     def set_smoothing(self, weight: float) -> None:

@@ -112,6 +112,7 @@ class SamplesModel(QAbstractTableModel):
         self._queries = LatestWins(self)
         self._reader = SampleReader()
         self._task = ""  # what the running query is for: "reload", "page" or "count"
+        self._headers: tuple[tuple, list[str]] = ((None,), [])
         self._refresh_wanted = False
 
     # ---- source ----------------------------------------------------------------------------
@@ -236,9 +237,12 @@ class SamplesModel(QAbstractTableModel):
 
     # ---- table -----------------------------------------------------------------------------
     def headers(self) -> list[str]:
-        # "correctness_reward" -> "correctness": the column is narrow, the tooltip has the full name.
-        short = [n[: -len("_reward")] if n.endswith("_reward") and len(n) > 7 else n for n in self.reward_names]
-        return ["Step", "Group", "Prompt", "Completion", *short, "Total", "Advantage", "Tokens"]
+        names = tuple(self.reward_names)
+        if self._headers[0] != names:  # asked for at every paint: made once per set of reward functions
+            # "correctness_reward" -> "correctness": the column is narrow, the tooltip has the full name.
+            short = [n[: -len("_reward")] if n.endswith("_reward") and len(n) > 7 else n for n in names]
+            self._headers = (names, ["Step", "Group", "Prompt", "Completion", *short, "Total", "Advantage", "Tokens"])
+        return self._headers[1]
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.rows)
