@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -146,7 +145,9 @@ class ExportDialog(QDialog):
             self.dest.setText(str(self.run_dir / ("export-merged" if merged else "export-adapter")))
 
     def browse(self) -> None:
-        chosen = QFileDialog.getExistingDirectory(self, "Export to", str(self.run_dir))
+        from grpo_studio.gui import dialogs
+
+        chosen = dialogs.existing_dir(self, "Export to", str(self.run_dir))
         if chosen:
             self.dest.setText(chosen)
 
