@@ -145,7 +145,12 @@ def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:
             QTimer.singleShot(100, grab)
             return
         window.training_view._redraw()
-        app.processEvents()
+        # The plots' axes widen for their tick labels on the paint after the first one; until then the
+        # labels that do not fit are left out.
+        QTimer.singleShot(400, save)
+
+    def save() -> None:
+        app.processEvents()  # layouts of what changed meanwhile (a status bar label that just got its text)
         target.parent.mkdir(parents=True, exist_ok=True)
         result["ok"] = window.grab().save(str(target))
         if not result["ok"]:

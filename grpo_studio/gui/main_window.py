@@ -484,6 +484,8 @@ class MainWindow(QMainWindow):
         if self.training_view.holder is None:
             self.samples_view.run_ended()
             self.runs_view.update_liveness()
+        if not self.controller.is_active():
+            self.state_label.setText("Idle" if self.training_view.holder is None else "Following a run trained elsewhere")
         self._update_actions()
 
     def _update_actions(self) -> None:

@@ -284,8 +284,7 @@ class RunsView(QWidget):
         text = str(run.path)
         if run.holder is not None:
             text += (" · training in this window" if self.own_run and run.path == self.own_run else
-                     f" · trained by {run.holder.describe()}: Open follows it read-only; Resume and Export "
-                     "become available when it ends")
+                     f" · trained by {run.holder.describe()}: Open follows it; Resume and Export once it ends")
         if run.checkpoint_step:
             text += f" · newest checkpoint: step {run.checkpoint_step}"
         if run.failure:

@@ -398,9 +398,9 @@ class TrainingView(QWidget):
     def _show_holder(self) -> None:
         who = self.holder.describe() if self.holder.pid else "another process"
         self.live_banner.show_message(
-            "live", f"Trained by {who}",
-            "Shown read-only: the curves and samples follow it as it trains. Stop it where it was started "
-            "(Ctrl-C in its terminal, or its window's Stop); Resume and Export become available when it ends.")
+            "live", f"Trained by {who}: shown read-only, following it as it trains",
+            "Resume and Export become available when it ends. To stop it: its window's Stop, or Ctrl-C in its "
+            "terminal.")
 
     def _followed(self, update: Any) -> None:
         """What a followed run added since the last read: steps, events, samples; its end."""

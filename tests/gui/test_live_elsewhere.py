@@ -70,6 +70,7 @@ def test_a_run_trained_by_another_process_is_followed_read_only_until_it_ends(wi
     assert runs.table.item(row, 1).text() == "training elsewhere"
     assert f"pid {proc.pid}" in runs.table.item(row, 1).toolTip() and f"pid {proc.pid}" in runs.detail.text()
     assert runs.open_button.isEnabled() and not runs.resume_button.isEnabled() and not runs.export_button.isEnabled()
+    qtbot.wait(100)  # the layout of the line under the table, which just got its text
     shot(window, "runs-live-elsewhere")
 
     # Opened: followed live, read-only.
@@ -78,6 +79,7 @@ def test_a_run_trained_by_another_process_is_followed_read_only_until_it_ends(wi
         runs.open_button.click()
     assert view.holder is not None and view.holder.pid == proc.pid
     assert view.live_banner.isVisibleTo(view) and f"Trained by pid {proc.pid} on " in view.live_banner.title.text()
+    assert window.state_label.text() == "Following a run trained elsewhere"
     assert "read-only" in view.run_label.text()
     for action in ("resume", "export", "stop"):
         assert not window.actions[action].isEnabled(), action
@@ -88,8 +90,10 @@ def test_a_run_trained_by_another_process_is_followed_read_only_until_it_ends(wi
     assert samples.latest.isChecked()  # the newest step's completions, as for a run of this window
     qtbot.waitUntil(lambda: samples.model.rowCount() and samples.model.rows[0].step > shown, timeout=30_000)
     view.plots.redraw()
+    qtbot.wait(400)  # the axes' second layout pass, which makes room for their labels
     shot(window, "training-live-elsewhere")
     window.show_view("samples")
+    qtbot.wait(100)
     shot(window, "samples-live-elsewhere")
     window.show_view("training")
 
