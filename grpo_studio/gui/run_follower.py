@@ -19,8 +19,11 @@ FOLLOW_MS = 1000
 
 
 def _read(state: TaskState, run_dir: Path, after_step: int, after_event_id: int) -> RunUpdate:
+    from grpo_studio.engine.run_lock import lock_holder
     from grpo_studio.engine.store import RunStore
 
+    if not (run_dir / "run.db").is_file():  # its process has not made the store yet
+        return RunUpdate({}, {}, [], lock_holder(run_dir), after_event_id, 0)
     with RunStore(run_dir, readonly=True) as store:  # opened per read: a few ms, nothing held between reads
         state.on_cancel(store.db.interrupt)
         return read_more(store, run_dir, after_step, after_event_id)

@@ -41,6 +41,8 @@ def read_stored_run(run_dir: Path) -> StoredRun:
     from grpo_studio.engine.store import RunStore
 
     holder = lock_holder(run_dir)
+    if holder is not None and not (Path(run_dir) / "run.db").is_file():
+        return StoredRun(Path(run_dir), holder=holder)  # its process is starting: followed until the store comes
     with RunStore(Path(run_dir), readonly=True) as store:
         db = store.db
         db.execute("BEGIN")  # one snapshot: metrics, events and meta of the same moment

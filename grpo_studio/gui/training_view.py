@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSlider, QSplitter, QVBoxLayout, QWidget
 
 from grpo_studio.engine import metric_names
+from grpo_studio.engine.run_lock import lock_path
 from grpo_studio.gui.background import run_in_background
 from grpo_studio.gui.banner import Banner
 from grpo_studio.gui.log_view import LogView
@@ -373,8 +374,12 @@ class TrainingView(QWidget):
             self._follow(stored)  # another process trains it now: show it live, read-only
         elif status == "running" and self.final is None:
             self.status = "interrupted"
-            self.append_log("warning", "this run has no end in its store: its process was killed or crashed; "
-                                       "Resume continues from the newest checkpoint")
+            # Its process took the run's lock and nobody holds it now: it is dead. (Runs trained before the
+            # lock existed cannot tell.)
+            how = "its process was killed or crashed" if lock_path(self.run_dir).is_file() else \
+                "it is still running elsewhere, or its process was killed"
+            self.append_log("warning", f"this run has no end in its store: {how}; Resume continues from the newest "
+                                       "checkpoint")
         self.step = int(self.step)
         self.progress.setRange(0, max(1, self.max_steps))
         self.progress.setValue(min(self.step, max(1, self.max_steps)))
