@@ -141,7 +141,7 @@ def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:
     result = {"ok": False}
 
     def grab() -> None:
-        if window.training_view.is_loading():  # a run folder's store is still being read
+        if window.training_view.is_loading() or window.samples_view.model.busy:  # the store is still being read
             QTimer.singleShot(100, grab)
             return
         window.training_view._redraw()

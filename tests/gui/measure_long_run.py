@@ -50,6 +50,15 @@ WORDS = ("the of and to in is that it for as with was on be by this are we from 
          "therefore apples hours price left more less half twice per cost").split()
 
 
+REWARDS = '''def correctness_reward(completions, answer, **kwargs):
+    return [1.0 if c.strip().endswith(a) else 0.0 for c, a in zip(completions, answer)]
+
+
+def format_reward(completions, **kwargs):
+    return [0.5 * ("####" in c) for c in completions]
+'''
+
+
 # ---- the store ---------------------------------------------------------------------------------
 class _OneTransaction:
     """RunStore commits every event on its own (`with self.db:`); building 70,000 events that way
@@ -76,6 +85,7 @@ def build_store(run_dir: Path) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text('[model]\nname = "long-run-benchmark"\n')
+    (run_dir / "rewards.py").write_text(REWARDS)
     rng = np.random.default_rng(0)
     words = np.array(WORDS)
     t0 = time.time() - STEPS * 2.0
