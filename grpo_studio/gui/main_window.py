@@ -187,7 +187,8 @@ class MainWindow(QMainWindow):
             return False
         if remember and not is_builtin(self.doc.path):
             self.prefs.add_recent_file(self.doc.path)
-        self.statusBar().showMessage(self.doc.reward_note or f"Opened {path}", 15000 if self.doc.reward_note else 5000)
+        note = self.doc.reward_note  # a reward file it could not read: said where the user looks, not hidden
+        self.statusBar().showMessage(note or f"Opened {path}", 15000 if note else 5000)
         return True
 
     def _show_load_error(self, path: Path, exc: ConfigError) -> None:
@@ -485,7 +486,8 @@ class MainWindow(QMainWindow):
             self.samples_view.run_ended()
             self.runs_view.update_liveness()
         if not self.controller.is_active():
-            self.state_label.setText("Idle" if self.training_view.holder is None else "Following a run trained elsewhere")
+            following = self.training_view.holder is not None
+            self.state_label.setText("Following a run trained elsewhere" if following else "Idle")
         self._update_actions()
 
     def _update_actions(self) -> None:

@@ -111,7 +111,6 @@ class SamplesModel(QAbstractTableModel):
         self.busy = False  # a new query's rows are not shown yet
         self._queries = LatestWins(self)
         self._reader = SampleReader()
-        self._task = ""  # what the running query is for: "reload", "page" or "count"
         self._headers: tuple[tuple, list[str]] = ((None,), [])
         self._refresh_wanted = False
 
@@ -156,8 +155,8 @@ class SamplesModel(QAbstractTableModel):
         self._run("count", offset=0, count=True)
 
     def _run(self, task: str, offset: int, count: bool) -> None:
+        """Query on the reader's thread: "reload" (a new first page), "page" (the next one) or "count"."""
         reader, run_dir, filters, order = self._reader, self.run_dir, dict(self.filters), self.order
-        self._task = task
         self._queries.start(lambda state: reader.query(state, run_dir, filters, order, offset, count),
                             lambda page: self._arrived(task, offset, page), self._query_failed)
 

@@ -421,14 +421,18 @@ class TrainingView(QWidget):
             self._last_sample_step = update.last_sample_step
             self.samplesStored.emit(update.last_sample_step)
         if update.holder is None:
-            self._followed_run_ended(update.meta)
+            self._followed_run_ended()
+        elif not update.holder.pid or not self.holder.pid:  # the holder's note was being written: now known
+            if update.holder.pid and not self.holder.pid:
+                self.holder = update.holder
+                self._show_holder()
         elif update.holder != self.holder:
             # Another process took over (ended, then resumed): it replays steps from its checkpoint.
             self.show_run(self.run_dir)
             return
         self._update_label()
 
-    def _followed_run_ended(self, meta: dict) -> None:
+    def _followed_run_ended(self) -> None:
         holder, self.holder = self.holder, None
         self._stop_following()
         who = holder.describe() if holder is not None and holder.pid else "another process"

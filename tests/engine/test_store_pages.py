@@ -21,8 +21,9 @@ def store(tmp_path_factory):
     with RunStore(run_dir) as writer:
         for step in range(1, 41):
             writer.record(Samples(step=step, samples=[
-                Sample(group=i // 4, prompt=f"prompt {step}/{i}", completion=("carry " if i % 5 == 0 else "") + "x" * 50,
-                       rewards={"r": 0.0}, total=rng.choice([0.0, 0.5, 1.0, 1.5]))  # many ties, as real rewards
+                Sample(group=i // 4, prompt=f"prompt {step}/{i}", rewards={"r": 0.0},
+                       completion=("carry " if i % 5 == 0 else "") + "x" * 50,
+                       total=rng.choice([0.0, 0.5, 1.0, 1.5]))  # many ties, as real rewards have
                 for i in range(8)]))
     with RunStore(run_dir, readonly=True) as reader:
         yield reader

@@ -16,8 +16,10 @@ def write(run_dir, steps, start=1):
         if start == 1:
             store.record(Started(run_dir=str(run_dir), max_steps=100))
         for step in range(start, start + steps):
-            store.record(Metrics(step=step, max_steps=100, values={"reward": step / 10, "kl": math.nan if step == 2 else 0.1}))
-            store.record(Samples(step=step, samples=[Sample(group=0, prompt="p", completion="c", rewards={}, total=1.0)]))
+            values = {"reward": step / 10, "kl": math.nan if step == 2 else 0.1}  # NaN is stored as NULL
+            store.record(Metrics(step=step, max_steps=100, values=values))
+            store.record(Samples(step=step, samples=[Sample(group=0, prompt="p", completion="c", rewards={},
+                                                            total=1.0)]))
 
 
 def test_metrics_come_back_as_arrays_with_the_index_and_without_it(tmp_path):
