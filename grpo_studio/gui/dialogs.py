@@ -44,7 +44,13 @@ def _refuse(code: int, title: str, text: str, question: bool = False) -> None:
     sys.stderr.flush()
     if exit_code is None:
         exit_code = code
-    QCoreApplication.exit(exit_code)  # leaves the event loop if it runs; `run_app` checks `exit_code` if not
+    _end_app(exit_code)
+
+
+def _end_app(code: int) -> None:
+    # Leaves every event loop that runs, a dialog's own included (and makes any later one return at once:
+    # this is the end of the application); `run_app` checks `exit_code` when none ran yet.
+    QCoreApplication.exit(code)
 
 
 def ask(parent: QWidget | None, title: str, text: str, buttons: Any = None, default: Any = None) -> Any:

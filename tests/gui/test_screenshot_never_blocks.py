@@ -52,10 +52,14 @@ def test_a_bad_run_file(run_file, tmp_path):
     assert "error: Cannot open the run file" in proc.stderr and "max_stpes" in proc.stderr
 
 
-def test_a_dialog_opened_any_other_way_is_refused_too(qtbot, capfd):
+def test_a_dialog_opened_any_other_way_is_refused_too(qtbot, capfd, monkeypatch):
     """The guard for a dialog that does not come through dialogs.py: refused the moment it shows."""
     from PySide6.QtWidgets import QApplication
 
+    ended = []
+    # Not the real exit: it would end every later event loop of this test process too (as it should in a
+    # screenshot). The guard closes the dialog itself as well; that is what ends it here.
+    monkeypatch.setattr(dialogs, "_end_app", ended.append)
     app = QApplication.instance()
     guard = dialogs.install_guard(app)
     dialogs.set_headless(True)
@@ -65,5 +69,5 @@ def test_a_dialog_opened_any_other_way_is_refused_too(qtbot, capfd):
     finally:
         dialogs.set_headless(False)
         app.removeEventFilter(guard)
-    assert answer != QMessageBox.StandardButton.Yes
+    assert answer != QMessageBox.StandardButton.Yes and ended == [dialogs.EXIT_QUESTION]
     assert 'error: Overwrite?: Replace the adapter folder?' in capfd.readouterr().err
