@@ -24,7 +24,7 @@ from grpo_studio.gui.metric_data import MetricData, decimate
 from grpo_studio.gui.style import BORDER, CURVE_COLORS, MUTED, TEXT
 
 REDRAW_MS = 250
-PLOTS_PER_TURN = 2  # plots redrawn (and then painted) per turn of the event loop
+PLOTS_PER_TURN = 1  # plots redrawn (and then painted) per turn of the event loop: one costs 10-30 ms
 TURN_MS = 16  # between turns: longer than Qt's 5 ms wait before it paints what changed, so each turn is
 # painted before the next begins (with 0, every turn ran first and all twelve plots were painted at once)
 PIXELS_PER_BIN = 2  # decimation: one min/max pair per this many pixels of plot width
@@ -143,6 +143,7 @@ class MetricPlot(pg.PlotWidget):
         self._smoothing = -1.0
         self._drawn_bins = 0
         self._x_range: tuple[float, float] | None = None
+        self._y_range: tuple[float, float] | None = None
         self._data: MetricData | None = None  # what was drawn last: the hover reads its full arrays
         item = self.getPlotItem()
         item.setTitle(f"<span style='font-size:10pt; font-weight:600'>{spec.title}</span>")
@@ -191,8 +192,9 @@ class MetricPlot(pg.PlotWidget):
         return spec
 
     def bins(self) -> int:
-        """How many min/max pairs a curve is decimated to: one per PIXELS_PER_BIN of the plot's width."""
-        return max(50, int(self.getPlotItem().vb.width()) // PIXELS_PER_BIN)
+        """How many min/max pairs a curve is decimated to: one per PIXELS_PER_BIN of the plot's width, the
+        width rounded down to 32 pixels (a value axis that widens for its labels then draws nothing again)."""
+        return max(50, int(self.getPlotItem().vb.width()) // 32 * 32 // PIXELS_PER_BIN)
 
     def is_current(self, data: MetricData, smoothing: float) -> bool:
         return (data.version, smoothing, self.bins()) == (self._drawn_version, self._smoothing, self._drawn_bins)
@@ -237,19 +239,16 @@ class MetricPlot(pg.PlotWidget):
             if (start, end) != self._x_range:  # a new range redraws both axes: the costliest part of a redraw
                 self._x_range = (start, end)
                 vb.setXRange(start, end, padding=0)
-            flat = flat_range(data, names)
-            if flat is not None:
-                # A constant curve (a constant learning rate, a loss of exactly 0): auto-range would zoom
-                # into float noise and label ticks 1.000000000000002e-1.
-                vb.setYRange(*flat, padding=0)
-            else:
-                vb.enableAutoRange(axis="y")
+            y_range = value_range(data, names)
+            if y_range is not None and y_range != self._y_range:  # as for x: only when it really moves
+                self._y_range = y_range
+                vb.setYRange(*y_range, padding=0)
         else:
             for raw, smoothed in self.curves.values():
                 raw.setData([], [])
                 smoothed.setData([], [])
             self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
-            self._x_range = None
+            self._x_range = self._y_range = None
         if len(names) > 1 and self.legend is None:
             self._add_legend()
             for name, (raw, smoothed) in self.curves.items():
@@ -370,25 +369,42 @@ def step_range(first: float, last: float) -> tuple[float, float]:
     ((0.0, 20500.0), (0.0, 22000.0), (0.0, 52.0), (0.9, 3.1))
     """
     span = max(last - first, 1.0)
-    grain = 10.0 ** math.floor(math.log10(span * 0.05))  # about a twentieth of the run, rounded down
-    grain *= 5 if span * 0.05 >= 5 * grain else 2 if span * 0.05 >= 2 * grain else 1
+    grain = round_grain(span * 0.05)  # about a twentieth of the run
     if grain < 1:  # a short run: a small margin each side, as auto-range would leave
         return first - span * 0.05, max(last, first + 1) + span * 0.05
     return math.floor(first / grain) * grain, math.ceil((last + span * 0.02) / grain) * grain
 
 
-def flat_range(data: MetricData, names: list[str]) -> tuple[float, float] | None:
-    """A y range around curves that do not change (within float noise), or None when they do."""
+def round_grain(x: float) -> float:
+    """The 1-2-5 number at or below `x` (0.2, 0.5, 1, 2, 5, 10, ...)."""
+    grain = 10.0 ** math.floor(math.log10(x))
+    return grain * (5 if x >= 5 * grain else 2 if x >= 2 * grain else 1)
+
+
+def value_range(data: MetricData, names: list[str]) -> tuple[float, float] | None:
+    """The value axis: every raw value of the plot's curves (smoothed values lie between them, so the
+    smoothing never moves it), a little room, rounded out to a twentieth of the span, so most new steps do
+    not move it either; None when there are no finite values.
+
+    A constant curve (a constant learning rate, a loss of exactly 0) gets a range around its value: rounding
+    float noise would label ticks 1.000000000000002e-1.
+
+    >>> d = MetricData(); d.load({"a": ([1, 2, 3], [0.12, 0.5, 0.93]), "lr": ([1, 2], [1e-4, 1e-4])})
+    >>> value_range(d, ["a"]), value_range(d, ["lr"])
+    ((0.08, 0.98), (9e-05, 0.00011))
+    """
     values = np.concatenate([data.series[n].values for n in names if data.series[n].n])
     values = values[np.isfinite(values)]
     if not len(values):
         return None
     low, high = float(values.min()), float(values.max())
     middle = (low + high) / 2
-    if high - low > 1e-9 * max(abs(middle), 1e-12):
-        return None
-    pad = abs(middle) * 0.1 if middle else 0.5
-    return middle - pad, middle + pad
+    if high - low <= 1e-9 * max(abs(middle), 1e-12):
+        pad = abs(middle) * 0.1 if middle else 0.5
+        return middle - pad, middle + pad
+    span = high - low
+    grain = round_grain(span / 20)
+    return math.floor((low - span * 0.04) / grain) * grain, math.ceil((high + span * 0.04) / grain) * grain
 
 
 def _fmt(v: float) -> str:
@@ -430,9 +446,10 @@ class PlotGrid(QWidget):
         self.schedule()
 
     def schedule(self) -> None:
-        """Redraw what changed, a few plots per turn of the event loop."""
+        """Redraw what changed, a few plots per turn of the event loop, beginning with the next turn (not
+        inside whatever handler asked, which has its own work to finish and paint)."""
         if self.isVisible() and not self._turn.isActive() and not self.is_current():
-            self._redraw_some()
+            self._turn.start()
 
     def _redraw_some(self) -> None:
         if not self.isVisible():
