@@ -57,6 +57,11 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE INDEX IF NOT EXISTS samples_step ON samples (step, grp);
 CREATE INDEX IF NOT EXISTS samples_total ON samples (total);
+-- The window's reads of long runs (a run folder opened for writing gets them too): one metric's curve
+-- without reading the others, and samples by total reward in exactly the two orders it pages through.
+CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics (name, step, value);
+CREATE INDEX IF NOT EXISTS samples_by_total ON samples (total, step);
+CREATE INDEX IF NOT EXISTS samples_by_total_desc ON samples (total DESC, step);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL, step INTEGER,
     payload TEXT NOT NULL
@@ -325,9 +330,12 @@ class RunStore:
             "total": "total, step, id",
             "-total": "total DESC, step, id",
         }[order]
+        # The page's ids first, then its rows: sorting and skipping carry a few numbers per sample, not
+        # its texts (a page deep into a sorted or filtered run took 0.5 s instead of 0.1 s).
         rows = self.db.execute(
             "SELECT id, step, grp, prompt, completion, answer, rewards, total, advantage, length, truncated "
-            f"FROM samples {where} ORDER BY {order_sql} LIMIT ? OFFSET ?",
+            f"FROM (SELECT id AS page_id FROM samples {where} ORDER BY {order_sql} LIMIT ? OFFSET ?) "
+            f"JOIN samples ON id = page_id ORDER BY {order_sql}",
             [*args, limit, offset],
         )
         return [

@@ -16,6 +16,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 SCREENSHOT_SIZE = (1280, 800)
+SCREENSHOT_TIMEOUT_MS = 120_000  # a screenshot that cannot paint by then says so and exits 1, never hangs
 
 
 def process_start_time() -> float | None:
@@ -110,17 +111,24 @@ def run_app(run: str | None = None, screenshot: str | None = None, view: str = "
         return 2
     styled = bool(QApplication.instance() and QApplication.instance().styleSheet())
     app = make_app(with_stylesheet=False)
+    from grpo_studio.gui import dialogs
     from grpo_studio.gui.main_window import MainWindow
     from grpo_studio.gui.preferences import Preferences
     from grpo_studio.gui.style import apply_stylesheet
 
+    if screenshot:  # nobody is there to answer a dialog: each says its message on stderr and ends the app
+        dialogs.set_headless(True)
     window = MainWindow(Preferences(ephemeral=bool(screenshot)))
+    if screenshot:
+        window.modal_guard = dialogs.install_guard(app)
     paint = FirstPaint(window, report=bool(os.environ.get("GRPO_STUDIO_REPORT_FIRST_PAINT")),
                        then=window.after_first_paint)
     window.open_initial(path)
     if not styled:
         apply_stylesheet(app)  # once, on the built window (see style.apply_style)
     if screenshot:
+        if dialogs.exit_code is not None:  # opening it already needed a dialog (said on stderr)
+            return dialogs.exit_code
         return take_screenshot(app, window, Path(screenshot), view)
     window.show()
     window.paint_probe = paint
@@ -132,24 +140,42 @@ def run_app(run: str | None = None, screenshot: str | None = None, view: str = "
 
 
 def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:
-    """Paint one view at a fixed size, save it as PNG, exit (documentation and checks)."""
+    """Paint one view at a fixed size, save it as PNG, exit (documentation and checks). Never waits for a
+    person: a dialog the window would open goes to stderr with a non-zero exit (dialogs.py)."""
+    from grpo_studio.gui import dialogs
+
     window.resize(*SCREENSHOT_SIZE)
     window.show_view(view)
     window.show()
     result = {"ok": False}
 
     def grab() -> None:
-        if window.training_view.is_loading() or window.install_notice.pending:  # still being read
+        samples = window.pages.peek("samples")
+        if (window.training_view.is_loading() or window.install_notice.pending
+                or (samples is not None and samples.model.busy)):  # the store is still being read
             QTimer.singleShot(100, grab)
             return
         window.training_view._redraw()
-        app.processEvents()
+        # The plots' axes widen for their tick labels on the paint after the first one; until then the
+        # labels that do not fit are left out.
+        QTimer.singleShot(400, save)
+
+    def save() -> None:
+        app.processEvents()  # layouts of what changed meanwhile (a status bar label that just got its text)
         target.parent.mkdir(parents=True, exist_ok=True)
         result["ok"] = window.grab().save(str(target))
         if not result["ok"]:
             print(f"error: could not write {target}", file=sys.stderr)
-        app.quit()  # not window.close(): that would ask about unsaved changes
+        app.quit()  # closes the window as a person would: unsaved edits would be asked about (refused here)
+
+    def too_slow() -> None:
+        print(f"error: the {view} view was not ready to paint after {SCREENSHOT_TIMEOUT_MS // 1000} s",
+              file=sys.stderr)
+        app.exit(1)
 
     QTimer.singleShot(300, grab)  # let layouts settle and the plots draw once
-    app.exec()
-    return 0 if result["ok"] else 1
+    QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, too_slow)
+    code = app.exec()
+    if dialogs.exit_code is not None:
+        return dialogs.exit_code
+    return code or (0 if result["ok"] else 1)

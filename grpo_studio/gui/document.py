@@ -63,6 +63,7 @@ class RunDocument(QObject):
         self.config = RunConfig()
         self.path: Path | None = None
         self.reward_source = STARTER_REWARDS
+        self.reward_note = ""  # why the reward text is not the reward file's (it could not be read)
         self.field_errors: dict[str, str] = {}
         # Problems found by looking at files, by who found them ("dataset" preview, "check"), then field
         # path: e.g. the dataset has no such column. Edits make them stale; their finder looks again.
@@ -102,16 +103,25 @@ class RunDocument(QObject):
 
     def new(self) -> None:
         self._replace(RunConfig(), None, STARTER_REWARDS, saved_rewards=None)
+        self.reward_note = ""
 
     def load(self, path: str | Path) -> None:
         """Open a run file; raises ConfigError (every problem, by field) and leaves this one as it was."""
         run = load_run(path)
         reward_file = run.resolve(run.config.rewards.file)
+        text: str | None = None
         try:
-            text: str | None = reward_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            text = None
+            text = reward_file.read_text(encoding="utf-8")
+            problem = ""
+        except FileNotFoundError:
+            problem = f"{reward_file.name} was not found beside {run.path.name}"
+        except UnicodeDecodeError:
+            problem = f"{reward_file.name} is not UTF-8 text"
+        except OSError as exc:
+            problem = f"{reward_file.name} cannot be read ({exc.strerror or exc})"
         self._replace(run.config, run.path, text if text is not None else STARTER_REWARDS, saved_rewards=text)
+        self.reward_note = (f"{problem}: the Rewards page starts from example functions; Save writes them "
+                            f"to {reward_file}") if problem else ""
 
     def _replace(self, config: RunConfig, path: Path | None, rewards: str, saved_rewards: str | None) -> None:
         self.config = config

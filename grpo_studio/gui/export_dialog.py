@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -254,7 +253,9 @@ class ExportDialog(QDialog):
         self.repo.setFocus()
 
     def browse(self) -> None:
-        chosen = QFileDialog.getExistingDirectory(self, "Export to", str(self.run_dir))
+        from grpo_studio.gui import dialogs
+
+        chosen = dialogs.existing_dir(self, "Export to", str(self.run_dir))
         if chosen:
             self.dest.setText(chosen)
 

@@ -408,12 +408,12 @@ class PathEditor(TextEditor):
         self._layout.addWidget(self.button, 0)
 
     def browse(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
+        from grpo_studio.gui import dialogs
 
         if self.folder:
-            chosen = QFileDialog.getExistingDirectory(self, self.spec.help, self.start_dir())
+            chosen = dialogs.existing_dir(self, self.spec.help, self.start_dir())
         else:
-            chosen, _ = QFileDialog.getOpenFileName(self, self.spec.help, self.start_dir(), self.file_filter)
+            chosen = dialogs.open_file(self, self.spec.help, self.start_dir(), self.file_filter)
         if chosen:
             value = self.to_setting(chosen)
             self.line.setText(value)

@@ -11,9 +11,7 @@ from typing import Any
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QListWidget,
     QMainWindow,
@@ -26,7 +24,9 @@ from PySide6.QtWidgets import (
 from grpo_studio.config import ConfigError
 from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
 from grpo_studio.engine.run_home import is_builtin
+from grpo_studio.engine.run_lock import lock_holder
 from grpo_studio.engine.store import RunFolder
+from grpo_studio.gui import dialogs
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.install_notice import InstallNotice
 from grpo_studio.gui.menus import build_menus, make_actions
@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.check_task = TaskRunner(self)  # Check (F7), in a child process
         self._snapshot_dir: Path | None = None
         self._shown_run: Path | None = None  # the run on the Training page (Evaluate and Playground use it)
+        self._own_run: Path | None = None  # the run this window trains, while it does
         self._close_after_run = False
         self.setWindowIcon(icon("app"))
         self.resize(1280, 800)
@@ -176,6 +177,8 @@ class MainWindow(QMainWindow):
         self.controller.logLine.connect(view.append_output)
         view.runDirChanged.connect(lambda _: self._update_actions())
         view.runDirChanged.connect(self._run_shown)
+        view.liveChanged.connect(self._on_live_changed)
+        view.samplesStored.connect(lambda step: self.samples_view.samples_arrived(step))
         return view
 
     def _make_samples(self) -> QWidget:
@@ -209,6 +212,7 @@ class MainWindow(QMainWindow):
         view.compareRequested.connect(self.compare_runs)
         view.set_sources([output_dir_for(self.doc.config, self.doc.path)], self.prefs.recent_runs())
         view.set_busy(self.controller.is_active())
+        view.own_run = self._own_run
         return view
 
     def after_first_paint(self) -> None:
@@ -253,7 +257,8 @@ class MainWindow(QMainWindow):
             return False
         if remember and not is_builtin(self.doc.path):
             self.prefs.add_recent_file(self.doc.path)
-        self.statusBar().showMessage(f"Opened {path}", 5000)
+        note = self.doc.reward_note  # a reward file it could not read: said where the user looks, not hidden
+        self.statusBar().showMessage(note or f"Opened {path}", 15000 if note else 5000)
         return True
 
     def _show_load_error(self, path: Path, exc: ConfigError) -> None:
@@ -265,7 +270,8 @@ class MainWindow(QMainWindow):
         if not self.doc.is_modified():
             return True
         buttons = QMessageBox.StandardButton
-        answer = self.ask("Unsaved changes", f"Save the changes to {self.doc.display_name}?",
+        why = f"\n\n{self.doc.reward_note}." if self.doc.reward_note and self.doc.reward_modified() else ""
+        answer = self.ask("Unsaved changes", f"Save the changes to {self.doc.display_name}?{why}",
                           buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
         if answer == QMessageBox.StandardButton.Save:
             return self.save()
@@ -280,7 +286,7 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             return
         start = str(self.doc.base_dir or Path.home())
-        chosen, _ = QFileDialog.getOpenFileName(self, "Open a run file", start, RUN_FILES)
+        chosen = dialogs.open_file(self, "Open a run file", start, RUN_FILES)
         if chosen:
             self.open_path(Path(chosen))
 
@@ -307,7 +313,7 @@ class MainWindow(QMainWindow):
     def save_as(self) -> bool:
         start = str(self.doc.path.parent / "run.toml") if self.doc.path and not is_builtin(self.doc.path) \
             else str(Path.home() / "run.toml")
-        chosen, _ = QFileDialog.getSaveFileName(self, "Save the run file", start, RUN_FILES)
+        chosen = dialogs.save_file(self, "Save the run file", start, RUN_FILES)
         if not chosen:
             return False
         target = Path(chosen)
@@ -363,7 +369,8 @@ class MainWindow(QMainWindow):
         """Show a past run's curves and samples (and, from the command line, edit its settings)."""
         folder = RunFolder(Path(run_dir).resolve())
         if not folder.is_run():
-            self.tell("Not a run folder", f"{folder.path} has no config.toml: not a run folder.")
+            self.tell("Not a run folder", f"{folder.path} has no config.toml: open a run folder that training "
+                                          "made, or a run file (.toml).")
             return False
         if self.controller.is_active():
             self.statusBar().showMessage("A run is training: open other runs when it has ended.", 6000)
@@ -374,7 +381,8 @@ class MainWindow(QMainWindow):
             except ConfigError as exc:
                 self._show_load_error(folder.config, exc)
         self.training_view.show_run(folder.path)  # read in the background; a damaged store says so there
-        self.samples_view.set_run(folder.path)
+        # Trained by another process right now? Its samples follow it (the Training page says who).
+        self.samples_view.set_run(folder.path, live=lock_holder(folder.path) is not None)
         self.prefs.add_recent_run(folder.path)
         self.show_view("training")
         self.runShown.emit(folder.path)
@@ -457,17 +465,26 @@ class MainWindow(QMainWindow):
         if bench.run_button.isEnabled():
             bench.run()
 
+    def _trained_elsewhere(self, run_dir: Path, doing: str) -> bool:
+        """Another process trains this run now: say so instead of `doing` anything to it."""
+        holder = lock_holder(run_dir)
+        if holder is None:
+            return False
+        who = holder.describe() if holder.pid else "another process"
+        self.statusBar().showMessage(f"{run_dir.name} is being trained by {who}: {doing} when it has ended.", 10000)
+        return True
+
     def resume(self, run_dir: Path | None = None) -> None:
         run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
-        if run_dir is None or self.controller.is_active():
+        if run_dir is None or self.controller.is_active() or self._trained_elsewhere(run_dir, "resume it"):
             return
         from grpo_studio.gui.runs_panel import read_run
 
         info = read_run(run_dir)
         overrides: list[str] = []
         if info.status == "finished" and info.max_steps:
-            steps, ok = QInputDialog.getInt(self, "Train further", "This run finished. Train it up to step:",
-                                            info.max_steps * 2, info.max_steps + 1, 10_000_000)
+            steps, ok = dialogs.get_int(self, "Train further", "This run finished. Train it up to step:",
+                                        info.max_steps * 2, info.max_steps + 1, 10_000_000)
             if not ok:
                 return
             overrides.append(f"grpo.max_steps={steps}")
@@ -527,7 +544,7 @@ class MainWindow(QMainWindow):
         from grpo_studio.gui.export_dialog import ExportDialog
 
         run_dir = Path(run_dir) if run_dir else self.training_view.run_dir
-        if run_dir is None:
+        if run_dir is None or self._trained_elsewhere(run_dir, "export it"):
             return
         self.export_dialog = ExportDialog(run_dir, self)
         self.export_dialog.open()
@@ -537,6 +554,7 @@ class MainWindow(QMainWindow):
         if event.kind == "opened":
             self.samples_view.set_run(Path(event.run_dir), live=True)
             self.prefs.add_recent_run(Path(event.run_dir))
+            self._set_own_run(Path(event.run_dir).resolve())
         elif event.kind in ("samples", "samples_stored"):
             self.samples_view.samples_arrived(event.step)
         elif event.kind == "metrics":
@@ -553,6 +571,7 @@ class MainWindow(QMainWindow):
 
     def _on_run_ended(self, final: Any) -> None:
         self.samples_view.run_ended()
+        self._set_own_run(None)
         if self._snapshot_dir is not None:
             shutil.rmtree(self._snapshot_dir, ignore_errors=True)
             self._snapshot_dir = None
@@ -572,15 +591,33 @@ class MainWindow(QMainWindow):
         if self._close_after_run:
             QTimer.singleShot(0, self.close)
 
+    def _set_own_run(self, run_dir: Path | None) -> None:
+        """The run this window trains (the Runs page tells it from runs trained elsewhere)."""
+        self._own_run = run_dir
+        if self.pages.peek("runs") is not None:
+            self.runs_view.own_run = run_dir
+
+    def _on_live_changed(self) -> None:
+        """The shown run's training process (another one) was found, or has ended."""
+        if self.training_view.holder is None:
+            self.samples_view.run_ended()
+            if self.pages.peek("runs") is not None:
+                self.runs_view.update_liveness()
+        if not self.controller.is_active():
+            following = self.training_view.holder is not None
+            self.state_label.setText("Following a run trained elsewhere" if following else "Idle")
+        self._update_actions()
+
     def _update_actions(self) -> None:
         active = self.controller.is_active()
         shown = self.pages.peek("training")
         run_dir = shown.run_dir if shown is not None else None
         self.actions["train"].setEnabled(not active)
-        self.actions["stop"].setEnabled(active)
+        self.actions["stop"].setEnabled(active)  # this window's own run only: never another process's
         resumable = False
         exportable = False
-        if run_dir is not None and not active:
+        # A run another process trains is shown read-only: nothing that writes to it until that process ends.
+        if run_dir is not None and not active and self.training_view.holder is None:
             folder = RunFolder(run_dir)
             newest = folder.newest_checkpoint()
             resumable = newest is not None or (self.training_view.status in ("stopped", "failed", "interrupted")
@@ -592,19 +629,19 @@ class MainWindow(QMainWindow):
 
     # ---- window ----------------------------------------------------------------------------
     def ask(self, title: str, text: str, buttons: Any = None, default: Any = None) -> Any:
-        """A question box; one place, so tests (and a future 'don't ask again') can answer it."""
-        b = QMessageBox.StandardButton
-        return QMessageBox.question(self, title, text, buttons or (b.Yes | b.No), default or b.No)
+        """A question box; one place, so tests (and a future 'don't ask again') can answer it. In a
+        screenshot nothing is asked: the question goes to stderr and the app exits (dialogs.py)."""
+        return dialogs.ask(self, title, text, buttons, default)
 
     def tell(self, title: str, text: str) -> None:
-        QMessageBox.warning(self, title, text)
+        dialogs.warn(self, title, text)
 
     def about(self) -> None:
         from grpo_studio import __version__
 
-        QMessageBox.about(self, f"About {APP_NAME}",
-                          f"<b>{APP_NAME}</b> {__version__}<br>Improve a language model's reasoning with GRPO "
-                          "(TRL + PEFT LoRA) on your own workstation.")
+        dialogs.about(self, f"About {APP_NAME}",
+                      f"<b>{APP_NAME}</b> {__version__}<br>Improve a language model's reasoning with GRPO "
+                      "(TRL + PEFT LoRA) on your own workstation.")
 
     def _restore_window(self) -> None:
         geometry, state = self.prefs.window_state()
@@ -638,7 +675,8 @@ class MainWindow(QMainWindow):
         self.check_task.shutdown()
         for key, shut in (("samples", lambda v: v.model.close()), ("dataset", lambda v: v.shutdown()),
                           ("rewards", lambda v: v.bench.shutdown()), ("settings", lambda v: v.vram.shutdown()),
-                          ("evaluate", lambda v: v.shutdown()), ("playground", lambda v: v.shutdown())):
+                          ("evaluate", lambda v: v.shutdown()), ("playground", lambda v: v.shutdown()),
+                          ("training", lambda v: v.shutdown())):
             if self.pages.peek(key) is not None:  # a page never built has nothing to close
                 shut(self.pages.peek(key))
         event.accept()

@@ -1,9 +1,11 @@
 """Live metric plots: whole arrays (metric_data.py) redrawn on a timer.
 
 Events may arrive faster than is worth painting; they only append to arrays and mark the grid
-dirty, and a timer redraws at most a few times a second. Curves use pyqtgraph's downsampling and
-clip-to-view, so runs of tens of thousands of steps stay smooth. Hovering a plot shows the step
-and the values under the mouse.
+dirty, and a timer redraws at most a few times a second, a few plots per turn of the event loop, so
+painting twelve plots never holds the window for long. Each curve is smoothed incrementally and
+decimated to a min/max pair per pixel column before it is handed to pyqtgraph, so a run of tens of
+thousands of steps draws as fast as a short one. Hovering a plot shows the step and the values under
+the mouse, read from the full arrays.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from grpo_studio.engine import metric_names as m
-from grpo_studio.gui.metric_data import MetricData, smooth
+from grpo_studio.gui.metric_data import MetricData, decimate
 from grpo_studio.gui.style import BORDER, CURVE_COLORS, MUTED, TEXT
 
 REDRAW_MS = 250
+PLOTS_PER_TURN = 1  # plots redrawn (and then painted) per turn of the event loop: one costs 10-30 ms
+TURN_MS = 16  # between turns: longer than Qt's 5 ms wait before it paints what changed, so each turn is
+# painted before the next begins (with 0, every turn ran first and all twelve plots were painted at once)
+PIXELS_PER_BIN = 2  # decimation: one min/max pair per this many pixels of plot width
 LEGEND_FONT_PT = "8pt"
 LEGEND_ROWS = 2  # at most; beyond that, names are shortened
 pg.setConfigOptions(antialias=True, background="w", foreground=TEXT)
@@ -135,11 +141,13 @@ class MetricPlot(pg.PlotWidget):
         self.curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
         self._drawn_version = -1
         self._smoothing = -1.0
+        self._drawn_bins = 0
+        self._x_range: tuple[float, float] | None = None
+        self._y_range: tuple[float, float] | None = None
+        self._data: MetricData | None = None  # what was drawn last: the hover reads its full arrays
         item = self.getPlotItem()
         item.setTitle(f"<span style='font-size:10pt; font-weight:600'>{spec.title}</span>")
         item.showGrid(x=True, y=True, alpha=0.15)
-        item.setDownsampling(auto=True, mode="peak")
-        item.setClipToView(True)
         item.setMenuEnabled(False)
         item.hideButtons()
         for axis in ("left", "bottom"):
@@ -183,10 +191,19 @@ class MetricPlot(pg.PlotWidget):
             return spec.fallback
         return spec
 
+    def bins(self) -> int:
+        """How many min/max pairs a curve is decimated to: one per PIXELS_PER_BIN of the plot's width, the
+        width rounded down to 32 pixels (a value axis that widens for its labels then draws nothing again)."""
+        return max(50, int(self.getPlotItem().vb.width()) // 32 * 32 // PIXELS_PER_BIN)
+
+    def is_current(self, data: MetricData, smoothing: float) -> bool:
+        return (data.version, smoothing, self.bins()) == (self._drawn_version, self._smoothing, self._drawn_bins)
+
     def redraw(self, data: MetricData, smoothing: float) -> None:
-        if data.version == self._drawn_version and smoothing == self._smoothing:
+        if self.is_current(data, smoothing):
             return
-        self._drawn_version, self._smoothing = data.version, smoothing
+        self._drawn_version, self._smoothing, self._drawn_bins = data.version, smoothing, self.bins()
+        self._data = data
         spec = self.active_spec(data)
         if spec is not self.shown_spec:
             self.shown_spec = spec
@@ -203,34 +220,35 @@ class MetricPlot(pg.PlotWidget):
             raw, smoothed = self.curves[name]
             series = data.series[name]
             steps, values = series.steps, series.values
+            bins = self._drawn_bins
             if smoothing > 0 and len(values) > 1:
-                raw.setData(steps, values)
+                raw.setData(*decimate(steps, values, bins))
                 raw.show()
-                smoothed.setData(steps, smooth(values, smoothing))
+                smoothed.setData(*decimate(steps, series.smoothed(smoothing), bins))
             else:
                 raw.hide()
-                smoothed.setData(steps, values)
+                smoothed.setData(*decimate(steps, values, bins))
         has_data = any(data.series[n].n for n in names)
         self.empty.setVisible(not has_data)
         if has_data:
-            # Steps set the x range; y follows the data. (Auto-ranging x with clip-to-view on would
-            # only ever see the points already in view, and stay stuck on the first ones.)
+            # Steps set the x range; y follows the data.
             first = min(data.series[n].steps[0] for n in names if data.series[n].n)
             last = max(data.series[n].steps[-1] for n in names if data.series[n].n)
             vb = self.getPlotItem().vb
-            vb.setXRange(first, max(last, first + 1), padding=0.03)
-            flat = flat_range(data, names)
-            if flat is not None:
-                # A constant curve (a constant learning rate, a loss of exactly 0): auto-range would zoom
-                # into float noise and label ticks 1.000000000000002e-1.
-                vb.setYRange(*flat, padding=0)
-            else:
-                vb.enableAutoRange(axis="y")
+            start, end = step_range(first, last)
+            if (start, end) != self._x_range:  # a new range redraws both axes: the costliest part of a redraw
+                self._x_range = (start, end)
+                vb.setXRange(start, end, padding=0)
+            y_range = value_range(data, names)
+            if y_range is not None and y_range != self._y_range:  # as for x: only when it really moves
+                self._y_range = y_range
+                vb.setYRange(*y_range, padding=0)
         else:
             for raw, smoothed in self.curves.values():
                 raw.setData([], [])
                 smoothed.setData([], [])
             self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            self._x_range = self._y_range = None
         if len(names) > 1 and self.legend is None:
             self._add_legend()
             for name, (raw, smoothed) in self.curves.items():
@@ -295,11 +313,9 @@ class MetricPlot(pg.PlotWidget):
         color = QColor(CURVE_COLORS[index % len(CURVE_COLORS)])
         faint = QColor(color)
         faint.setAlpha(70)
+        # Already decimated to the plot's width (redraw): no downsampling or clipping left to pyqtgraph.
         raw = self.plot(pen=pg.mkPen(faint, width=1))
         smoothed = self.plot(pen=pg.mkPen(color, width=2))
-        for curve in (raw, smoothed):
-            curve.setDownsampling(auto=True, method="peak")
-            curve.setClipToView(True)
         self.curves[name] = (raw, smoothed)
         if self.legend is not None:
             self._legend_entry(name, smoothed)
@@ -317,19 +333,23 @@ class MetricPlot(pg.PlotWidget):
     def show_values_at(self, x: float) -> str:
         """Show the values nearest to step `x`; returns the text (also used by tests)."""
         lines, step = [], None
+        data = self._data
         for name, (raw, smoothed) in self.curves.items():
-            xs, ys = smoothed.getOriginalDataset()  # getData() is clipped to the view
-            if xs is None or not len(xs):
+            series = data.series.get(name) if data is not None else None
+            if series is None or not series.n:  # the curves hold a decimated copy: read the full arrays
                 continue
+            xs = series.steps
             i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
             if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
                 i -= 1
             step = xs[i]
-            rx, ry = raw.getOriginalDataset()
             raw_text = ""
-            if raw.isVisible() and ry is not None and i < len(ry):
-                raw_text = f" (raw {_fmt(ry[i])})"
-            lines.append(f"{self.hover_label(name)}: {_fmt(ys[i])}{raw_text}")
+            if raw.isVisible():
+                shown = series.smoothed(self._smoothing)[i]
+                raw_text = f" (raw {_fmt(series.values[i])})"
+            else:
+                shown = series.values[i]
+            lines.append(f"{self.hover_label(name)}: {_fmt(shown)}{raw_text}")
         if step is None:
             return ""
         self.hover_text = f"step {int(step)}\n" + "\n".join(lines)
@@ -349,18 +369,50 @@ class MetricPlot(pg.PlotWidget):
         super().leaveEvent(event)
 
 
-def flat_range(data: MetricData, names: list[str]) -> tuple[float, float] | None:
-    """A y range around curves that do not change (within float noise), or None when they do."""
+def step_range(first: float, last: float) -> tuple[float, float]:
+    """The step axis from a little before the first step to a round number a little past the newest one,
+    so a live run's axis (and every label on it) stays put for many steps instead of moving with each.
+
+    >>> step_range(1, 20000), step_range(1, 20600), step_range(1, 50), step_range(1, 3)
+    ((0.0, 20500.0), (0.0, 22000.0), (0.0, 52.0), (0.9, 3.1))
+    """
+    span = max(last - first, 1.0)
+    grain = round_grain(span * 0.05)  # about a twentieth of the run
+    if grain < 1:  # a short run: a small margin each side, as auto-range would leave
+        return first - span * 0.05, max(last, first + 1) + span * 0.05
+    return math.floor(first / grain) * grain, math.ceil((last + span * 0.02) / grain) * grain
+
+
+def round_grain(x: float) -> float:
+    """The 1-2-5 number at or below `x` (0.2, 0.5, 1, 2, 5, 10, ...)."""
+    grain = 10.0 ** math.floor(math.log10(x))
+    return grain * (5 if x >= 5 * grain else 2 if x >= 2 * grain else 1)
+
+
+def value_range(data: MetricData, names: list[str]) -> tuple[float, float] | None:
+    """The value axis: every raw value of the plot's curves (smoothed values lie between them, so the
+    smoothing never moves it), a little room, rounded out to a twentieth of the span, so most new steps do
+    not move it either; None when there are no finite values.
+
+    A constant curve (a constant learning rate, a loss of exactly 0) gets a range around its value: rounding
+    float noise would label ticks 1.000000000000002e-1.
+
+    >>> d = MetricData(); d.load({"a": ([1, 2, 3], [0.12, 0.5, 0.93]), "lr": ([1, 2], [1e-4, 1e-4])})
+    >>> value_range(d, ["a"]), value_range(d, ["lr"])
+    ((0.08, 0.98), (9e-05, 0.00011))
+    """
     values = np.concatenate([data.series[n].values for n in names if data.series[n].n])
     values = values[np.isfinite(values)]
     if not len(values):
         return None
     low, high = float(values.min()), float(values.max())
     middle = (low + high) / 2
-    if high - low > 1e-9 * max(abs(middle), 1e-12):
-        return None
-    pad = abs(middle) * 0.1 if middle else 0.5
-    return middle - pad, middle + pad
+    if high - low <= 1e-9 * max(abs(middle), 1e-12):
+        pad = abs(middle) * 0.1 if middle else 0.5
+        return middle - pad, middle + pad
+    span = high - low
+    grain = round_grain(span / 20)
+    return math.floor((low - span * 0.04) / grain) * grain, math.ceil((high + span * 0.04) / grain) * grain
 
 
 def _fmt(v: float) -> str:
@@ -373,7 +425,8 @@ def _fmt(v: float) -> str:
 
 
 class PlotGrid(QWidget):
-    """The training view's plots, redrawn together on a timer when new metrics arrived."""
+    """The training view's plots, redrawn on a timer when new metrics arrived, a few per turn of the
+    event loop (painting all twelve at once held the window for a quarter of a second on a long run)."""
 
     COLUMNS = 4
     plot_class = MetricPlot  # the run comparison (run_overlay.py) draws several runs per plot
@@ -390,19 +443,47 @@ class PlotGrid(QWidget):
             grid.addWidget(plot, i // self.COLUMNS, i % self.COLUMNS)
         self.timer = QTimer(self)
         self.timer.setInterval(REDRAW_MS)
-        self.timer.timeout.connect(self.redraw)
+        self.timer.timeout.connect(self.schedule)
         self.timer.start()
+        self._turn = QTimer(self)  # the next few plots, once what the last turn drew has been painted
+        self._turn.setSingleShot(True)
+        self._turn.setInterval(TURN_MS)
+        self._turn.timeout.connect(self._redraw_some)
 
     def set_smoothing(self, weight: float) -> None:
         self.smoothing = weight
-        self.redraw()
+        self.schedule()
 
-    def redraw(self) -> None:
+    def schedule(self) -> None:
+        """Redraw what changed, a few plots per turn of the event loop, beginning with the next turn (not
+        inside whatever handler asked, which has its own work to finish and paint)."""
+        if self.isVisible() and not self._turn.isActive() and not self.is_current():
+            self._turn.start()
+
+    def _redraw_some(self) -> None:
         if not self.isVisible():
             return  # drawn when shown again; the arrays keep growing meanwhile
+        stale = [p for p in self.plots.values() if not p.is_current(self.data, self.smoothing)]
+        for plot in stale[:PLOTS_PER_TURN]:
+            plot.redraw(self.data, self.smoothing)
+        if len(stale) > PLOTS_PER_TURN:
+            self._turn.start()
+
+    def is_current(self) -> bool:
+        """Every plot shows the data and smoothing there are now."""
+        return all(p.is_current(self.data, self.smoothing) for p in self.plots.values())
+
+    def redraw(self) -> None:
+        """Redraw every plot now (a screenshot, a test); the window itself goes through `schedule`."""
+        if not self.isVisible():
+            return
         for plot in self.plots.values():
             plot.redraw(self.data, self.smoothing)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        self.redraw()
+        self.schedule()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.schedule()  # wider plots get more points

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from grpo_studio.gui import dialogs
 from grpo_studio.gui.code_editor import CodeEditor
 from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.field_editors import guard_wheel
@@ -429,8 +429,7 @@ class RewardsView(QWidget):
         existing = {f.name for f in defined_functions(self.editor.toPlainText())}
         clash = [n for n in template.function_names() if n in existing]
         if clash:
-            QMessageBox.information(self, "Template already in the file",
-                                    f"The file already defines {', '.join(clash)}.")
+            dialogs.inform(self, "Template already in the file", f"The file already defines {', '.join(clash)}.")
             return
         merged = merge_template(self.editor.toPlainText(), template)
         cursor = self.editor.textCursor()
@@ -448,14 +447,14 @@ class RewardsView(QWidget):
 
     def choose_file(self) -> None:
         if self.doc.reward_modified() and self.doc.reward_path() is not None:
-            answer = QMessageBox.question(
+            answer = dialogs.ask(
                 self, "Switch reward file",
                 "The reward code has unsaved changes. Switch to another file anyway? (They stay in the old "
                 "file only if you saved them.)")
             if answer != QMessageBox.StandardButton.Yes:
                 return
         start = str(self.doc.base_dir or Path.home())
-        chosen, _ = QFileDialog.getOpenFileName(self, "Reward file", start, "Python (*.py)")
+        chosen = dialogs.open_file(self, "Reward file", start, "Python (*.py)")
         if chosen:
             self.use_file(Path(chosen))
 
@@ -463,7 +462,7 @@ class RewardsView(QWidget):
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            QMessageBox.warning(self, "Cannot read the file", f"{path}: {exc}")
+            dialogs.warn(self, "Cannot read the file", f"{path}: {exc}")
             return
         self.doc.set_field("rewards.file", setting_path(self.doc, str(path)))
         self.doc.replace_reward_source(text, saved=True)

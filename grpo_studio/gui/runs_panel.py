@@ -3,7 +3,10 @@ each new run folder: engine/run_home.py), the run folders of the open run file, 
 opened before; to reopen, resume or export.
 
 A run folder is found by its config.toml; what it did (status, steps, model) comes from the meta
-table of its run store, which is a few rows: reading a few dozen of them is instant.
+table of its run store, which is a few rows: reading a few dozen of them is instant. Whether a process
+trains it right now comes from its lock (engine/run_lock.py): such a run is listed as training, can be
+opened (read-only, following it) but not resumed or exported, and the page looks again every few
+seconds while it is shown, so a run started or ended elsewhere changes its row by itself.
 """
 
 from __future__ import annotations
@@ -12,11 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -28,8 +30,12 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
+from grpo_studio.engine.run_lock import LockHolder, lock_holder, lock_path
 from grpo_studio.engine.store import RunFolder
+from grpo_studio.gui import dialogs
 from grpo_studio.gui.style import title_row
+
+LIVENESS_MS = 2000  # how often a shown Runs page asks which runs are being trained
 
 STATUS_WORDS = {"running": "running or interrupted", "finished": "finished", "stopped": "stopped (resumable)",
                 "failed": "failed", "": "not started"}
@@ -45,15 +51,26 @@ class RunInfo:
     model: str = ""
     failure: str = ""
     checkpoint_step: int = 0
+    holder: LockHolder | None = None  # the process training it right now, if one is
 
     @property
     def resumable(self) -> bool:
         """A checkpoint to continue from, or steps done in a run that ended (a run that failed before its
-        first step has nothing to resume: train it again)."""
+        first step has nothing to resume: train it again). Never while a process trains it."""
+        if self.holder is not None:
+            return False
         return self.checkpoint_step > 0 or (self.status in ("stopped", "failed", "running") and self.last_step > 0)
 
     @property
+    def exportable(self) -> bool:
+        return self.holder is None and (self.checkpoint_step > 0 or self.status == "finished")
+
+    @property
     def status_text(self) -> str:
+        if self.holder is not None:
+            return "training now"
+        if self.status == "running" and lock_path(self.path).is_file():
+            return "interrupted"  # its process took the lock and nobody holds it now: killed or crashed
         words = STATUS_WORDS.get(self.status, self.status)
         if self.status in ("failed", "stopped") and not self.last_step:
             return "stopped before step 1" if self.failure == STOPPED_BEFORE_TRAINING else f"{self.status} before step 1"
@@ -64,6 +81,7 @@ def read_run(path: Path) -> RunInfo:
     from grpo_studio.engine.store import RunStore
 
     info = RunInfo(path)
+    info.holder = lock_holder(path)  # first: a run ending meanwhile is then read with its end
     folder = RunFolder(path)
     newest = folder.newest_checkpoint()
     info.checkpoint_step = newest[0] if newest else 0
@@ -115,7 +133,11 @@ class RunsView(QWidget):
         self.extra: list[Path] = []
         self.runs: list[RunInfo] = []
         self.busy = False
+        self.own_run: Path | None = None  # the run this window trains, if it does
         self._stale = False
+        self._liveness = QTimer(self)
+        self._liveness.setInterval(LIVENESS_MS)
+        self._liveness.timeout.connect(self.update_liveness)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 18, 24, 18)
         outer.setSpacing(10)
@@ -187,6 +209,22 @@ class RunsView(QWidget):
     def showEvent(self, event) -> None:
         super().showEvent(event)
         self.refresh()  # runs started from the command line meanwhile appear too
+        self._liveness.start()
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        self._liveness.stop()
+
+    def update_liveness(self) -> None:
+        """Rows of runs that began or ended training elsewhere, or are training (their steps grow), read
+        again; the others are left alone (a lock probe per run: a few system calls)."""
+        for row, run in enumerate(self.runs):
+            holder = lock_holder(run.path)
+            if holder is None and run.holder is None:
+                continue
+            self.runs[row] = read_run(run.path)
+            self._fill_row(row, self.runs[row])
+        self._update_buttons()
 
     def refresh(self) -> None:
         from grpo_studio.engine.run_home import recorded_runs
@@ -199,19 +237,29 @@ class RunsView(QWidget):
                            "Every run you started, from the window or the command line.")
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
-            steps = f"{run.last_step} / {run.max_steps}" if run.max_steps else str(run.last_step or "–")
-            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
-            values = [run.path.name, run.status_text, steps, started,
-                      Path(run.model).name if run.model else ""]
-            for col, value in enumerate(values):
-                item = QTableWidgetItem(value)
-                item.setToolTip(str(run.path) if col == 0 else run.model if col == 4 else value)
-                self.table.setItem(row, col, item)
+            self._fill_row(row, run)
             if selected is not None and run.path == selected.path:
                 self.table.selectRow(row)
         if self.table.currentRow() < 0 and self.runs:
             self.table.selectRow(0)
         self._update_buttons()
+
+    def _fill_row(self, row: int, run: RunInfo) -> None:
+        steps = f"{run.last_step} / {run.max_steps}" if run.max_steps else str(run.last_step or "–")
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
+        status = run.status_text
+        if run.holder is not None:
+            status = "training in this window" if self.own_run and run.path == self.own_run else "training elsewhere"
+        values = [run.path.name, status, steps, started, Path(run.model).name if run.model else ""]
+        tips = {0: str(run.path), 4: run.model,
+                1: f"Trained by {run.holder.describe()}" if run.holder is not None else status}
+        for col, value in enumerate(values):
+            item = self.table.item(row, col)
+            if item is None:
+                item = QTableWidgetItem()
+                self.table.setItem(row, col, item)
+            item.setText(value)
+            item.setToolTip(tips.get(col, value))
 
     def selected(self) -> RunInfo | None:
         row = self.table.currentRow()
@@ -245,7 +293,7 @@ class RunsView(QWidget):
         run = self.selected()
         self.open_button.setEnabled(run is not None and not self.busy)
         self.resume_button.setEnabled(run is not None and run.resumable and not self.busy)
-        self.export_button.setEnabled(run is not None and (run.checkpoint_step > 0 or run.status == "finished"))
+        self.export_button.setEnabled(run is not None and run.exportable)
         self.folder_button.setEnabled(run is not None)
         self.compare_button.setEnabled(len(self.selected_runs()) >= 2 and not self.busy)
         if run is None:
@@ -260,6 +308,9 @@ class RunsView(QWidget):
                                 "Training plots, with the settings that differ between them.")
             return
         text = str(run.path)
+        if run.holder is not None:
+            text += (" · training in this window" if self.own_run and run.path == self.own_run else
+                     f" · trained by {run.holder.describe()}: Open follows it; Resume and Export once it ends")
         if run.checkpoint_step:
             text += f" · newest checkpoint: step {run.checkpoint_step}"
         if run.failure:
@@ -278,6 +329,6 @@ class RunsView(QWidget):
 
     def browse(self) -> None:
         start = str(self.folders[0]) if self.folders else str(Path.home())
-        chosen = QFileDialog.getExistingDirectory(self, "Open a run folder", start)
+        chosen = dialogs.existing_dir(self, "Open a run folder", start)
         if chosen:
             self.openRequested.emit(Path(chosen))

@@ -1,8 +1,9 @@
 """The Samples page: what the model actually wrote, with the reward each function gave it.
 
-Filters (steps, total reward, text) and the order go straight into the run store's query; the
-table pages through the result. Picking a row shows the completion in full with its prompt and
-ground truth; "Show its group" lists the completions it was compared with.
+Filters (steps, total reward, text) and the order go straight into the run store's query, which runs
+in the background (samples_model.py); the table pages through the result. Picking a row shows the
+completion in full with its prompt and ground truth; "Show its group" lists the completions it was
+compared with.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from grpo_studio.gui.field_editors import guard_wheel
 from grpo_studio.gui.samples_model import ORDERS, SamplesModel, fmt
-from grpo_studio.gui.style import MUTED, monospace_font, title_row
+from grpo_studio.gui.style import ERROR, MUTED, monospace_font, title_row
 
 FILTER_DELAY_MS = 300
 REFRESH_MS = 1000  # live runs: at most one store query per second, however fast samples arrive
@@ -89,7 +90,8 @@ class SamplesBrowser(QWidget):
         bar.addWidget(self.total_max)
         bar.addSpacing(8)
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search prompts, completions, answers…")
+        self.search.setPlaceholderText("Search…")
+        self.search.setToolTip("Find samples whose prompt, completion or ground truth contains this text")
         self.search.setClearButtonEnabled(True)
         bar.addWidget(self.search, 1)
         self.order = QComboBox()
@@ -121,6 +123,8 @@ class SamplesBrowser(QWidget):
         self.table.horizontalHeader().setHighlightSections(False)
         self.table.horizontalHeader().setStretchLastSection(False)
         self.model.modelReset.connect(self._after_reset)
+        self.model.loaded.connect(self._update_count)
+        self.model.failed.connect(self._show_failure)
         self.table.selectionModel().currentRowChanged.connect(lambda cur, prev: self.show_detail(cur.row()))
 
         self.detail = QTextBrowser()
@@ -150,7 +154,6 @@ class SamplesBrowser(QWidget):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(REFRESH_MS)
         self._refresh_timer.timeout.connect(self._refresh_now)
-        self._latest_step = 0
         self._selected_id: int | None = None
 
     # ---- run -------------------------------------------------------------------------------
@@ -158,21 +161,16 @@ class SamplesBrowser(QWidget):
         self.live = live
         self.group_filter = None
         self.group_bar.hide()
-        self._latest_step = 0
         self.latest.blockSignals(True)
         self.latest.setChecked(live)
         self.latest.blockSignals(False)
         self._set_range_enabled(not live)
         self.run_label.setText(f"{Path(run_dir).name}" if run_dir else "No run open.")
         self.model.set_run(run_dir)
-        if run_dir is not None and not live:
-            steps = self.model.store.sample_steps() if self.model.store is not None else []
-            self._latest_step = steps[-1] if steps else 0
         self.apply_filters()
 
     def samples_arrived(self, step: int) -> None:
         """A live run stored samples for `step`; refresh soon (throttled)."""
-        self._latest_step = max(self._latest_step, step)
         if not self._refresh_timer.isActive():
             self._refresh_timer.start()
 
@@ -181,7 +179,6 @@ class SamplesBrowser(QWidget):
             self.apply_filters()  # the filter itself moved to the new step
         else:
             self.model.refresh()
-            self._update_count()
 
     def run_ended(self) -> None:
         self.live = False
@@ -195,9 +192,6 @@ class SamplesBrowser(QWidget):
 
     def _latest_toggled(self, on: bool) -> None:
         self._set_range_enabled(not on)
-        if on and self.model.store is not None:
-            steps = self.model.store.sample_steps()
-            self._latest_step = steps[-1] if steps else self._latest_step
         self.apply_filters()
 
     def filters(self) -> dict[str, Any]:
@@ -209,7 +203,7 @@ class SamplesBrowser(QWidget):
         if self.group_filter is not None:
             f["step"], f["group"] = self.group_filter
         elif self.latest.isChecked():
-            f["step"] = self._latest_step
+            f["latest"] = True  # the newest step with samples, looked up with the query
         else:
             f["step_min"] = self.step_min.value() or None
             f["step_max"] = self.step_max.value() or None
@@ -220,7 +214,7 @@ class SamplesBrowser(QWidget):
         self._selected_id = current.id if current is not None else None
         order = ORDERS[self.order.currentText()] if self.group_filter is None else "step"
         self.model.set_query(self.filters(), order)
-        self._update_count()
+        self._update_count()  # "searching…" until the rows come
 
     def show_group(self, key: tuple[int, int] | None) -> None:
         """List every completion of one prompt group (the ones GRPO compared), or go back to all."""
@@ -237,10 +231,17 @@ class SamplesBrowser(QWidget):
             self.show_group((int(step), int(group)))
 
     def _update_count(self) -> None:
+        if self.model.busy:
+            self.count_label.setText("searching…" if self.model.total else "reading…")
+            return
         total = self.model.total
         self.count_label.setText(f"{total:,} sample{'s' if total != 1 else ''}"
-                                 + (f" at step {self._latest_step}" if self.latest.isChecked() and
+                                 + (f" at step {self.model.latest_step}" if self.latest.isChecked() and
                                     self.group_filter is None else ""))
+
+    def _show_failure(self, message: str) -> None:
+        self.count_label.setText("")
+        self.detail.setHtml(f"<p style='color:{ERROR}'>{html.escape(message)}</p>")
 
     def _after_reset(self) -> None:
         header = self.table.horizontalHeader()
@@ -264,7 +265,7 @@ class SamplesBrowser(QWidget):
             self.table.selectRow(keep)
         else:
             self.detail.setHtml(f"<p style='color:{MUTED}'>No samples match.</p>" if self.model.store
-                                else f"<p style='color:{MUTED}'>No samples yet.</p>")
+                                and self.model.latest_step else f"<p style='color:{MUTED}'>No samples yet.</p>")
 
     # ---- detail ----------------------------------------------------------------------------
     def show_detail(self, row: int) -> None:

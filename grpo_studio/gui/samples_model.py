@@ -1,17 +1,23 @@
 """A table model over the run store's samples, loaded a page at a time as the view scrolls.
 
-Only the rows scrolled into view are in memory (Qt asks `canFetchMore`/`fetchMore`), so a run
-with millions of sampled completions browses like a small one. Each page is one indexed SQLite
-query of a few milliseconds, so it runs on the GUI thread.
+Only the rows scrolled into view are in memory (Qt asks `canFetchMore`/`fetchMore`), so a run with
+millions of sampled completions browses like a small one. Every query (a new filter or order, the
+next page, a live run's new rows) runs on a thread of its own with its own read-only connection: a
+text search looks at every completion of a long run, which takes a second, and the window must not
+wait for it. The newest query wins: starting one cancels (and interrupts) the one before, and rows
+come back through a queued signal; until they do, the table keeps showing what it had.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
+
+from grpo_studio.gui.latest_wins import LatestWins, TaskState
 
 PAGE = 200
 ORDERS = {"Step, then prompt group": "step", "Newest step first": "-step",
@@ -31,10 +37,68 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+@dataclass
+class Page:
+    """What one query found (on the query thread)."""
+
+    reward_names: list[str]
+    total: int | None  # None: not counted (the next page of a query already counted)
+    rows: list[Any]
+    latest_step: int  # the newest step with samples (the "latest step only" filter's step)
+
+
+class SampleReader:
+    """The query thread's side: one read-only connection to one run's store, reused from query to query.
+    Used by the model's LatestWins thread only (one thread: no lock needed)."""
+
+    def __init__(self) -> None:
+        self.store: Any = None
+        self.run_dir: Path | None = None
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def open(self, run_dir: Path | None) -> Any:
+        if run_dir != self.run_dir:
+            self.close()
+            self.run_dir = run_dir
+        if self.store is None and run_dir is not None and (run_dir / "run.db").is_file():
+            from grpo_studio.engine.store import RunStore
+
+            self.store = RunStore(run_dir, readonly=True)
+        return self.store
+
+    def query(self, state: TaskState, run_dir: Path | None, filters: dict[str, Any], order: str, offset: int,
+              count: bool) -> Page:
+        store = self.open(run_dir)
+        if store is None:
+            return Page([], 0 if count else None, [], 0)  # no store yet: a run that is starting
+        state.on_cancel(store.db.interrupt)  # a newer query wants the connection: stop this one now
+        filters = dict(filters)
+        latest = self._latest_step(store)
+        if filters.pop("latest", False):
+            filters["step"] = latest
+        names = list(store.meta().get("reward_names") or [])
+        total = store.count_samples(**filters) if count and not state.is_cancelled() else None
+        rows = [] if state.is_cancelled() else store.samples(limit=PAGE, offset=offset, order=order, **filters)
+        if not names and rows:
+            names = list(rows[0].rewards)
+        return Page(names, total, rows, latest)
+
+    @staticmethod
+    def _latest_step(store: Any) -> int:
+        row = store.db.execute("SELECT MAX(step) FROM samples").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+
 class SamplesModel(QAbstractTableModel):
+    loaded = Signal()  # a query's rows (and its count) are shown
+    failed = Signal(str)  # the store could not be read: one line
+
     def __init__(self, parent: Any = None):
         super().__init__(parent)
-        self.store: Any = None
         self.run_dir: Path | None = None
         self.filters: dict[str, Any] = {}
         self.order = "step"
@@ -42,75 +106,110 @@ class SamplesModel(QAbstractTableModel):
         self.rows: list[Any] = []
         self.shades: list[bool] = []
         self.total = 0
+        self.latest_step = 0
+        self.error = ""
+        self.busy = False  # a new query's rows are not shown yet
+        self._queries = LatestWins(self)
+        self._reader = SampleReader()
+        self._headers: tuple[tuple, list[str]] = ((None,), [])
+        self._refresh_wanted = False
 
     # ---- source ----------------------------------------------------------------------------
     def set_run(self, run_dir: Path | None) -> None:
-        self.close()
+        """Show another run's samples (queried by the next `set_query` or `reload`)."""
         self.run_dir = Path(run_dir) if run_dir else None
         self.reward_names = []
-        self.reload()
+        self.beginResetModel()
+        self.rows, self.shades, self.total, self.latest_step, self.error = [], [], 0, 0, ""
+        self.endResetModel()
 
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+    @property
+    def store(self) -> Any:
+        """Whether there is a store to query (the connection itself lives on the query thread)."""
+        return self.run_dir if self.run_dir is not None and (self.run_dir / "run.db").is_file() else None
 
-    def _open(self) -> bool:
-        if self.store is None and self.run_dir is not None and (self.run_dir / "run.db").is_file():
-            from grpo_studio.engine.store import RunStore
-
-            try:
-                self.store = RunStore(self.run_dir, readonly=True)
-            except Exception:  # noqa: BLE001 - a database being created right now; try on next refresh
-                self.store = None
-        return self.store is not None
-
-    def _names_from_store(self) -> list[str]:
-        names = list(self.store.meta().get("reward_names") or [])
-        if not names:
-            first = self.store.samples(limit=1)
-            names = list(first[0].rewards) if first else []
-        return names
+    def close(self, timeout_ms: int = 10000) -> None:
+        """Close the connection on its thread and wait for it (the window is closing)."""
+        reader = self._reader
+        self._queries.start(lambda state: reader.close(), lambda _: None)
+        self._queries.pool.waitForDone(timeout_ms)
 
     # ---- querying --------------------------------------------------------------------------
     def set_query(self, filters: dict[str, Any], order: str) -> None:
-        self.filters = {k: v for k, v in filters.items() if v not in (None, "")}
+        self.filters = {k: v for k, v in filters.items() if v not in (None, "", False)}
         self.order = order
         self.reload()
 
     def reload(self) -> None:
-        """Start over from the first page (filters or order changed)."""
-        self.beginResetModel()
-        self.rows, self.shades, self.total = [], [], 0
-        if self._open():
-            self.reward_names = self._names_from_store()
-            self.total = self.store.count_samples(**self.filters)
-            self._load_page()
-        self.endResetModel()
+        """Start over from the first page (filters or order changed); the rows shown stay until the new
+        ones come."""
+        self.busy = True
+        self._refresh_wanted = False
+        self._run("reload", offset=0, count=True)
 
     def refresh(self) -> None:
         """New samples were written: show them without losing the place the user is at."""
-        if not self._open():
+        if self._queries.is_running():
+            self._refresh_wanted = True  # after the query in flight
             return
-        names = self._names_from_store()
-        if names != self.reward_names:
+        self._run("count", offset=0, count=True)
+
+    def _run(self, task: str, offset: int, count: bool) -> None:
+        """Query on the reader's thread: "reload" (a new first page), "page" (the next one) or "count"."""
+        reader, run_dir, filters, order = self._reader, self.run_dir, dict(self.filters), self.order
+        self._queries.start(lambda state: reader.query(state, run_dir, filters, order, offset, count),
+                            lambda page: self._arrived(task, offset, page), self._query_failed)
+
+    def _arrived(self, task: str, offset: int, page: Page) -> None:
+        self.latest_step = page.latest_step
+        self.error = ""
+        if task == "reload":
+            self.beginResetModel()
+            self.rows, self.shades, self.total = [], [], page.total or 0
+            self.reward_names = page.reward_names
+            self._append(page.rows)
+            self.busy = False
+            self.endResetModel()
+            self.loaded.emit()
+        elif task == "page":
+            if offset == len(self.rows) and page.rows:
+                self.beginInsertRows(QModelIndex(), offset, offset + len(page.rows) - 1)
+                self._append(page.rows)
+                self.endInsertRows()
+            elif offset == len(self.rows):
+                self.total = offset  # fewer rows than counted (a run resumed meanwhile)
+        else:  # "count", for a live run
+            self._counted(page)
+            return
+        self._after_query()
+
+    def _counted(self, page: Page) -> None:
+        """A live run's new count: append its new rows, or start over when they may land anywhere."""
+        total = page.total or 0
+        if page.reward_names != self.reward_names or (total != self.total and (self.order != "step"
+                                                                                or total < self.total)):
             self.reload()
             return
-        total = self.store.count_samples(**self.filters)
-        if total == self.total:
-            return
-        if self.order != "step" or total < self.total:
-            self.reload()  # new rows may land anywhere in this order
-            return
         everything_loaded = len(self.rows) == self.total
-        self.total = total
-        if everything_loaded and len(self.rows) < PAGE:
-            self.fetchMore(QModelIndex())  # ascending: new rows go at the end; append them now
+        changed, self.total = total != self.total, total
+        if changed:
+            self.loaded.emit()
+        if changed and everything_loaded and len(self.rows) < PAGE:
+            self.fetchMore(QModelIndex())  # in step order new rows go at the end: append them now
+        else:
+            self._after_query()
 
-    def _load_page(self) -> list[Any]:
-        page = self.store.samples(limit=PAGE, offset=len(self.rows), order=self.order, **self.filters)
-        self._append(page)
-        return page
+    def _after_query(self) -> None:
+        if self._refresh_wanted and not self._queries.is_running():
+            self._refresh_wanted = False
+            self.refresh()
+
+    def _query_failed(self, exc: BaseException, details: str) -> None:
+        self.busy = False
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.error = f"Cannot read the samples: {text}"
+        self.failed.emit(self.error)
+        self._after_query()
 
     def _append(self, page: list[Any]) -> None:
         """Add rows; the shading flips at each new prompt group, so a group reads as one block."""
@@ -127,25 +226,22 @@ class SamplesModel(QAbstractTableModel):
             self.shades.append(shade if shading else False)
 
     def canFetchMore(self, parent: QModelIndex = QModelIndex()) -> bool:
-        return not parent.isValid() and self.store is not None and len(self.rows) < self.total
+        return (not parent.isValid() and self.run_dir is not None and len(self.rows) < self.total
+                and not self._queries.is_running())
 
     def fetchMore(self, parent: QModelIndex = QModelIndex()) -> None:
-        if not self.canFetchMore(parent):
-            return
-        start = len(self.rows)
-        page = self.store.samples(limit=PAGE, offset=start, order=self.order, **self.filters)
-        if not page:
-            self.total = start
-            return
-        self.beginInsertRows(QModelIndex(), start, start + len(page) - 1)
-        self._append(page)
-        self.endInsertRows()
+        """The next page, queried in the background; its rows are inserted when they come."""
+        if self.canFetchMore(parent):
+            self._run("page", offset=len(self.rows), count=False)
 
     # ---- table -----------------------------------------------------------------------------
     def headers(self) -> list[str]:
-        # "correctness_reward" -> "correctness": the column is narrow, the tooltip has the full name.
-        short = [n[: -len("_reward")] if n.endswith("_reward") and len(n) > 7 else n for n in self.reward_names]
-        return ["Step", "Group", "Prompt", "Completion", *short, "Total", "Advantage", "Tokens"]
+        names = tuple(self.reward_names)
+        if self._headers[0] != names:  # asked for at every paint: made once per set of reward functions
+            # "correctness_reward" -> "correctness": the column is narrow, the tooltip has the full name.
+            short = [n[: -len("_reward")] if n.endswith("_reward") and len(n) > 7 else n for n in names]
+            self._headers = (names, ["Step", "Group", "Prompt", "Completion", *short, "Total", "Advantage", "Tokens"])
+        return self._headers[1]
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.rows)

@@ -92,6 +92,7 @@ QPushButton#filterChip:checked {{ background: #e3ebfb; color: {ACCENT}; border-c
 QFrame#banner[level="error"] {{ background: {ERROR_BG}; border: 1px solid #f1b5b0; border-radius: 6px; }}
 QFrame#banner[level="warning"] {{ background: {WARNING_BG}; border: 1px solid #f0d58c; border-radius: 6px; }}
 QFrame#banner[level="info"] {{ background: {OK_BG}; border: 1px solid #a8dbbd; border-radius: 6px; }}
+QFrame#banner[level="live"] {{ background: #e8effc; border: 1px solid #b9cff5; border-radius: 6px; }}
 
 QTableView {{ background: {SURFACE}; border: 1px solid {BORDER}; gridline-color: #eceef2;
               selection-background-color: #cfdcf6; selection-color: {TEXT}; }}

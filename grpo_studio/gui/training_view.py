@@ -4,34 +4,28 @@ It shows either the run in progress (fed event by event from the RunController) 
 (read from its run store on a worker thread). Both go through the same `handle_event`, so a
 reopened run looks like it did live, except that its old alarms are listed quietly instead of
 raising a banner: a banner is for something happening now.
+
+A reopened run that another process still trains (it holds the run's lock) is followed read-only:
+a banner names that process, the curves grow as its store does (run_follower.py), and when the
+process ends the page says how the run ended (`liveChanged` tells the window to offer Resume).
 """
 
 from __future__ import annotations
 
-import html
+import time
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (
-    QFrame,
-    QHBoxLayout,
-    QLabel,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QSlider,
-    QSplitter,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSlider, QSplitter, QVBoxLayout, QWidget
 
 from grpo_studio.engine import metric_names
 from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING
+from grpo_studio.engine.run_lock import lock_path
+from grpo_studio.gui.banner import Banner
 from grpo_studio.gui.log_view import LogView
 from grpo_studio.gui.metric_data import MetricData
-from grpo_studio.gui.style import ERROR, OK, WARNING, monospace_font, title_row
+from grpo_studio.gui.style import title_row
 from grpo_studio.gui.tasks import TaskRunner
 
 PAST_ALARMS_LISTED = 2
@@ -46,62 +40,12 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
-class Banner(QFrame):
-    """A coloured box for a failure (red) or a health alarm (amber): what happened, what to try."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("banner")
-        box = QVBoxLayout(self)
-        box.setContentsMargins(14, 10, 14, 10)
-        box.setSpacing(4)
-        top = QHBoxLayout()
-        self.title = QLabel()
-        self.title.setTextFormat(Qt.TextFormat.RichText)
-        self.title.setWordWrap(True)
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        top.addWidget(self.title, 1)
-        self.details_button = QPushButton("Details")
-        self.details_button.setCheckable(True)
-        self.details_button.toggled.connect(lambda on: self.details.setVisible(on))
-        top.addWidget(self.details_button, 0, Qt.AlignmentFlag.AlignTop)
-        close = QToolButton()
-        close.setText("✕")
-        close.setToolTip("Hide this message")
-        close.clicked.connect(self.hide)
-        top.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        box.addLayout(top)
-        self.hint = QLabel()
-        self.hint.setTextFormat(Qt.TextFormat.PlainText)
-        self.hint.setWordWrap(True)
-        self.hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        box.addWidget(self.hint)
-        self.details = QPlainTextEdit()
-        self.details.setReadOnly(True)
-        self.details.setFont(monospace_font(9))
-        self.details.setMaximumHeight(180)
-        self.details.hide()
-        box.addWidget(self.details)
-        self.hide()
-
-    def show_message(self, level: str, title: str, hint: str = "", details: str = "") -> None:
-        self.setProperty("level", level)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        color = {"error": ERROR, "info": OK}.get(level, WARNING)
-        self.title.setText(f"<b style='color:{color}'>{html.escape(title)}</b>")
-        self.hint.setText(hint)
-        self.hint.setVisible(bool(hint))
-        self.details.setPlainText(details)
-        self.details_button.setVisible(bool(details.strip()))
-        self.details_button.setChecked(False)
-        self.show()
-
-
 class TrainingView(QWidget):
     runDirChanged = Signal(object)  # Path of the run shown, or None
     runLoaded = Signal(object)  # a past run's store was read and shown (its Path)
     comparingChanged = Signal(bool)  # several runs overlaid (run_overlay.py) instead of one
+    liveChanged = Signal()  # following a run another process trains began or ended (see `holder`)
+    samplesStored = Signal(int)  # a followed run stored samples up to this step
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -113,6 +57,9 @@ class TrainingView(QWidget):
         self._queued: list[Any] = []  # live events that arrived while a store was being read
         self._resume_after_load = False
         self.comparison: Any = None  # run_overlay.RunComparisonView, made when first asked for
+        self.holder: Any = None  # the other process that trains the shown run (a LockHolder), while it does
+        self._follower: Any = None
+        self._last_sample_step = 0
         self.reset_state()
 
         outer = QVBoxLayout(self)
@@ -146,6 +93,9 @@ class TrainingView(QWidget):
         progress_row.addWidget(self.smoothing_value)
         outer.addLayout(progress_row)
 
+        # Who trains the shown run when another process does (and, once it has ended, how the run ended).
+        self.live_banner = Banner()
+        outer.addWidget(self.live_banner)
         self.banner = Banner()
         outer.addWidget(self.banner)
         # Alarms of a reopened run: history, not news. Listed quietly; the log has them in full.
@@ -187,9 +137,14 @@ class TrainingView(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        self.plots.redraw()
+        self.plots.schedule()
+
+    def _schedule_redraw(self) -> None:
+        if self._plots is not None:
+            self._plots.schedule()
 
     def _redraw(self) -> None:
+        """Every plot at once (a screenshot); the page itself redraws through `_schedule_redraw`."""
         if self._plots is not None:
             self._plots.redraw()
 
@@ -207,6 +162,8 @@ class TrainingView(QWidget):
         self.final: Any = None
 
     def clear(self) -> None:
+        self._stop_following()
+        self.live_banner.hide()
         self.reset_state()
         self.data.clear()
         self.log.clear()
@@ -216,13 +173,14 @@ class TrainingView(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress_text.setText("")
-        self._redraw()
+        self._schedule_redraw()
 
     def begin_live(self) -> None:
         """A new run is starting: forget the shown one."""
         self.end_comparison()
         self._loading = False  # a store still being read is not shown any more
         self._load_task.cancel()
+        self._stop_following()
         self._queued = []
         self.clear()
         self.run_dir = None
@@ -283,16 +241,8 @@ class TrainingView(QWidget):
             self._update_label()
         elif kind == "metrics":
             self.data.add(event.step, event.values)
-            self.step = event.step
-            self.max_steps = event.max_steps or self.max_steps
-            if self.first_metrics is None:
-                self.first_metrics = (event.time, event.step)
-            self.last_metrics_time = event.time
-            self.tokens_per_second = event.values.get(metric_names.TOKENS_PER_SECOND, self.tokens_per_second)
-            if self.progress.maximum() != max(1, self.max_steps):
-                self.progress.setRange(0, max(1, self.max_steps))
-            self.progress.setValue(min(self.step, self.progress.maximum()))
-            self._update_progress_text(live)
+            self._reached(event.step, event.max_steps, event.time,
+                          event.values.get(metric_names.TOKENS_PER_SECOND, self.tokens_per_second), live)
         elif kind == "checkpoint":
             self._log_at(when, "info", f"checkpoint saved at step {event.step}")
         elif kind == "alarm":
@@ -339,6 +289,19 @@ class TrainingView(QWidget):
             self.banner.show_message("error", f"Training failed: {event.reason}", event.hint, event.details)
             self._update_label()
 
+    def _reached(self, step: int, max_steps: int, when: float, tokens_per_second: float | None, live: bool) -> None:
+        """The run got to `step` (a metrics event, or a followed run's new rows)."""
+        self.step = step
+        self.max_steps = max_steps or self.max_steps
+        if self.first_metrics is None:
+            self.first_metrics = (when, step)
+        self.last_metrics_time = when
+        self.tokens_per_second = tokens_per_second
+        if self.progress.maximum() != max(1, self.max_steps):
+            self.progress.setRange(0, max(1, self.max_steps))
+        self.progress.setValue(min(self.step, self.progress.maximum()))
+        self._update_progress_text(live)
+
     def append_log(self, level: str, message: str, when: float | None = None) -> None:
         self.log.append_message(level, message, when)
 
@@ -365,6 +328,8 @@ class TrainingView(QWidget):
         words = {"running": "training", "loading": "loading model and data…", "stopped": "stopped (resumable)",
                  "finished": "finished", "failed": "failed", "stopping": "stopping after this step…"}
         extra = f" · {self.device}" if self.device else ""
+        if self.holder is not None:
+            extra += " · read-only: another process trains it"
         ended_early = self.step == 0 and self.status in ("failed", "stopped", "interrupted")
         state = f"{self.status} before step 1" if ended_early else words.get(self.status, self.status)
         self.run_label.setText(f"{name} · {state}{extra}")
@@ -400,7 +365,7 @@ class TrainingView(QWidget):
         from grpo_studio.gui.stored_run import read_stored_run
 
         self.end_comparison()
-        self.clear()
+        self.clear()  # and stop following the run shown before
         self.run_dir = Path(run_dir)
         self._loading = True
         self._queued = []
@@ -423,16 +388,99 @@ class TrainingView(QWidget):
         for event in stored.events:
             self.handle_event(event, live=False)
         status = meta.get("status", "")
-        if status == "running" and self.final is None:
+        if stored.holder is not None and not self._resume_after_load:
+            self._follow(stored)  # another process trains it now: show it live, read-only
+        elif status == "running" and self.final is None:
             self.status = "interrupted"
-            self.append_log("warning", "this run has no end in its store: it is still running elsewhere, or its "
-                                       "process was killed; Resume continues from the newest checkpoint")
+            # Its process took the run's lock and nobody holds it now: it is dead. (Runs trained before the
+            # lock existed cannot tell.)
+            how = "its process was killed or crashed" if lock_path(self.run_dir).is_file() else \
+                "it is still running elsewhere, or its process was killed"
+            self.append_log("warning", f"this run has no end in its store: {how}; Resume continues from the newest "
+                                       "checkpoint")
         self.step = int(self.step)
         self.progress.setRange(0, max(1, self.max_steps))
         self.progress.setValue(min(self.step, max(1, self.max_steps)))
         self._update_label()
         self._update_progress_text(live=False)
         self._finish_load()
+
+    # ---- a run another process trains -----------------------------------------------------------
+    def _follow(self, stored: Any) -> None:
+        from grpo_studio.gui.run_follower import RunFollower
+
+        self.holder = stored.holder
+        self._last_sample_step = stored.last_sample_step
+        self._show_holder()
+        self._follower = RunFollower(self.run_dir, self.step, stored.last_event_id, parent=self)
+        self._follower.updated.connect(self._followed)
+        self._follower.failed.connect(lambda reason: self.run_label.setText(
+            f"{self.run_dir.name} · cannot read its store just now ({reason}); trying again"))
+        self.liveChanged.emit()
+
+    def _show_holder(self) -> None:
+        who = self.holder.describe() if self.holder.pid else "another process"
+        self.live_banner.show_message(
+            "live", f"Trained by {who}: shown read-only, following it as it trains",
+            "Resume and Export become available when it ends. To stop it: its window's Stop, or Ctrl-C in its "
+            "terminal.")
+
+    def _followed(self, update: Any) -> None:
+        """What a followed run added since the last read: steps, events, samples; its end."""
+        if update.metrics:
+            self.data.load(update.metrics)
+            last = max(int(steps[-1]) for steps, _ in update.metrics.values())
+            self._reached(max(last, self.step), int(update.meta.get("max_steps", 0) or 0),
+                          float(update.meta.get("updated", 0) or 0) or time.time(),
+                          self.data.latest(metric_names.TOKENS_PER_SECOND), live=True)
+        for event in update.events:
+            self.handle_event(event)  # alarms raise a banner: they are news now
+        if update.last_sample_step > self._last_sample_step:
+            self._last_sample_step = update.last_sample_step
+            self.samplesStored.emit(update.last_sample_step)
+        if update.holder is None:
+            self._followed_run_ended()
+        elif not update.holder.pid or not self.holder.pid:  # the holder's note was being written: now known
+            if update.holder.pid and not self.holder.pid:
+                self.holder = update.holder
+                self._show_holder()
+        elif update.holder != self.holder:
+            # Another process took over (ended, then resumed): it replays steps from its checkpoint.
+            self.show_run(self.run_dir)
+            return
+        self._update_label()
+
+    def _followed_run_ended(self) -> None:
+        holder, self.holder = self.holder, None
+        self._stop_following()
+        who = holder.describe() if holder is not None and holder.pid else "another process"
+        if self.final is None:
+            self.status = "interrupted"
+            self.append_log("warning", f"the process that trained this run ({who}) ended without saying how: "
+                                       "killed or crashed; Resume continues from the newest checkpoint")
+        how = {"finished": f"it finished {self.step} steps", "stopped": f"it stopped at step {self.step}",
+               "failed": "the run failed", "interrupted": "it ended without saying how (killed or crashed)"}
+        self.live_banner.show_message(
+            "info", f"The process that trained this run ({who}) has ended: {how.get(self.status, self.status)}",
+            "Resume and Export are available now." if self.step else "")
+        self._update_label()
+        self._update_progress_text(live=False)
+        self.liveChanged.emit()
+
+    def _stop_following(self) -> None:
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower.deleteLater()
+            self._follower = None
+        if self.holder is not None:
+            self.holder = None
+            self.liveChanged.emit()
+
+    def shutdown(self) -> None:
+        """The window is closing: no read may outlive it."""
+        if self._follower is not None:
+            self._follower.shutdown()
+        self._stop_following()
 
     def _load_failed(self, exc: BaseException) -> None:
         self.progress.setRange(0, 1)
@@ -451,7 +499,7 @@ class TrainingView(QWidget):
         for event in queued:
             self.handle_event(event)
         self.runDirChanged.emit(self.run_dir)
-        self._redraw()
+        self._schedule_redraw()
         self.runLoaded.emit(self.run_dir)
 
     # ---- comparing runs --------------------------------------------------------------------

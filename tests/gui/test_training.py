@@ -54,7 +54,8 @@ def test_train_streams_metrics_into_plots_and_samples_into_the_browser(opened, q
     assert browser.model.headers()[4:6] == ["correctness", "length"]
     assert "Completion" in browser.detail.toPlainText() and "Ground truth" in browser.detail.toPlainText()
     shot(opened, "samples-live")
-    browser.latest.setChecked(False)
+    with qtbot.waitSignal(browser.model.loaded, timeout=10000):  # samples are queried off the GUI thread
+        browser.latest.setChecked(False)
     assert browser.model.total == 24  # 3 steps x 8 completions, all from the store
     assert opened.actions["export"].isEnabled()
     assert opened.runs_view.select(run_dir)  # listed on the Runs page
@@ -116,12 +117,15 @@ def test_reopening_a_run_shows_its_curves_and_samples(window, trained_run, qtbot
     with RunStore(trained_run, readonly=True) as store:
         stored = store.count_samples()
     browser = window.samples_view
+    qtbot.waitUntil(lambda: not browser.model.busy, timeout=10000)  # samples are queried off the GUI thread
     assert not browser.latest.isChecked() and browser.model.total == stored == 24
     browser.search.setText("zzz-not-there")
-    browser.apply_filters()
+    with qtbot.waitSignal(browser.model.loaded, timeout=10000):
+        browser.apply_filters()
     assert browser.model.total == 0
     browser.search.clear()
-    browser.show_group((2, 1))
+    with qtbot.waitSignal(browser.model.loaded, timeout=10000):
+        browser.show_group((2, 1))
     assert browser.model.total == 4 and {(r.step, r.group) for r in browser.model.rows} == {(2, 1)}
     shot(window, "training-reopened")
 

@@ -24,25 +24,32 @@ def make_store(run_dir, steps=50, per_step=32):
     return run_dir
 
 
+def query(qtbot, browser, action, *args):
+    """Do what starts a samples query and wait for its rows (queries run off the GUI thread)."""
+    with qtbot.waitSignal(browser.model.loaded, timeout=10_000):
+        action(*args)
+
+
 def test_samples_are_paged_from_the_store_not_loaded_whole(qtbot, tmp_path):
     run_dir = make_store(tmp_path / "run")
     browser = SamplesBrowser()
     qtbot.addWidget(browser)
-    browser.set_run(run_dir)
+    query(qtbot, browser, browser.set_run, run_dir)
     model = browser.model
     assert model.total == 50 * 32 and model.rowCount() == PAGE  # one page in memory
-    model.fetchMore()
+    with qtbot.waitSignal(model.rowsInserted, timeout=10_000):
+        model.fetchMore()
     assert model.rowCount() == 2 * PAGE
     browser.step_min.setValue(10)
     browser.step_max.setValue(12)
     browser.total_min.setText("0.5")
-    browser.apply_filters()
+    query(qtbot, browser, browser.apply_filters)
     assert model.total == 3 * 16 and {r.step for r in model.rows} == {10, 11, 12}
     assert all(r.total > 0.5 for r in model.rows)
-    browser.order.setCurrentText("Newest step first")
+    query(qtbot, browser, browser.order.setCurrentText, "Newest step first")
     assert model.rows[0].step == 12
     browser.search.setText("answer 3 of step 11")
-    browser.apply_filters()
+    query(qtbot, browser, browser.apply_filters)
     assert [(r.step, r.completion) for r in model.rows] == [(11, "answer 3 of step 11")]
     assert "answer 3 of step 11" in browser.detail.toPlainText() and "42" in browser.detail.toPlainText()
 
@@ -50,12 +57,12 @@ def test_samples_are_paged_from_the_store_not_loaded_whole(qtbot, tmp_path):
 def test_groups_are_shaded_as_blocks_and_can_be_listed_alone(qtbot, tmp_path):
     browser = SamplesBrowser()
     qtbot.addWidget(browser)
-    browser.set_run(make_store(tmp_path / "run", steps=2))
+    query(qtbot, browser, browser.set_run, make_store(tmp_path / "run", steps=2))
     shades = browser.model.shades[:24]
     assert shades[:8] == [False] * 8 and shades[8:16] == [True] * 8 and shades[16:24] == [False] * 8
-    browser.show_group((2, 3))
+    query(qtbot, browser, browser.show_group, (2, 3))
     assert browser.model.total == 8 and browser.group_bar.isVisibleTo(browser)
-    browser.show_group(None)
+    query(qtbot, browser, browser.show_group, None)
     assert browser.model.total == 64
 
 
