@@ -72,3 +72,13 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, fault_project: Path) 
     assert outcome.rc == 0, outcome
     fault_checks.assert_whole_run(folder)
     return folder
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per core this process may use, at most four (each holds torch, TRL and a
+    Qt application; more only adds memory), and no pool at all on one core."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return min(4, cores) if cores > 1 else 0
