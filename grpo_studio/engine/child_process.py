@@ -4,16 +4,21 @@ Heavy or risky work (training, user reward code, loading a model to merge it) ru
 process, so a crash, a hang or an out-of-memory kill costs that work, never the window and its
 unsaved edits. Both ends speak pydantic models, one JSON object a line:
 
-    parent ──stdin──> child     the request (one typed message)
+    parent ──stdin──> child     the request (one typed message); a long-lived child (the
+                                playground) keeps stdin open and reads further requests
     parent <─stdout── child     typed messages (progress, events, the result), nothing else
     parent <─stderr── child     the child's log: library chatter, tracebacks (followed line by line)
 
-Parent side, `ChildProcess`: start, iterate over `messages()`, `cancel()` / `kill()` from any thread,
-`wait()`, and the tail of stderr to explain a child that died without a word. Child side,
+Parent side, `ChildProcess`: start, iterate over `messages()`, `send()` further requests to a
+child started with `keep_stdin_open`, `cancel()` / `kill()` from any thread, `wait()`, and the tail
+of stderr to explain a child that died without a word (`describe_end`). Child side,
 `ParentLink.claim()`: takes over stdout for messages before anything can print to it (file
 descriptor 1 is moved to a private copy and pointed at stderr, so even C libraries printing to
-stdout land in the log), then `receive()` the request and `send()` messages. Qt-free: the window
-drives it from a worker thread, the engine could from anywhere.
+stdout land in the log), then `receive()` the request, `requests()` for further ones, and `send()`
+messages. Qt-free: the window drives it from a worker thread, the engine could from anywhere.
+
+This module is the package's one `subprocess.Popen`; tests/engine/test_one_way_to_start_children.py
+keeps it so and lists the few exceptions with their reasons.
 """
 
 from __future__ import annotations
@@ -58,16 +63,19 @@ class ChildProcess:
     `reads`: the type of the messages the child sends (a model, or an annotated union of models).
     `own_group`: start the child in a process group of its own, so `kill()` also ends what it started
     (the reward process of a bench); off for training, which should hear the terminal's Ctrl-C too.
+    `keep_stdin_open`: the child serves further requests (`send()`) after the first; otherwise its
+    stdin closes once the request is written, so a child reading to the end of it is not left waiting.
     `on_log(line)`: each stderr line, on a thread of its own. `on_bad_line(line)`: a stdout line that
     is not a message (default: passed to on_log)."""
 
     def __init__(self, command: Sequence[str], *, reads: Any, env: dict[str, str] | None = None,
-                 own_group: bool = True, on_log: Callable[[str], None] | None = None,
-                 on_bad_line: Callable[[str], None] | None = None):
+                 own_group: bool = True, keep_stdin_open: bool = False,
+                 on_log: Callable[[str], None] | None = None, on_bad_line: Callable[[str], None] | None = None):
         self.command = list(command)
         self.reads = _adapter(reads)
         self.env = env if env is not None else child_environment()
         self.own_group = own_group and os.name == "posix"
+        self.keep_stdin_open = keep_stdin_open
         self.on_log = on_log or (lambda line: None)
         self.on_bad_line = on_bad_line or (lambda line: self.on_log(f"(not a message) {line[:300]}"))
         self.proc: subprocess.Popen | None = None
@@ -75,6 +83,7 @@ class ChildProcess:
         self.cancelled = False
         self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._lock = threading.Lock()
+        self._stdin_lock = threading.Lock()
         self._drain: threading.Thread | None = None
 
     # ---- starting and streaming ----------------------------------------------------------------
@@ -92,13 +101,33 @@ class ChildProcess:
             self.started.set()
         self._drain = threading.Thread(target=self._follow_stderr, name="child-stderr", daemon=True)
         self._drain.start()
-        assert self.proc.stdin is not None
+        if request is not None:
+            self.send(request)  # False: it died at once; the exit code and stderr say why
+        if not self.keep_stdin_open:
+            self.close_stdin()
+
+    def send(self, message: BaseModel) -> bool:
+        """One message on the child's stdin (from any thread); False when it can no longer read one."""
+        proc = self.proc
+        if proc is None or proc.stdin is None:
+            return False
         try:
-            if request is not None:
-                self.proc.stdin.write(request.model_dump_json() + "\n")
-            self.proc.stdin.close()
-        except OSError:
-            pass  # it died at once; the exit code and stderr say why
+            with self._stdin_lock:
+                proc.stdin.write(message.model_dump_json() + "\n")
+                proc.stdin.flush()
+            return True
+        except (OSError, ValueError):  # the child is gone (a broken pipe), or stdin was closed
+            return False
+
+    def close_stdin(self) -> None:
+        """No more requests: a child reading its stdin to the end sees it end."""
+        proc = self.proc
+        if proc is not None and proc.stdin is not None:
+            with self._stdin_lock:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
 
     def messages(self) -> Iterator[Any]:
         """The child's messages, decoded, until it closes its stdout (usually: until it ends)."""
@@ -135,6 +164,10 @@ class ChildProcess:
     def tail(self) -> str:
         """The last lines the child printed on stderr."""
         return "\n".join(self._tail)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
 
     @property
     def returncode(self) -> int | None:
@@ -176,6 +209,27 @@ class ChildProcess:
         self.kill()
 
 
+def describe_end(code: int, tail: str, what: str) -> str:
+    """Why a child ended without a result, in one line: how it ended and the last line it printed.
+
+    >>> describe_end(-9, "loading\\nKilled", "export")
+    'the export process ended (killed by SIGKILL: out of memory?): Killed'
+    >>> describe_end(1, "", "evaluation")
+    'the evaluation process ended (exit code 1)'
+    """
+    last = [line for line in tail.splitlines() if line.strip()][-1:]
+    if code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"ended by signal {-code}"
+        if -code == getattr(signal, "SIGKILL", 9):
+            how += ": out of memory?"
+    else:
+        how = f"exit code {code}"
+    return f"the {what} process ended ({how})" + (f": {last[0]}" if last else "")
+
+
 class ParentLink:
     """The child's end: the request from stdin, messages to the parent on the original stdout."""
 
@@ -194,6 +248,18 @@ class ParentLink:
     def receive(self, reads: Any) -> Any:
         """The parent's request: one message on stdin."""
         return _adapter(reads).validate_json(sys.stdin.readline())
+
+    def requests(self, reads: Any) -> Iterator[Any]:
+        """Further requests of a parent that keeps stdin open, until it closes it (or dies). A line
+        that is not one is said on stderr (the log) and skipped."""
+        adapter = _adapter(reads)
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                yield adapter.validate_json(line)
+            except ValueError as exc:
+                print(f"(not a request) {line[:300].rstrip()}: {str(exc).splitlines()[0]}", file=sys.stderr)
 
     def send(self, message: BaseModel) -> None:
         """One message, one line, flushed (from any thread)."""

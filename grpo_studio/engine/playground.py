@@ -8,7 +8,7 @@ without the adapter (`__base__`) and row 1 with it, so the two stream in togethe
 pass per token. Prompts go through the run's prompt template, system prompt and chat template,
 exactly as in training (`data.format_row`).
 
-Qt-free; the window runs it in a child process (engine/after_training_tasks.py).
+Qt-free; the window runs it in a child process (engine/child_tasks.py, the `playground` task).
 """
 
 from __future__ import annotations

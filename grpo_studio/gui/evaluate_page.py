@@ -2,9 +2,10 @@
 the same held-out prompts greedily, the run's correctness reward judges both, and every prompt is
 marked fixed / broken / both right / both wrong by training.
 
-The evaluation runs in a child process (engine/after_training_tasks.py, through child_runner.py):
-the window never loads a model. Its result is stored with the run (RUN_DIR/evals/, the engine's
-eval_compare store) and shown again whenever the run is reopened.
+The evaluation runs in a child process (the `eval` task of engine/child_tasks.py, a TaskRunner's
+work through child_runner.run_in_child): the window never loads a model. Its result is stored with
+the run (RUN_DIR/evals/, the engine's eval_compare store) and shown again whenever the run is
+reopened.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from grpo_studio.gui.child_runner import ChildRunner, describe_end
+from grpo_studio.engine.child_process import describe_end
+from grpo_studio.gui.child_runner import run_in_child
 from grpo_studio.gui.eval_results import EvalResults, pct
 from grpo_studio.gui.style import ERROR, title_row
+from grpo_studio.gui.tasks import TaskRunner
 
 EMPTY_NO_RUN = ("<b>No run to evaluate.</b><br>Open a run on the Runs page (Ctrl+8), or train one (F5). "
                 "Evaluate then compares the base model with what training made of it, on the held-out prompts.")
@@ -45,9 +48,7 @@ class EvaluateView(QWidget):
         self.training = False  # a run is training: no second model on the same machine
         self.stored: list[Any] = []  # StoredEval entries of the run, newest first
         self._stale = False
-        self.runner: ChildRunner | None = None
-        self._result_path: str | None = None  # what the running evaluation stored
-        self._failure = ""  # why it could not
+        self.task = TaskRunner(self)  # the evaluation, in a child process; a new run or Cancel drops it
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 18, 24, 12)
         outer.setSpacing(10)
@@ -131,8 +132,7 @@ class EvaluateView(QWidget):
         if run_dir == self.run_dir and not self._stale:
             return
         was_running = self.running()
-        if was_running:
-            self.runner.cancel()
+        self.task.cancel()
         self.run_dir = run_dir
         self.status.setText("The evaluation was cancelled: training started, or another run was opened."
                             if was_running else "")
@@ -244,70 +244,54 @@ class EvaluateView(QWidget):
 
     # ---- evaluating -------------------------------------------------------------------------------
     def running(self) -> bool:
-        return self.runner is not None and self.runner.running()
+        return self.task.is_running()
 
     def start(self) -> None:
         """Evaluate base vs. the chosen adapter in a child process (F8)."""
-        from grpo_studio.engine.after_training_messages import EvalRequest, Reply
-        from grpo_studio.engine.after_training_tasks import COMMAND
+        from grpo_studio.engine.child_messages import EvalRequest
 
         if self.running() or self.run_dir is None or not self.evaluate_button.isEnabled():
             return
         request = EvalRequest(run_dir=str(self.run_dir), adapter=self.adapter.currentText() or None,
                               limit=self.limit.value())
-        self.runner = runner = ChildRunner(COMMAND, Reply, self)
-        runner.reply.connect(self._reply)
-        runner.ended.connect(lambda code, tail: self._ended(runner, code, tail))
-        self._result_path: str | None = None
-        self._failure = ""
-        try:
-            self.runner.start(request)
-        except OSError as exc:
-            self._say_error(f"cannot start the evaluation process: {exc}")
-            return
+        self.task.start(lambda state: run_in_child(request, state), self._ended,
+                        lambda exc, details: self._say_error(f"{type(exc).__name__}: {exc}"), self._progressed)
         self.progress.setValue(0)
         self.status.setText("starting the evaluation process…")
         self._update()
 
     def cancel(self) -> None:
+        """End the evaluation's process now (Esc); nothing is stored."""
         if self.running():
-            self.runner.cancel()
+            self.task.cancel()
             self.status.setText("Cancelled: nothing was stored.")
+            self._update()
 
     def shutdown(self) -> None:
-        if self.running():
-            self.runner.cancel()
+        self.task.shutdown()
 
-    def _reply(self, message: Any) -> None:
-        kind = message.kind
-        if kind == "progress":
-            self.progress.setValue(int(message.fraction * 1000))
-            self.status.setText(html.escape(message.message))
-        elif kind == "eval_stored":
-            self._result_path = message.path
-        elif kind == "task_failed":
-            self._failure = message.reason
+    def _progressed(self, text: str, fraction: float) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.status.setText(html.escape(text))
 
-    def _ended(self, runner: ChildRunner, code: int, tail: str) -> None:
-        if runner is not self.runner:
-            return
-        cancelled = runner.cancelled
+    def _ended(self, outcome: Any) -> None:
+        """The child ended (never called for a cancelled evaluation: its outcome is dropped)."""
         self._update()
-        if cancelled:
+        result = outcome.result
+        if result is None or result.kind != "eval_stored":  # refused (a TaskFailed), or it died without a word
+            self._say_error(getattr(result, "reason", "") or describe_end(outcome.returncode, outcome.log_tail,
+                                                                            "evaluation"))
             return
-        if self._result_path:
-            from grpo_studio.engine.eval_compare import list_evals, load_eval
+        from grpo_studio.engine.eval_compare import list_evals, load_eval
 
-            comparison = load_eval(self._result_path)
-            self.stored = list_evals(self.run_dir) if self.run_dir else []
-            self._fill_stored(comparison.name)
-            self._show(comparison)
-            self._update()
-            b, t = comparison.base, comparison.tuned
-            self.status.setText(f"Done: {pct(b.accuracy)} → {pct(t.accuracy)} in {b.seconds + t.seconds:.0f} s; "
-                                "stored with the run.")
-            return
-        self._say_error(self._failure or describe_end(code, tail, "evaluation"))
+        comparison = load_eval(result.path)
+        self.stored = list_evals(self.run_dir) if self.run_dir else []
+        self._fill_stored(comparison.name)
+        self._show(comparison)
+        self._update()
+        b, t = comparison.base, comparison.tuned
+        self.status.setText(f"Done: {pct(b.accuracy)} → {pct(t.accuracy)} in {b.seconds + t.seconds:.0f} s; "
+                            "stored with the run.")
 
     def _say_error(self, text: str) -> None:
         self.status.setText(f"<span style='color:{ERROR}'>Evaluation failed: {html.escape(text)}</span>")

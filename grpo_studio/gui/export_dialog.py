@@ -1,9 +1,10 @@
 """Export a run: its LoRA adapter (PEFT format), the base model with the adapter merged in, or one
 GGUF file for llama.cpp / Ollama / LM Studio; then, if asked, push it to the Hugging Face Hub.
 
-The export runs in a child process (engine/after_training_tasks.py, through child_runner.py): a
-merge loads the whole base model, and an out-of-memory kill of it must cost the export, not the
-window. Cancel ends the child at once and removes what it half wrote. Merging and GGUF need the
+The export runs in a child process (the `export` task of engine/child_tasks.py, a TaskRunner's work
+through child_runner.run_in_child): a merge loads the whole base model, and an out-of-memory kill of
+it must cost the export, not the window. Cancel ends the child at once and, once it is gone, removes
+what it half wrote. Merging and GGUF need the
 base model's weights, so they are offered only when those are on this machine; GGUF also needs the
 optional `gguf` package, and a push a Hugging Face login: the dialog says what is missing and how
 to get it before anything starts.
@@ -36,8 +37,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from grpo_studio.gui.child_runner import ChildRunner, describe_end
+from grpo_studio.engine.child_process import describe_end
+from grpo_studio.gui.child_runner import run_in_child
 from grpo_studio.gui.style import ERROR, OK
+from grpo_studio.gui.tasks import TaskRunner, TaskState
 
 KINDS = ("adapter", "merged", "gguf")
 
@@ -99,6 +102,15 @@ def remove_partial(request: Any, fresh: bool, pid: int | None) -> None:
         shutil.rmtree(dest, ignore_errors=True)
 
 
+def export_in_child(request: Any, fresh: bool, state: TaskState) -> Any:
+    """A TaskRunner's work: the export in a child process; when it was cancelled, what it half wrote
+    is removed once the child is gone (on this worker thread, before another export may start)."""
+    outcome = run_in_child(request, state)
+    if outcome.cancelled:
+        remove_partial(request, fresh, outcome.pid)
+    return outcome
+
+
 class ExportDialog(QDialog):
     finished_export = Signal(str)  # "done" | "failed" | "cancelled"
 
@@ -107,9 +119,8 @@ class ExportDialog(QDialog):
 
         super().__init__(parent)
         self.run_dir = Path(run_dir)
-        self.child: ChildRunner | None = None  # the export's process while it runs
+        self.task = TaskRunner(self)  # the export's child process; one at a time, a cancelled one cleans up first
         self.result_path: Path | None = None
-        self._outcome: Any = None
         self.setWindowTitle(f"Export {self.run_dir.name}")
         self.setMinimumWidth(660)
         box = QVBoxLayout(self)
@@ -261,8 +272,7 @@ class ExportDialog(QDialog):
 
     # ---- exporting --------------------------------------------------------------------------------
     def start(self) -> None:
-        from grpo_studio.engine.after_training_messages import ExportRequest, Reply
-        from grpo_studio.engine.after_training_tasks import COMMAND
+        from grpo_studio.engine.child_messages import ExportRequest
         from grpo_studio.engine.hub_push import push_problem
 
         text = self.dest.text().strip()
@@ -280,16 +290,8 @@ class ExportDialog(QDialog):
                                 dtype=self.dtype.currentText(), gguf_type=self.gguf_type.currentText(),
                                 push_repo=repo, private=self.private.isChecked())
         fresh = not dest.exists() or (dest.is_dir() and not any(dest.iterdir()))  # removed again on Cancel
-        self._outcome = None
-        self.child = child = ChildRunner(COMMAND, Reply, self)
-        child.reply.connect(lambda message: child is self.child and self._reply(message))
-        child.ended.connect(lambda code, tail: self._ended(child, request, fresh, code, tail))
-        try:
-            child.start(request)
-        except OSError as exc:
-            self.child = None
-            self._failed(f"cannot start the export process: {exc}")
-            return
+        self.task.start(lambda state: export_in_child(request, fresh, state), self._ended,
+                        lambda exc, details: self._failed(f"{type(exc).__name__}: {exc}"), self._progressed)
         self._set_inputs(False)
         self.progress.show()
         self.close_button.hide()
@@ -298,38 +300,31 @@ class ExportDialog(QDialog):
         self.progress.setValue(0)
         self.status.setText("Exporting…")
 
-    def _reply(self, message: Any) -> None:
-        if message.kind == "progress":
-            self.progress.setValue(int(round(message.fraction * 100)))
-            self.status.setText(message.message)
-        else:
-            self._outcome = message
+    def _progressed(self, text: str, fraction: float) -> None:
+        self.progress.setValue(int(round(fraction * 100)))
+        self.status.setText(text)
 
-    def _ended(self, child: ChildRunner, request: Any, fresh: bool, code: int, tail: str) -> None:
-        if child.cancelled:
-            remove_partial(request, fresh, child.pid)  # (Cancel already said so)
-        if child is not self.child or child.cancelled:
-            return
-        self.child = None
-        outcome = self._outcome
-        if outcome is not None and outcome.kind == "exported":
-            self.result_path = Path(outcome.path)
+    def _ended(self, outcome: Any) -> None:
+        """The child ended, with its TaskOutcome (never called for a cancelled export: Cancel said so)."""
+        result = outcome.result
+        if result is not None and result.kind == "exported":
+            self.result_path = Path(result.path)
             self.progress.setValue(100)
-            pushed = (f"; pushed to <a href='{html.escape(outcome.url)}'>{html.escape(outcome.url)}</a>"
-                      if outcome.url else "")
+            pushed = (f"; pushed to <a href='{html.escape(result.url)}'>{html.escape(result.url)}</a>"
+                      if result.url else "")
             self.status.setText(f"<span style='color:{OK}'>Exported to {html.escape(str(self.result_path))}"
                                 f"</span>{pushed}")
             self.status.setOpenExternalLinks(True)
             self.show_button.show()
             self._idle(inputs=False)  # as exported: Close, or Show folder
             self.finished_export.emit("done")
-        elif outcome is not None and outcome.kind == "task_failed":
-            if outcome.exported:
-                self.result_path = Path(outcome.exported)
+        elif result is not None and result.kind == "task_failed":
+            if result.exported:
+                self.result_path = Path(result.exported)
                 self.show_button.show()
-            self._failed(outcome.reason)
+            self._failed(result.reason)
         else:  # the child died without a word: killed for memory, a crash
-            self._failed(describe_end(code, tail, "export") + " without finishing")
+            self._failed(describe_end(outcome.returncode, outcome.log_tail, "export") + " without finishing")
 
     def _failed(self, text: str) -> None:
         self.status.setText(f"<span style='color:{ERROR}'>Export failed: {html.escape(text)}</span>")
@@ -339,9 +334,9 @@ class ExportDialog(QDialog):
 
     def cancel(self) -> None:
         """End the export's process now; what it half wrote is removed."""
-        if self.child is None or not self.child.running():
+        if not self.task.is_running():
             return
-        self.child.cancel()  # `_ended` removes the half-written folder once the process is gone
+        self.task.cancel()  # export_in_child removes the half-written folder once the process is gone
         self.status.setText("Export cancelled.")
         self.progress.setValue(0)
         self._idle()
@@ -365,6 +360,10 @@ class ExportDialog(QDialog):
         self.close_button.show()
 
     def reject(self) -> None:
-        if self.child is not None and self.child.running():
+        if self.task.is_running():
             return  # Cancel export ends it (and removes the half folder); closing must not leave it behind
         super().reject()
+
+    def shutdown(self) -> None:
+        """The window closes: an export still running is cancelled (and cleaned up) first."""
+        self.task.shutdown()

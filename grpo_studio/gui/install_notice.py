@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
-from grpo_studio.gui.background import run_in_background
+from grpo_studio.gui.tasks import TaskRunner
 
 DISMISSED_KEY = "notices/torch_cuda_build_on_cpu"
 
@@ -35,6 +35,7 @@ class InstallNotice(QFrame):
         self.prefs = prefs
         self.pending = False
         self.command = ""
+        self.task = TaskRunner(self)
         self.setObjectName("banner")
         self.setProperty("level", "warning")
         box = QHBoxLayout(self)
@@ -73,9 +74,7 @@ class InstallNotice(QFrame):
         if self.prefs.value(DISMISSED_KEY, False) in (True, "true"):
             return
         self.pending = True
-        job = run_in_background(_find, parent=self)
-        job.done.connect(self._found)
-        job.failed.connect(lambda exc, details: setattr(self, "pending", False))
+        self.task.start(lambda state: _find(), self._found, lambda exc, details: setattr(self, "pending", False))
 
     def _found(self, found: tuple[str, str] | None) -> None:
         self.pending = False

@@ -673,6 +673,8 @@ class MainWindow(QMainWindow):
         self.prefs.save_window_state(self.saveGeometry(), self.saveState())
         self.prefs.set_value("window/page", self.current_view())
         self.check_task.shutdown()
+        if self.export_dialog is not None:  # an export still running is cancelled, its half folder removed
+            self.export_dialog.shutdown()
         for key, shut in (("samples", lambda v: v.model.close()), ("dataset", lambda v: v.shutdown()),
                           ("rewards", lambda v: v.bench.shutdown()), ("settings", lambda v: v.vram.shutdown()),
                           ("evaluate", lambda v: v.shutdown()), ("playground", lambda v: v.shutdown()),

@@ -1,10 +1,10 @@
 """The Playground page: one prompt, answered by the base model and by a trained adapter side by side,
 tokens streaming in, each answer scored by the run's reward functions on the spot.
 
-The model lives in a child process (engine/after_training_tasks.py, through child_runner.py) that
-loads it once and keeps it while the page is in use: it is let go a few minutes after the page is
-left, when another run is shown, and at once when training starts (the GPU is needed there). A
-crashed child is started again by the next Generate.
+The model lives in a child process (the `playground` task of engine/child_tasks.py, through
+child_runner.py's ChildRunner) that loads it once and keeps it while the page is in use: it is let
+go a few minutes after the page is left, when another run is shown, and at once when training
+starts (the GPU is needed there). A crashed child is started again by the next Generate.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from grpo_studio.gui.child_runner import ChildRunner, describe_end
+from grpo_studio.engine.child_process import describe_end
+from grpo_studio.gui.child_runner import ChildRunner
 from grpo_studio.gui.style import ERROR, MUTED, monospace_font, title_row
 
 UNLOAD_AFTER_MS = 3 * 60 * 1000  # the page was left: free the model's memory after this long
@@ -254,14 +255,13 @@ class PlaygroundView(QWidget):
 
     def load(self) -> None:
         """Start the child that loads the run's base model and adapter (once; then it stays)."""
-        from grpo_studio.engine.after_training_messages import PlaygroundOpen, Reply
-        from grpo_studio.engine.after_training_tasks import COMMAND
+        from grpo_studio.engine.child_messages import PlaygroundOpen
 
         if self.loaded() or self.run_dir is None or self.training or self.adapter.count() == 0:
             self._update()
             return
         self.info = None
-        self.runner = runner = ChildRunner(COMMAND, Reply, self)
+        self.runner = runner = ChildRunner(self)
         runner.reply.connect(lambda message: runner is self.runner and self._reply(message))
         runner.ended.connect(lambda code, tail: self._ended(runner, code, tail))
         try:
@@ -297,7 +297,7 @@ class PlaygroundView(QWidget):
 
     def generate(self) -> None:
         """Both models answer the prompt (Ctrl+Enter)."""
-        from grpo_studio.engine.after_training_messages import Sample
+        from grpo_studio.engine.child_messages import Sample
 
         if not self.generate_button.isEnabled():
             return
@@ -332,7 +332,7 @@ class PlaygroundView(QWidget):
         self._say("Generating…")
 
     def stop(self) -> None:
-        from grpo_studio.engine.after_training_messages import StopSampling
+        from grpo_studio.engine.child_messages import StopSampling
 
         if self.generating is None:
             return

@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from grpo_studio.gui.background import run_in_background
 from grpo_studio.gui.metric_data import MetricData
 from grpo_studio.gui.plots import MetricPlot, PlotGrid, PlotSpec, _legend_label
 from grpo_studio.gui.style import CURVE_COLORS, MUTED
+from grpo_studio.gui.tasks import TaskRunner, TaskState
 
 SEP = "\t"
 DASHES = [Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine]
@@ -39,6 +39,21 @@ MAX_RUNS = 6
 
 def run_key(index: int) -> str:
     return chr(ord("A") + index)
+
+
+def read_stores(run_dirs: list[Path], state: TaskState) -> dict[int, Any]:
+    """Each run's store (a StoredRun), or the exception that kept it from being read (off the GUI thread)."""
+    from grpo_studio.gui.stored_run import read_stored_run
+
+    stored: dict[int, Any] = {}
+    for i, run_dir in enumerate(run_dirs):
+        if state.is_cancelled():  # another comparison replaced this one
+            break
+        try:
+            stored[i] = read_stored_run(run_dir)
+        except Exception as exc:  # noqa: BLE001 - a damaged store is said in the key, the others are drawn
+            stored[i] = exc
+    return stored
 
 
 class OverlayPlot(MetricPlot):
@@ -111,8 +126,7 @@ class RunComparisonView(QWidget):
         self.run_dirs: list[Path] = []
         self.data = MetricData()
         self.differences: list[tuple[str, list[str]]] = []
-        self._loading = 0
-        self._pending: dict[int, Any] = {}
+        self.reading = TaskRunner(self)  # the runs' stores, read off the GUI thread; a new comparison drops it
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.setSpacing(8)
@@ -167,8 +181,6 @@ class RunComparisonView(QWidget):
 
     def set_runs(self, run_dirs: list[Path]) -> None:
         """Read each run's store in the background; `loaded` when all are drawn."""
-        from grpo_studio.gui.stored_run import read_stored_run
-
         self.run_dirs = [Path(d) for d in run_dirs][:MAX_RUNS]
         self.data = MetricData()
         smoothing = self.grid.smoothing
@@ -177,26 +189,16 @@ class RunComparisonView(QWidget):
         self.grid = OverlayGrid(self.data)
         self.grid.smoothing = smoothing
         self.splitter.insertWidget(0, self.grid)
-        self._loading += 1
-        number = self._loading
-        self._pending = {}
         self._show_key({})
         self._show_differences()
-        for i, run_dir in enumerate(self.run_dirs):
-            job = run_in_background(read_stored_run, run_dir, parent=self)
-            job.done.connect(lambda stored, i=i: number == self._loading and self._arrived(i, stored))
-            job.failed.connect(lambda exc, details, i=i: number == self._loading and self._arrived(i, exc))
+        run_dirs = list(self.run_dirs)
+        self.reading.start(lambda state: read_stores(run_dirs, state), self._arrived)
 
-    def _arrived(self, index: int, stored: Any) -> None:
-        self._pending[index] = stored
-        if len(self._pending) < len(self.run_dirs):
-            return
-        for i in range(len(self.run_dirs)):
-            stored = self._pending[i]
-            if isinstance(stored, BaseException):
-                continue
-            self.data.load({f"{run_key(i)}{SEP}{name}": arrays for name, arrays in stored.metrics.items()})
-        self._show_key(self._pending)
+    def _arrived(self, stored: dict[int, Any]) -> None:
+        for i, item in stored.items():
+            if not isinstance(item, BaseException):
+                self.data.load({f"{run_key(i)}{SEP}{name}": arrays for name, arrays in item.metrics.items()})
+        self._show_key(stored)
         self.grid.redraw()
         self.loaded.emit(self.run_dirs)
 

@@ -9,6 +9,8 @@ back through a queued signal to the GUI thread, where `on_done` / `on_failed` ru
     self.preview_task = TaskRunner(self)
     config = self.doc.config.model_copy(deep=True)        # copied on the GUI thread
     self.preview_task.start(lambda state: preview(config), self._show)
+
+Work that runs in a child process uses `child_runner.run_in_child(request, state)`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class TaskState:
         self._on_cancel: list[Callable[[], None]] = []
         self._relay = relay
         self._callbacks: tuple[Any, Any, Any] = (None, None, None)  # on_done, on_failed, on_progress
+        self.child: Any = None  # the child process the task runs, once started (child_runner.run_in_child)
 
     def set_progress(self, text: str, fraction: float) -> None:
         relay = self._relay
@@ -95,7 +98,12 @@ class _Run(QRunnable):
 
 
 class TaskRunner(QObject):
-    """One background task at a time for the widget that owns it; a new one cancels the old."""
+    """One background task at a time for the widget that owns it; a new one cancels the old.
+    Besides the callbacks given to `start`, the current task's progress and result are signals, for
+    whoever else watches (a status bar, a test)."""
+
+    progressed = Signal(str, float)  # text, fraction
+    finished = Signal(object)  # the result
 
     def __init__(self, parent: QObject | None = None, *, pool: QThreadPool | None = None):
         super().__init__(parent)
@@ -124,6 +132,7 @@ class TaskRunner(QObject):
         if state is self.state:
             self.state = None
             state._callbacks[0](result)
+            self.finished.emit(result)
 
     def _errored(self, state: TaskState, exc: BaseException, details: str) -> None:
         if state is self.state:
@@ -132,8 +141,11 @@ class TaskRunner(QObject):
                 state._callbacks[1](exc, details)
 
     def _progressed(self, state: TaskState, text: str, fraction: float) -> None:
-        if state is self.state and state._callbacks[2] is not None:
+        if state is not self.state:
+            return
+        if state._callbacks[2] is not None:
             state._callbacks[2](text, fraction)
+        self.progressed.emit(text, fraction)
 
     def cancel(self) -> None:
         """Cancel the current task: it is told to stop, and its result is dropped."""

@@ -1,5 +1,6 @@
-"""The window's after-training child process: typed replies on stdout and nothing else (libraries
-that print land in its log), refused input as one clear reply with exit code 2."""
+"""The window's child process after training (engine/child_tasks.py: eval, export): typed replies on
+stdout and nothing else (libraries that print land in its log), refused input as one clear reply with
+exit code 2."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 import tiny
 
-from grpo_studio.engine.after_training_messages import EvalRequest, ExportRequest, Reply
-from grpo_studio.engine.after_training_tasks import COMMAND
+from grpo_studio.engine.child_messages import EvalRequest, ExportRequest, Reply
+from grpo_studio.engine.child_tasks import TASK_COMMAND as COMMAND
 from pydantic import TypeAdapter
 
 REPLIES = TypeAdapter(Reply)

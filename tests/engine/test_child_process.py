@@ -46,6 +46,9 @@ CHILD = textwrap.dedent('''\
     print("a traceback, say", file=sys.stderr)
     for i in range(request.n):
         link.send(Echo(text=request.text.upper(), n=i))
+    if request.text == "serve":  # a long-lived child: every further request answered, until stdin closes
+        for more in link.requests(Echo):
+            link.send(Echo(text=more.text.upper(), n=more.n))
     if request.text == "hang":
         grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         link.send(Echo(text=str(grandchild.pid), n=-1))
@@ -53,10 +56,10 @@ CHILD = textwrap.dedent('''\
     ''')
 
 
-def start(tmp_path, text: str, n: int, logs: list[str]) -> ChildProcess:
+def start(tmp_path, text: str, n: int, logs: list[str], **options) -> ChildProcess:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    child = ChildProcess([sys.executable, str(script)], reads=Echo, on_log=logs.append)
+    child = ChildProcess([sys.executable, str(script)], reads=Echo, on_log=logs.append, **options)
     child.start(Echo(text=text, n=n))
     return child
 
@@ -69,6 +72,25 @@ def test_typed_messages_both_ways_and_the_log_apart(tmp_path):
     assert messages == [Echo(text="HELLO", n=0), Echo(text="HELLO", n=1), Echo(text="HELLO", n=2)]
     assert {"a library printing to stdout", "C code writing to fd 1", "a traceback, say"} <= set(logs)
     assert "a traceback, say" in child.tail
+
+
+def test_a_long_lived_child_answers_further_requests_until_its_stdin_closes(tmp_path):
+    logs: list[str] = []
+    child = start(tmp_path, "serve", 0, logs, keep_stdin_open=True)
+    stream = child.messages()
+    assert child.send(Echo(text="one", n=1)) and next(stream) == Echo(text="ONE", n=1)
+    child.proc.stdin.write("not a request\n")  # said in the child's log, and it keeps serving
+    assert child.send(Echo(text="two", n=2)) and next(stream) == Echo(text="TWO", n=2)
+    child.close_stdin()  # no more requests: the child ends on its own
+    assert list(stream) == [] and child.wait(30) == 0
+    assert any(line.startswith("(not a request) not a request") for line in logs)
+    assert not child.send(Echo(text="late", n=3))  # it is gone: False, no exception
+
+
+def test_a_one_shot_childs_stdin_closes_after_its_request(tmp_path):
+    child = start(tmp_path, "serve", 0, [])  # it would serve forever if its stdin stayed open
+    assert list(child.messages()) == [] and child.wait(30) == 0
+    assert not child.send(Echo(text="late", n=1))
 
 
 def test_a_line_that_is_not_a_message_is_reported_not_fatal(tmp_path):

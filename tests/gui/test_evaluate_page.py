@@ -77,24 +77,26 @@ def test_evaluate_in_a_child_process_stored_and_shown_when_reopened(window, run_
 
     window.actions["evaluate"].trigger()  # F8; Cancel ends the child at once and stores nothing
     assert view.running() and view.cancel_button.isVisible() and not view.evaluate_button.isEnabled()
-    process = view.runner.proc
-    with qtbot.waitSignal(view.runner.ended, timeout=30000):
-        view.cancel_button.click()
+    qtbot.waitUntil(lambda: view.task.state is not None and view.task.state.child is not None, timeout=30000)
+    process = view.task.state.child.proc
+    view.cancel_button.click()
+    qtbot.waitUntil(lambda: process.poll() is not None, timeout=30000)
     assert process.poll() is not None and not (run_dir / "evals").exists()
     assert "Cancelled" in view.status.text() and view.evaluate_button.isEnabled()
 
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
+    progress, outcomes = [], []
+    view.task.progressed.connect(lambda text, fraction: progress.append(text))
+    view.task.finished.connect(outcomes.append)
     with qtbot.waitSignal(view.evaluated, timeout=240000) as done:
         qtbot.keyClick(view, Qt.Key.Key_F8)
-        replies = []
-        view.runner.reply.connect(replies.append)
     comparison = done.args[0]
     stored = run_dir / "evals" / "base-vs-adapter-first6.json"
     assert load_eval(stored) == comparison and comparison.tuned.n == 6
-    assert [r.kind for r in replies][-1] == "eval_stored"
-    assert any(r.kind == "progress" and r.message.startswith("base model:") for r in replies)
-    assert any(r.kind == "progress" and r.message.startswith("adapter:") for r in replies)
+    assert outcomes[-1].result.kind == "eval_stored"
+    assert any(text.startswith("base model:") for text in progress)
+    assert any(text.startswith("adapter:") for text in progress)
     results = view.results
     assert view.pages.currentWidget() is results and results.table.rowCount() == 6
     for row, p in enumerate(comparison.prompts):

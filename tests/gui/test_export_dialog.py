@@ -42,14 +42,15 @@ def test_gguf_export_with_cancel_and_its_quantization_type(dialog, run_dir, tmp_
     dialog.export_button.click()  # Cancel: the child ends now, nothing is left behind
     assert dialog.cancel_button.isVisible() and not dialog.close_button.isVisible()
     dialog.reject()  # closing mid-export is refused: Cancel is the way out
-    child = dialog.child
     qtbot.waitUntil(lambda: bool(list(run_dir.glob(".export-gguf.partial-*"))), timeout=60000)  # it is writing
+    child = dialog.task.state.child
     assert child.running()
-    with qtbot.waitSignal(child.ended, timeout=30000):
-        with qtbot.waitSignal(dialog.finished_export, timeout=10000) as ended:
-            dialog.cancel_button.click()
+    with qtbot.waitSignal(dialog.finished_export, timeout=10000) as ended:
+        dialog.cancel_button.click()
     assert ended.args[0] == "cancelled" and dialog.status.text() == "Export cancelled."
-    assert not (run_dir / "export-gguf").exists() and not list(run_dir.glob(".export-gguf.partial-*"))
+    qtbot.waitUntil(lambda: not child.running(), timeout=30000)  # the child is gone, then its staging folder
+    qtbot.waitUntil(lambda: not list(run_dir.glob(".export-gguf.partial-*")), timeout=30000)
+    assert not (run_dir / "export-gguf").exists()
     assert dialog.export_button.isEnabled() and dialog.close_button.isVisible()
 
     assert export(qtbot, dialog) == "done"
@@ -73,7 +74,7 @@ def test_push_to_the_hub_with_the_users_login(dialog, run_dir, tmp_path, qtbot, 
     dialog.push.setChecked(True)  # no login yet: said at once, and nothing starts
     assert "No Hugging Face login on this machine: run `hf auth login`" in dialog.push_note.text()
     dialog.repo.setText("me/tiny-grpo")
-    assert export(qtbot, dialog) == "failed" and dialog.child is None
+    assert export(qtbot, dialog) == "failed" and not dialog.task.is_running()
     assert "not pushed: no Hugging Face login" in dialog.status.text()
 
     with HubStandIn(tmp_path / "hub", TOKEN) as hub:

@@ -186,8 +186,9 @@ def test_cancel_ends_the_merged_export_process_and_leaves_no_half_folder(window,
     dialog.start()
     assert dialog.cancel_button.isVisible() and not dialog.close_button.isVisible()
     dialog.reject()  # closing mid-export is refused: Cancel is the way out
-    assert dialog.child is not None and dialog.child.running()
-    process = dialog.child.proc
+    qtbot.waitUntil(lambda: dialog.task.state is not None and dialog.task.state.child is not None, timeout=10000)
+    assert dialog.task.state.child.running()
+    process = dialog.task.state.child.proc
     assert process.pid != __import__("os").getpid()  # the merge runs in a child, not in the window
     shot(dialog, "export-running")
     with qtbot.waitSignal(dialog.finished_export, timeout=10000) as ended:
@@ -233,7 +234,7 @@ def test_export_from_the_window_prints_no_library_noise(trained_run, tmp_path):
     from grpo_studio.engine.child_messages import ExportRequest
     from grpo_studio.engine.child_tasks import run_task
 
-    outcome = run_task(ExportRequest(run_dir=str(trained_run), dest=str(tmp_path / "merged"), merged=True,
+    outcome = run_task(ExportRequest(run_dir=str(trained_run), dest=str(tmp_path / "merged"), kind="merged",
                                      dtype="float32"), timeout_s=300)
     assert outcome.returncode == 0 and (tmp_path / "merged" / "config.json").is_file(), outcome.log_tail
     for noise in ("Loading weights", "Warning", "kernels-community", "it/s]"):
