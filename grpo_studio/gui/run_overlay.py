@@ -249,8 +249,9 @@ class RunComparisonView(QWidget):
         if problem:
             self.diff_note.setText(problem)
         elif self.differences:
-            self.diff_note.setText(f"{len(self.differences)} setting{'s' if len(self.differences) != 1 else ''} "
-                                   "differ between the runs' frozen run files (config.toml):")
+            n = len(self.differences)
+            self.diff_note.setText(f"{n} setting{' differs' if n == 1 else 's differ'} between the runs' frozen "
+                                   "run files (config.toml):")
         else:
             self.diff_note.setText("None: the runs' frozen run files and reward files are the same. Their curves "
                                    "differ by chance alone (sampling, and where each run stopped or resumed).")

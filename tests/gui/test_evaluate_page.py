@@ -104,6 +104,7 @@ def test_evaluate_in_a_child_process_stored_and_shown_when_reopened(window, run_
         assert one_line(p.tuned.completion) in results.table.item(row, TUNED).text()
     assert f"{comparison.base.accuracy:.1%} → {comparison.tuned.accuracy:.1%}" in results.headline.text()
     assert "stored with the run" in view.status.text() and not view.cancel_button.isVisible()
+    qtbot.wait(200)  # the layout of the numbers just put in the card
     shot(window, "evaluate-tiny")
 
     again = MainWindow()  # reopened later: the stored result is shown without evaluating again

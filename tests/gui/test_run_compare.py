@@ -74,6 +74,7 @@ def test_two_runs_overlaid_on_the_training_plots(window, run_file, tmp_path, qtb
     assert lines == [f"{k}   {'0.001' if keys[k] == a else '0.0005'}" for k in "AB"]
     help_text = next(s.help for s in all_field_specs() if s.path == "grpo.learning_rate")
     assert tree.topLevelItem(0).toolTip(0) == help_text  # what the setting means, from the settings tree
+    qtbot.wait(400)  # the plots' second layout pass (legends under the axes, room for the labels)
     shot(window, "compare-two-runs-tiny")
 
     qtbot.mouseClick(comparison.back, Qt.MouseButton.LeftButton)
