@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from grpo_studio.gui.latest_wins import LatestWins, TaskState
+from grpo_studio.gui.tasks import TaskRunner, TaskState
 from grpo_studio.gui.stored_run import RunUpdate, read_more
 
 FOLLOW_MS = 1000
@@ -38,7 +38,7 @@ class RunFollower(QObject):
         self.run_dir = Path(run_dir)
         self.after_step = after_step
         self.after_event_id = after_event_id
-        self._reads = LatestWins(self)
+        self._reads = TaskRunner(self)
         self.timer = QTimer(self)
         self.timer.setInterval(FOLLOW_MS)
         self.timer.timeout.connect(self.poll)

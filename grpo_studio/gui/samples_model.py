@@ -17,7 +17,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
-from grpo_studio.gui.latest_wins import LatestWins, TaskState
+from grpo_studio.gui.tasks import TaskRunner, TaskState
 
 PAGE = 200
 ORDERS = {"Step, then prompt group": "step", "Newest step first": "-step",
@@ -49,7 +49,7 @@ class Page:
 
 class SampleReader:
     """The query thread's side: one read-only connection to one run's store, reused from query to query.
-    Used by the model's LatestWins thread only (one thread: no lock needed)."""
+    Used by the model's TaskRunner thread only (one thread: no lock needed)."""
 
     def __init__(self) -> None:
         self.store: Any = None
@@ -109,7 +109,7 @@ class SamplesModel(QAbstractTableModel):
         self.latest_step = 0
         self.error = ""
         self.busy = False  # a new query's rows are not shown yet
-        self._queries = LatestWins(self)
+        self._queries = TaskRunner(self)
         self._reader = SampleReader()
         self._headers: tuple[tuple, list[str]] = ((None,), [])
         self._refresh_wanted = False

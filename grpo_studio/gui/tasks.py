@@ -87,6 +87,8 @@ class _Run(QRunnable):
 
     def run(self) -> None:
         try:
+            if self.state.is_cancelled():
+                return  # replaced before it began: nobody wants its result
             try:
                 result = self.work(self.state)
             except BaseException as exc:  # noqa: BLE001 - reported on the GUI thread

@@ -14,28 +14,11 @@ from conftest import shot
 from grpo_studio.engine.run_lock import lock_holder
 from grpo_studio.engine.store import RunFolder, RunStore
 
-# The command line, in a process of its own. Until the engine's half of issue 9 is merged (branch
-# `reliability`: the training process takes RUN_DIR/run.lock when it makes the run folder), this
-# wrapper takes the lock at that moment for it, exactly where the engine will.
-TRAIN_HOLDING_THE_LOCK = """
-import sys
-import grpo_studio.engine.run as run
-if "RunLock" not in vars(run):
-    from grpo_studio.engine.run_lock import RunLock
-    held, make_folder = [], run.new_run_folder
-    def new_run_folder(*args, **kwargs):
-        folder = make_folder(*args, **kwargs)
-        held.append(RunLock(folder.path).acquire())
-        return folder
-    run.new_run_folder = new_run_folder
-from grpo_studio.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
 
 def train_elsewhere(run_file: Path, run_dir: Path, *settings: str) -> subprocess.Popen:
+    """The command line, in a process of its own (it takes RUN_DIR/run.lock as it makes the run folder)."""
     sets = [arg for s in settings for arg in ("--set", s)]
-    return subprocess.Popen([sys.executable, "-c", TRAIN_HOLDING_THE_LOCK, "train", str(run_file), "--output",
+    return subprocess.Popen([sys.executable, "-m", "grpo_studio.cli", "train", str(run_file), "--output",
                              str(run_dir), *sets], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
