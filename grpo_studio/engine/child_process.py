@@ -203,8 +203,12 @@ class ChildProcess:
             pass
 
     def cancel(self) -> None:
-        """The user cancelled: end it at once (from any thread, before or after it started)."""
+        """The user cancelled: end it at once (from any thread, before or after it started). A child that
+        has already exited is not cancelled: its result stands (a finished export is not removed)."""
         with self._lock:
+            proc = self.proc
+            if proc is not None and proc.poll() is not None:
+                return
             self.cancelled = True
         self.kill()
 

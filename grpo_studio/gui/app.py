@@ -150,12 +150,13 @@ def take_screenshot(app: QApplication, window, target: Path, view: str) -> int:
     result = {"ok": False}
 
     def grab() -> None:
-        samples = window.pages.peek("samples")
-        if (window.training_view.is_loading() or window.install_notice.pending
+        training, samples = window.pages.peek("training"), window.pages.peek("samples")  # (only pages built)
+        if ((training is not None and training.is_loading()) or window.install_notice.pending
                 or (samples is not None and samples.model.busy)):  # the store is still being read
             QTimer.singleShot(100, grab)
             return
-        window.training_view._redraw()
+        if training is not None:
+            training._redraw()
         # The plots' axes widen for their tick labels on the paint after the first one; until then the
         # labels that do not fit are left out.
         QTimer.singleShot(400, save)

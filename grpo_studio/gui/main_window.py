@@ -603,6 +603,8 @@ class MainWindow(QMainWindow):
             self.samples_view.run_ended()
             if self.pages.peek("runs") is not None:
                 self.runs_view.update_liveness()
+        elif not self.samples_view.live:  # followed again (another process took the run over): live again
+            self.samples_view.set_run(self.training_view.run_dir, live=True)
         if not self.controller.is_active():
             following = self.training_view.holder is not None
             self.state_label.setText("Following a run trained elsewhere" if following else "Idle")
@@ -673,12 +675,14 @@ class MainWindow(QMainWindow):
         self.prefs.save_window_state(self.saveGeometry(), self.saveState())
         self.prefs.set_value("window/page", self.current_view())
         self.check_task.shutdown()
+        self.install_notice.task.shutdown()
+        if self.pages.peek("training") is not None:  # first: ending a follow would refresh the other pages
+            self.training_view.shutdown()
         if self.export_dialog is not None:  # an export still running is cancelled, its half folder removed
             self.export_dialog.shutdown()
         for key, shut in (("samples", lambda v: v.model.close()), ("dataset", lambda v: v.shutdown()),
                           ("rewards", lambda v: v.bench.shutdown()), ("settings", lambda v: v.vram.shutdown()),
-                          ("evaluate", lambda v: v.shutdown()), ("playground", lambda v: v.shutdown()),
-                          ("training", lambda v: v.shutdown())):
+                          ("evaluate", lambda v: v.shutdown()), ("playground", lambda v: v.shutdown())):
             if self.pages.peek(key) is not None:  # a page never built has nothing to close
                 shut(self.pages.peek(key))
         event.accept()

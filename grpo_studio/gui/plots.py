@@ -1,8 +1,8 @@
 """Live metric plots: whole arrays (metric_data.py) redrawn on a timer.
 
 Events may arrive faster than is worth painting; they only append to arrays and mark the grid
-dirty, and a timer redraws at most a few times a second, a few plots per turn of the event loop, so
-painting twelve plots never holds the window for long. Each curve is smoothed incrementally and
+dirty, and a timer redraws at most a few times a second, one plot per turn of the event loop
+(PLOTS_PER_TURN), so painting twelve plots never holds the window for long. Each curve is smoothed incrementally and
 decimated to a min/max pair per pixel column before it is handed to pyqtgraph, so a run of tens of
 thousands of steps draws as fast as a short one. Hovering a plot shows the step and the values under
 the mouse, read from the full arrays.
@@ -425,7 +425,7 @@ def _fmt(v: float) -> str:
 
 
 class PlotGrid(QWidget):
-    """The training view's plots, redrawn on a timer when new metrics arrived, a few per turn of the
+    """The training view's plots, redrawn on a timer when new metrics arrived, one per turn of the
     event loop (painting all twelve at once held the window for a quarter of a second on a long run)."""
 
     COLUMNS = 4
@@ -455,7 +455,7 @@ class PlotGrid(QWidget):
         self.schedule()
 
     def schedule(self) -> None:
-        """Redraw what changed, a few plots per turn of the event loop, beginning with the next turn (not
+        """Redraw what changed, one plot per turn of the event loop, beginning with the next turn (not
         inside whatever handler asked, which has its own work to finish and paint)."""
         if self.isVisible() and not self._turn.isActive() and not self.is_current():
             self._turn.start()

@@ -73,7 +73,8 @@ class RunInfo:
             return "interrupted"  # its process took the lock and nobody holds it now: killed or crashed
         words = STATUS_WORDS.get(self.status, self.status)
         if self.status in ("failed", "stopped") and not self.last_step:
-            return "stopped before step 1" if self.failure == STOPPED_BEFORE_TRAINING else f"{self.status} before step 1"
+            stopped = self.failure == STOPPED_BEFORE_TRAINING
+            return "stopped before step 1" if stopped else f"{self.status} before step 1"
         return words
 
 

@@ -57,6 +57,7 @@ class TrainingView(QWidget):
         self._queued: list[Any] = []  # live events that arrived while a store was being read
         self._resume_after_load = False
         self.comparison: Any = None  # run_overlay.RunComparisonView, made when first asked for
+        self._refollow = False  # a run followed live when a comparison began: followed again after it
         self.holder: Any = None  # the other process that trains the shown run (a LockHolder), while it does
         self._follower: Any = None
         self._last_sample_step = 0
@@ -177,6 +178,7 @@ class TrainingView(QWidget):
 
     def begin_live(self) -> None:
         """A new run is starting: forget the shown one."""
+        self._refollow = False  # another run is shown instead
         self.end_comparison()
         self._loading = False  # a store still being read is not shown any more
         self._load_task.cancel()
@@ -191,6 +193,7 @@ class TrainingView(QWidget):
 
     def begin_resume(self) -> None:
         """The shown run is being resumed: keep its curves, the new steps continue them."""
+        self._refollow = False  # this window trains it now: nothing to follow
         self.end_comparison()
         if self._loading:
             self._resume_after_load = True  # its curves are still being read: resume once they are shown
@@ -364,6 +367,7 @@ class TrainingView(QWidget):
         `runLoaded` says when it is on screen. Live events of a resumed run that arrive meanwhile wait."""
         from grpo_studio.gui.stored_run import read_stored_run
 
+        self._refollow = False  # another run is shown instead
         self.end_comparison()
         self.clear()  # and stop following the run shown before
         self.run_dir = Path(run_dir)
@@ -477,10 +481,16 @@ class TrainingView(QWidget):
             self.liveChanged.emit()
 
     def shutdown(self) -> None:
-        """The window is closing: no read may outlive it."""
+        """The window is closing: no read may outlive it, and nobody is told that following ended (the
+        other pages are closing too)."""
         if self._follower is not None:
             self._follower.shutdown()
+        self.blockSignals(True)
         self._stop_following()
+        self.blockSignals(False)
+        self._load_task.shutdown()
+        if self.comparison is not None:
+            self.comparison.reading.shutdown()
 
     def _load_failed(self, exc: BaseException) -> None:
         self.progress.setRange(0, 1)
@@ -514,8 +524,12 @@ class TrainingView(QWidget):
             self.comparison.closeRequested.connect(self.end_comparison)
             self.layout().addWidget(self.comparison, 1)
         if not self.comparing():
+            # A run followed live is let go meanwhile (its updates would write over the comparison) and
+            # followed again from its store when the comparison ends.
+            self._refollow = self.holder is not None
+            self._stop_following()
             self._single_run_shown = (self.banner.isVisible(), self.past_alarms_label.isVisible())
-            for widget in (self.progress, self.banner, self.past_alarms_label, self.splitter):
+            for widget in (self.progress, self.banner, self.live_banner, self.past_alarms_label, self.splitter):
                 widget.hide()
             self.progress_text.setText("")  # (kept: its stretch keeps the smoothing slider on the right)
             self.comparison.show()
@@ -538,6 +552,11 @@ class TrainingView(QWidget):
             widget.setVisible(shown)
         self._update_progress_text(live=False)
         self.run_label.setToolTip("")
+        if self._refollow and self.run_dir is not None:
+            self._refollow = False
+            self.comparingChanged.emit(False)
+            self.show_run(self.run_dir)  # its process may still train it: followed again from its store
+            return
         if self.run_dir is None:
             self.run_label.setText("No run yet: press Train (F5).")
         else:

@@ -120,6 +120,16 @@ def test_cancel_ends_the_child_and_what_it_started(tmp_path):
         raise AssertionError("the grandchild outlived cancel()")
 
 
+def test_cancel_after_the_child_ended_leaves_its_result_standing(tmp_path):
+    # Cancel pressed between a finished export's exit and its outcome: not a cancelled export (the
+    # export dialog removes the folder of a cancelled one).
+    child = start(tmp_path, "done", 1, [])
+    assert list(child.messages()) == [Echo(text="DONE", n=0)]
+    child.proc.wait(30)
+    child.cancel()
+    assert not child.cancelled and child.wait(30) == 0
+
+
 def test_a_child_that_cannot_start_raises_oserror(tmp_path):
     child = ChildProcess([str(tmp_path / "no-such-program")], reads=Echo)
     try:

@@ -80,6 +80,17 @@ def test_a_run_trained_by_another_process_is_followed_read_only_until_it_ends(wi
     shot(window, "samples-live-elsewhere")
     window.show_view("training")
 
+    # A comparison meanwhile lets the run go (its updates would write over the comparison's label and
+    # banners); back to one run, it is followed again.
+    view.show_comparison([run_dir, run_dir])
+    assert view.holder is None and not view.live_banner.isVisibleTo(view)
+    qtbot.wait(1500)  # more than the follower's period
+    assert view.run_label.text().startswith("comparing 2 runs")
+    with qtbot.waitSignal(view.liveChanged, timeout=30_000):
+        view.end_comparison()
+    assert view.holder is not None and view.holder.pid == proc.pid and view.live_banner.isVisibleTo(view)
+    assert window.samples_view.live
+
     # Resume (from the menu, the Runs page or a stale button) is refused: nothing stored is touched.
     window.resume(run_dir)
     assert not window.controller.is_active() and "is being trained by pid" in window.statusBar().currentMessage()
