@@ -286,7 +286,7 @@ class GrpoSettings(Section):
     )
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = setting(
         "dapo", "How token losses are aggregated (dapo: per active token across the batch).", advanced=True,
-        title="Loss aggregation", trainer_field="loss_type"
+        title="Loss aggregation", trainer_field="loss_type", memory=True  # (merged micro-steps: training_layout)
     )
     scale_rewards: Literal["group", "batch", "none"] = setting(
         "group", "Divide advantages by the reward std of the group, of the batch, or not at all.", advanced=True,

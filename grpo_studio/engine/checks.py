@@ -131,11 +131,7 @@ def check_eval(run: LoadedRun, report: Report, labels: list[str]) -> None:
     if cfg.eval.format and cfg.eval.format not in labels:
         report.problems.append(f"eval.format: {cfg.eval.format!r} is not one of the reward functions "
                                f"({', '.join(labels)})")
-    if cfg.eval.source:
-        try:
-            resolve_source(run, cfg.eval.source, cfg.data.subset, cfg.eval.split, field="eval.source")
-        except DataError as exc:
-            report.problems.append(str(exc))
+    # (eval.source is found or refused by check_before_loading, with data.source)
 
 
 def prompts_per_step(run: LoadedRun, world_size: int = 1) -> int:

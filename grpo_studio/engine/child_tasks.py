@@ -135,11 +135,12 @@ def input_errors() -> tuple[type[BaseException], ...]:
 
 
 def refused(exc: BaseException) -> TaskFailed:
-    """A refused input as one line (the first of its problems), all of them in `details`."""
+    """A refused input as one line (the first of its problems), all of them in `details`. An error that
+    says the work itself failed (`failed`: an export's full disk) is not bad input, as on the command line."""
     problems = getattr(exc, "problems", None)
     lines = [str(p) for p in problems] if problems else [str(exc)]
     return TaskFailed(reason=lines[0] + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""),
-                      details="\n".join(lines), input_error=True)
+                      details="\n".join(lines), input_error=not getattr(exc, "failed", False))
 
 
 def check(request: CheckRequest, link: ParentLink) -> int:

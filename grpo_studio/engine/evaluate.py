@@ -98,12 +98,6 @@ def greedy_generations(model: Any, tokenizer: Any, prompts: list[Any], max_new_t
     return out
 
 
-def generate_greedy(model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int, batch_size: int,
-                    progress: Progress | None = None) -> list[str]:
-    """Greedy completions' text for prompts (text or chat messages)."""
-    return [g.text for g in greedy_generations(model, tokenizer, prompts, max_new_tokens, batch_size, progress)]
-
-
 class HeldOut:
     """The held-out split, the tokenizer and the reward functions that judge it, loaded once.
     Close it (or use it as a context manager): isolated reward functions run in a child process."""

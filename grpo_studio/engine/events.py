@@ -183,20 +183,6 @@ class EventBus:
             raise error
 
 
-def json_line_writer(stream: Any) -> Listener:
-    """A listener that writes each event as one JSON line to a text or binary stream, flushed."""
-
-    def write(event: Any) -> None:
-        line = encode_event(event) + "\n"
-        try:
-            stream.write(line)
-        except TypeError:
-            stream.write(line.encode("utf-8"))
-        stream.flush()
-
-    return write
-
-
 __all__ = [
     "Alarm",
     "Checkpoint",
@@ -214,5 +200,4 @@ __all__ = [
     "decode_event",
     "encode_event",
     "event_from_dict",
-    "json_line_writer",
 ]

@@ -13,8 +13,9 @@ from typing import Callable
 
 from grpo_studio.config import ConfigError, load_run
 from grpo_studio.engine.integrity import adapter_problem, loadable_checkpoint
-from grpo_studio.engine.safe_files import disk_full_message, staged_folder
 from grpo_studio.engine.model_card import write_model_card
+from grpo_studio.engine.resume import is_training_state
+from grpo_studio.engine.safe_files import disk_full_message, staged_folder
 from grpo_studio.engine.store import RunFolder
 
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
@@ -64,7 +65,7 @@ def export_adapter(run_dir: str | Path, dest: str | Path, progress: Progress | N
     src = adapter_source(folder)
     dest = Path(dest)
     _check_dest(dest)
-    files = [p for p in src.iterdir() if p.is_file() and not _is_training_state(p.name)]
+    files = [p for p in src.iterdir() if p.is_file() and not is_training_state(p.name)]
     try:
         with staged_folder(dest, point="export_written") as staging:
             for i, f in enumerate(files):
@@ -84,13 +85,6 @@ def _write_failure(exc: BaseException, dest: Path) -> str:
     full = disk_full_message(exc, dest.parent)
     what = full or f"{type(exc).__name__}: {exc}"
     return f"export to {dest} failed: {what}; nothing was left there, so the same command can be run again"
-
-
-def _is_training_state(name: str) -> bool:
-    """Checkpoint files that only matter for resuming, not for using the adapter."""
-    return name in {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "scaler.pt"} or (
-        name.startswith("rng_state")
-    )
 
 
 def export_merged(run_dir: str | Path, dest: str | Path, dtype: str = "bfloat16",

@@ -80,6 +80,7 @@ def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progr
     from grpo_studio.config import load_run
     from grpo_studio.engine.export import ExportError, adapter_source
     from grpo_studio.engine.model_card import write_model_card
+    from grpo_studio.engine.safe_files import process_staging_path
     from grpo_studio.engine.store import RunFolder
 
     require_gguf()  # before any slow loading
@@ -97,7 +98,7 @@ def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progr
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise GgufError(f"{dest} already exists and is not empty")
     check_base_model(run)
-    staging = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    staging = process_staging_path(dest, os.getpid())
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     def say(what: str, fraction: float) -> None:

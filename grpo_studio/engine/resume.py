@@ -26,7 +26,8 @@ from grpo_studio.engine.safe_files import prepare_staging, publish
 from grpo_studio.engine.store import RunFolder, RunStore
 
 # Checkpoint files that only matter for resuming training, never for using the adapter.
-TRAINING_STATE = {"optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "entropy_ctrl_state.json"}
+TRAINING_STATE = {"optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "entropy_ctrl_state.json",
+                  "training_args.bin"}
 
 
 def is_training_state(name: str) -> bool:

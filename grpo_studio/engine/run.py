@@ -32,7 +32,7 @@ from grpo_studio.engine.resume import ResumePlan, complete_final_save, file_sha2
 from grpo_studio.engine.rewards import RewardError
 from grpo_studio.engine.run_home import record_run, runs_dir
 from grpo_studio.engine.run_endings import clear_folder, clear_staging, end_with_failure, never_trained
-from grpo_studio.engine.run_lock import RunLock, RunLocked
+from grpo_studio.engine.run_lock import LOCK_FILE, RunLock, RunLocked
 from grpo_studio.engine.safe_files import SpaceReserve, disk_full_message, prepare_staging, publish, staging_path
 from grpo_studio.engine.store import RunFolder, RunStore, StoreError
 
@@ -296,37 +296,24 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
             _check_store_version(folder)
             # The frozen run file is what was trained; overrides still apply (e.g. more max_steps).
             frozen = load_run(folder.config, overrides)
-            require_before_loading(frozen, world_size)
-            _check_trackers(frozen)
+            require_before_loading(frozen, world_size)  # (trackers in run.report_to included)
             return OpenedRun(folder, frozen, plan_resume(folder, frozen.config.grpo.max_steps), lock=lock)
         except BaseException:
             lock.release()
             raise
     require_before_loading(run, world_size)  # before a folder exists: bad input leaves nothing behind
-    _check_trackers(run)
     target = Path(output).expanduser().resolve() if output is not None else None
     made_dir = target is None or not target.exists()
     folder = new_run_folder(run, output)
     lock = RunLock(folder.path).acquire()
     try:
-        if any(p.name != "run.lock" for p in folder.path.iterdir()):
-            clear_folder(folder.path, keep=("run.lock",))  # an earlier run here never reached step 1
+        clear_folder(folder.path, keep=(LOCK_FILE,))  # an earlier run here never reached step 1
         return OpenedRun(folder, freeze_run_file(run, folder), new_run=True, made_dir=made_dir, lock=lock)
     except BaseException:
         lock.release()
         if made_dir:
             shutil.rmtree(folder.path, ignore_errors=True)
         raise
-
-
-def _check_trackers(run: LoadedRun) -> None:
-    """A tracker chosen in run.report_to without its package is bad input, found before anything loads."""
-    if run.config.run.report_to:
-        from grpo_studio.engine.library_configs import check_trackers
-
-        problems = check_trackers(run.config)
-        if problems:
-            raise ConfigError(problems)
 
 
 def _check_store_version(folder: RunFolder) -> None:

@@ -31,6 +31,12 @@ def staging_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.partial")
 
 
+def process_staging_path(dest: Path, pid: int) -> Path:
+    """The staging folder of an export written by process `pid` (the GGUF export: one per process, so
+    a cancelled one's leftovers are told apart from a new one's)."""
+    return dest.with_name(f".{dest.name}.partial-{pid}")
+
+
 def free_bytes(path: str | Path) -> int | None:
     """Bytes a normal user may still write on the filesystem of `path` (or of its nearest existing parent)."""
     p = Path(path)

@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from grpo_studio.gui.reward_bench_runner import BenchFinding, BenchResult
+from grpo_studio.engine.child_messages import BenchFinding
+from grpo_studio.gui.reward_bench_runner import BenchResult
 from grpo_studio.gui.style import ERROR, ERROR_BG, MUTED, OK, WARNING, WARNING_BG, monospace_font
 
 GROUP_SHADE = "#f4f6fa"  # every other group, so groups read as blocks

@@ -29,10 +29,6 @@ def set_headless(on: bool) -> None:
     _headless, exit_code = on, None
 
 
-def is_headless() -> bool:
-    return _headless
-
-
 def _refuse(code: int, title: str, text: str, question: bool = False) -> None:
     """Say what the dialog would have said, and end the application with `code` (the first one counts)."""
     global exit_code

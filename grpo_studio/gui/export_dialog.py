@@ -94,12 +94,18 @@ def gguf_problem(run_dir: Path) -> str | None:
 
 
 def remove_partial(request: Any, fresh: bool, pid: int | None) -> None:
-    """What a cancelled export left: the GGUF export's staging folder, or the folder it was filling."""
+    """What a cancelled export left (a killed child never cleans up): its staging folder (the engine's
+    names for it, safe_files), and the destination folder when the export made it."""
+    from grpo_studio.engine.safe_files import process_staging_path, staging_path
+
     dest = Path(request.dest)
-    if request.kind == "gguf" and pid is not None:
-        shutil.rmtree(dest.parent / f".{dest.name}.partial-{pid}", ignore_errors=True)
-    elif fresh and dest.is_dir():
-        shutil.rmtree(dest, ignore_errors=True)
+    if request.kind == "gguf":
+        if pid is not None:
+            shutil.rmtree(process_staging_path(dest, pid), ignore_errors=True)
+    else:
+        shutil.rmtree(staging_path(dest), ignore_errors=True)
+    if fresh and dest.is_dir() and not any(dest.iterdir()):
+        dest.rmdir()
 
 
 def export_in_child(request: Any, fresh: bool, state: TaskState) -> Any:

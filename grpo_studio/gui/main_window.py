@@ -53,6 +53,17 @@ def builtin_note(path: Path | None) -> str:
     return " (built-in demo)" if Path(path).resolve() == demo_run_file().resolve() else " (built-in example)"
 
 
+def _bar_holder(bar: QWidget) -> QWidget:
+    """A bar above the pages, in the pages' margins, taking no room while it hides (its `shown` signal)."""
+    holder = QWidget()
+    box = QVBoxLayout(holder)
+    box.setContentsMargins(24, 12, 24, 0)
+    box.addWidget(bar)
+    holder.setVisible(False)
+    bar.shown.connect(holder.setVisible)
+    return holder
+
+
 class MainWindow(QMainWindow):
     runShown = Signal(object)  # the run folder whose curves and samples are on screen
     checkFinished = Signal(object)  # a CheckReport (engine/child_messages.py)
@@ -100,20 +111,8 @@ class MainWindow(QMainWindow):
         right_box.setContentsMargins(0, 0, 0, 0)
         right_box.setSpacing(0)
         self.install_notice = InstallNotice(self.prefs)
-        notice_holder = QWidget()
-        notice_box = QVBoxLayout(notice_holder)
-        notice_box.setContentsMargins(24, 12, 24, 0)
-        notice_box.addWidget(self.install_notice)
-        notice_holder.setVisible(False)
-        self.install_notice.shown.connect(notice_holder.setVisible)
-        right_box.addWidget(notice_holder)
-        holder = QWidget()
-        holder_box = QVBoxLayout(holder)
-        holder_box.setContentsMargins(24, 12, 24, 0)
-        holder_box.addWidget(self.problems_bar)
-        holder.setVisible(False)
-        self.problems_bar.shown.connect(holder.setVisible)
-        right_box.addWidget(holder)
+        right_box.addWidget(_bar_holder(self.install_notice))
+        right_box.addWidget(_bar_holder(self.problems_bar))
         right_box.addWidget(self.stack, 1)
         body = QWidget()
         box = QHBoxLayout(body)

@@ -21,10 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from grpo_studio.config import RunConfig
-from grpo_studio.engine.child_messages import (  # noqa: F401 - BenchFunction: the panel's API
-    BenchFinding,
-    BenchFunction,
-    BenchGroup,
+from grpo_studio.engine.child_messages import (
     BenchReport,
     BenchRequest,
     TaskFailed,
@@ -34,7 +31,6 @@ from grpo_studio.gui.run_snapshot import write_snapshot
 
 Progress = Callable[[str, float], None]
 COMMAND: list[str] | None = None  # the child's command line; None = engine.child_tasks (tests replace it)
-BenchGroupResult = BenchGroup
 
 
 @dataclass

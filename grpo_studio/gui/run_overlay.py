@@ -101,10 +101,7 @@ class OverlayPlot(MetricPlot):
         faint = QColor(color)
         faint.setAlpha(60)
         raw = self.plot(pen=pg.mkPen(faint, width=1, style=style))
-        smoothed = self.plot(pen=pg.mkPen(color, width=2, style=style))
-        for curve in (raw, smoothed):
-            curve.setDownsampling(auto=True, method="peak")
-            curve.setClipToView(True)
+        smoothed = self.plot(pen=pg.mkPen(color, width=2, style=style))  # (decimated by redraw, as in MetricPlot)
         self.curves[name] = (raw, smoothed)
         if self.legend is not None:
             self._legend_entry(name, smoothed)

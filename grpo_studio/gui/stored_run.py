@@ -49,7 +49,7 @@ def read_stored_run(run_dir: Path) -> StoredRun:
         try:
             meta = store.meta()
             metrics = metric_arrays(db)
-            events, last_id = events_after(db, 0)
+            events, last_id = events_after(store, 0)
             last_sample = last_sample_step(db)
         finally:
             db.execute("COMMIT")
@@ -77,7 +77,7 @@ def read_more(store: Any, run_dir: Path, after_step: int, after_event_id: int) -
     try:
         meta = store.meta()
         metrics = metric_arrays(db, after_step)
-        events, last_id = events_after(db, after_event_id)
+        events, last_id = events_after(store, after_event_id)
         last_sample = last_sample_step(db)
     finally:
         db.execute("COMMIT")
@@ -124,12 +124,15 @@ def _arrays(rows: list) -> tuple[np.ndarray, np.ndarray]:
     return both[:, 0].copy(), values.copy()
 
 
-def events_after(db: Any, after_id: int) -> tuple[list[Any], int]:
-    """The events stored after id `after_id`, oldest first, and the newest id (0 when there are none)."""
+def events_after(store: Any, after_id: int) -> tuple[list[Any], int]:
+    """The events stored after id `after_id`, oldest first, and the newest id (0 when there are none);
+    each as the current version writes it, like RunStore.events (an older store's events migrated)."""
     from grpo_studio.engine.events import event_from_dict
+    from grpo_studio.engine.store_versions import current_payload
 
-    rows = db.execute("SELECT id, payload FROM events WHERE id > ? ORDER BY id", (after_id,)).fetchall()
-    return [event_from_dict(json.loads(payload)) for _, payload in rows], (rows[-1][0] if rows else 0)
+    rows = store.db.execute("SELECT id, payload FROM events WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+    events = [event_from_dict(current_payload(json.loads(payload), store.version)) for _, payload in rows]
+    return events, (rows[-1][0] if rows else 0)
 
 
 def last_sample_step(db: Any) -> int:

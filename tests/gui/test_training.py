@@ -197,6 +197,7 @@ def test_cancel_ends_the_merged_export_process_and_leaves_no_half_folder(window,
     qtbot.waitUntil(lambda: process.poll() is not None, timeout=10000)  # ended, not left running
     assert dialog.export_button.isEnabled() and dialog.close_button.isVisible()
     qtbot.waitUntil(lambda: not merged.exists(), timeout=30000)  # the half-written folder is removed
+    qtbot.waitUntil(lambda: not (tmp_path / ".merged.partial").exists(), timeout=30000)  # and its staging
 
 
 def test_bad_model_path_fails_with_a_clear_message_and_the_window_keeps_working(opened, qtbot):
