@@ -348,12 +348,11 @@ class FastGenerator:
 
     def _release_weights(self) -> None:
         """Merged copies exist only while generating: the training half that follows needs the memory
-        (the VRAM estimate counts them in the generation phase alone). `sync` makes them again."""
-        for layer in self.layers:
-            for proj in layer.projections:
-                proj.release()
-        self.head.release()
-        self._weights_released = True
+        (the VRAM estimate counts them in the generation phase alone). `sync` makes them again; the
+        quantized mode's LoRA stacks stay, so it needs no refresh before the next generation."""
+        released = [proj.release() for layer in self.layers for proj in layer.projections]
+        released.append(self.head.release())
+        self._weights_released = any(released)
 
     def _generate(self, prompt_ids: list[list[int]], max_prompt_length: int | None) -> Generation:
         s = self.sampling

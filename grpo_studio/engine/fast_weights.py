@@ -186,11 +186,14 @@ class MergedProjection:
             write_projection(module, self.weight[offset:offset + rows])
             offset += rows
 
-    def release(self) -> None:
+    def release(self) -> bool:
         """Give the copy back between generations: the training half reuses the memory (PyTorch's
-        allocator keeps it cached), and the next `refresh` re-merges into a new one anyway."""
-        if not self.shared:
-            self.weight = None
+        allocator keeps it cached), and the next `refresh` re-merges into a new one anyway.
+        True when something was given back (then a `refresh` must come before the next use)."""
+        if self.shared:
+            return False
+        self.weight = None
+        return True
 
     def nbytes(self) -> int:
         lin = [base_linear(m) for m in self.modules]
@@ -249,8 +252,9 @@ class QuantProjection:
                 r += a.shape[0]
             row += part.rows
 
-    def release(self) -> None:
+    def release(self) -> bool:
         """Nothing to give back between generations: the stacks are small and refreshed in place."""
+        return False
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.lora_a, self.lora_b, self.bias) if t is not None)

@@ -243,33 +243,40 @@ if tl is not None:
         HALF: tl.constexpr = BLOCK_K // 2
         jj = tl.arange(0, HALF)
         acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
-        if ALIGNED:
+        if ALIGNED and FMT == 4:
+            # The two nibbles of a byte are columns 2j (high) and 2j+1 (low). A dot product may take
+            # its K terms in any order, so the high nibbles and the low nibbles go into two products
+            # of BLOCK_K / 2 each, against the even and the odd columns of x: no interleaving of the
+            # two halves in registers (a join + reshape, a layout change through shared memory).
             # Rows past the end read row 0 instead (their results are never stored) and every K
             # range is whole tiles: loads without masks, which the compiler can vectorize.
             rows = tl.where(n_ok, offs_n, 0)
-            x_ptrs = X + tl.where(m_ok, offs_m, 0)[None, :] * stride_xm + (k_lo + kk)[:, None]
-            if FMT == 4:
-                w_ptrs = w_ptr + rows[:, None] * stride_wn + (pid_k * (k_per_split // 2) + jj)[None, :]
-            else:
-                w_ptrs = w_ptr + rows[:, None] * stride_wn + (k_lo + kk)[None, :]
-                scale = tl.load(s_ptr + rows)
+            w_ptrs = w_ptr + rows[:, None] * stride_wn + (k_lo // 2 + jj)[None, :]
+            xe_ptrs = X + tl.where(m_ok, offs_m, 0)[None, :] * stride_xm + (k_lo + 2 * jj)[:, None]
             for k0 in range(k_lo, k_hi, BLOCK_K):
-                if FMT == 4:
-                    pairs = tl.load(w_ptrs)
-                    nib = tl.reshape(tl.join(pairs >> 4, pairs & 0xF), (BLOCK_N, BLOCK_K)).to(tl.int32)
-                    sidx = rows * (K // QB) + k0 // QB  # BLOCK_K divides the block: one scale a row
-                    if NESTED:
-                        q = tl.load(s_ptr + sidx).to(tl.int32)
-                        scale = tl.load(Code2 + q) * tl.load(t_ptr + sidx // QB2) + offset
-                    else:
-                        scale = tl.load(s_ptr + sidx)
-                    w = tl.load(Code + nib) * scale[:, None]
-                    w_ptrs += HALF
+                pairs = tl.load(w_ptrs)
+                sidx = rows * (K // QB) + k0 // QB  # BLOCK_K divides the block: one scale a row
+                if NESTED:
+                    q = tl.load(s_ptr + sidx).to(tl.int32)
+                    scale = tl.load(Code2 + q) * tl.load(t_ptr + sidx // QB2) + offset
                 else:
-                    w = (tl.load(w_ptrs).to(tl.float32) * scale[:, None]) * 7.874015718698502e-3
-                    w_ptrs += BLOCK_K
-                w = w.to(W_DTYPE).to(X.dtype.element_ty)  # bitsandbytes' rounding, then the compute dtype
-                acc += tl.dot(w, tl.load(x_ptrs))
+                    scale = tl.load(s_ptr + sidx)
+                # bitsandbytes' arithmetic: code * scale in float32, rounded once to its dtype.
+                hi = (tl.load(Code + (pairs >> 4).to(tl.int32)) * scale[:, None]).to(W_DTYPE)
+                lo = (tl.load(Code + (pairs & 0xF).to(tl.int32)) * scale[:, None]).to(W_DTYPE)
+                acc += tl.dot(hi.to(X.dtype.element_ty), tl.load(xe_ptrs))
+                acc += tl.dot(lo.to(X.dtype.element_ty), tl.load(xe_ptrs + 1))
+                w_ptrs += HALF
+                xe_ptrs += BLOCK_K
+        elif ALIGNED:  # 8-bit rows: one scale a row
+            rows = tl.where(n_ok, offs_n, 0)
+            x_ptrs = X + tl.where(m_ok, offs_m, 0)[None, :] * stride_xm + (k_lo + kk)[:, None]
+            w_ptrs = w_ptr + rows[:, None] * stride_wn + (k_lo + kk)[None, :]
+            scale = tl.load(s_ptr + rows)
+            for k0 in range(k_lo, k_hi, BLOCK_K):
+                w = (tl.load(w_ptrs).to(tl.float32) * scale[:, None]) * 7.874015718698502e-3
+                acc += tl.dot(w.to(W_DTYPE).to(X.dtype.element_ty), tl.load(x_ptrs))
+                w_ptrs += BLOCK_K
                 x_ptrs += BLOCK_K
         else:
             for k0 in range(k_lo, k_hi, BLOCK_K):
@@ -351,12 +358,11 @@ class Config:
     block_k: int = 64  # at most the quantization block (one scale per row and tile)
     block_m: int = 0  # 0: the batch rounded up to a power of two, 16...64
     split_k: int = 0  # 0: enough splits to give every multiprocessor `waves` programs
-    num_warps: int = 4
-    # With 3 stages Triton (3.6, sm_90) turns the code-table gathers into async copies whose results
-    # it reads back vectorized: ~1.6 shared/global memory instructions a weight in the loop against
-    # ~2.4 with 1 stage, no spills (tests/engine/test_quant_matmul.py compiles it).
-    num_stages: int = 3
-    waves: float = 2.0
+    num_warps: int = 8
+    # One stage: with 2 or 3, Triton (3.6, sm_90) turns the code-table lookups into async copies
+    # through shared memory, 5-8x slower on an H200 (tests/engine/measure_quant_decode.py).
+    num_stages: int = 1
+    waves: float = 8.0
 
     @classmethod
     def parse(cls, text: str) -> "Config":
@@ -370,7 +376,12 @@ class Config:
 
 # Launch shapes measured best per (batch bucket, K, N) on a GPU (see tests/engine/measure_quant_decode.py);
 # everything else uses DEFAULT_CONFIG. GRPO_STUDIO_QMM_CONFIG="block_n=..,num_warps=.." overrides all.
-TUNED: dict[tuple[int, int, int], Config] = {}
+TUNED: dict[tuple[int, int, int], Config] = {  # measured on an H200, batch 32 (session of 2026-12-02)
+    (32, 3584, 4608): Config(block_n=128, num_warps=4, waves=4.0),  # Qwen2.5-7B q/k/v: 21.7 µs
+    (32, 3584, 37888): Config(block_n=128, num_warps=8, waves=8.0),  # 7B gate/up: 133.5 µs
+    (32, 3584, 3584): Config(block_n=64, num_warps=4, waves=4.0),  # 7B o: 20.4 µs
+    (32, 18944, 3584): Config(block_n=64, num_warps=4, waves=4.0),  # 7B down: 77.0 µs
+}
 DEFAULT_CONFIG = Config.parse(os.environ["GRPO_STUDIO_QMM_CONFIG"]) if os.environ.get("GRPO_STUDIO_QMM_CONFIG") \
     else Config()
 

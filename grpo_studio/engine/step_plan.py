@@ -44,5 +44,15 @@ def plan_step(cfg: Any, model_config: dict[str, Any] | None, capacity_bytes: flo
                     cfg.lora.gradient_checkpointing == "on" or (cfg.lora.gradient_checkpointing == "auto" and on_gpu))
     frugal = as_set.apply(cfg)
     mode = choose_mode(cfg, model_config, lambda m: peak(m, frugal), capacity_bytes, on_gpu=on_gpu)
-    layout = choose_layout(cfg, lambda config: peak(mode.mode, config), capacity_bytes, on_gpu=on_gpu)
+    layout = choose_layout(cfg, lambda config: peak(mode.mode, config), capacity_bytes, on_gpu=on_gpu,
+                           linear_params=_linear_params(model_config))
     return StepPlan(mode, layout, layout.apply(cfg))
+
+
+def _linear_params(model_config: dict[str, Any] | None) -> int | None:
+    from grpo_studio.engine.vram import Shape
+
+    try:
+        return Shape.from_config(model_config).linear_params if model_config is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None

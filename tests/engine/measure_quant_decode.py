@@ -25,6 +25,9 @@ What it does, in order (the tables are printed at the end, the decode table last
    back) + the LM head (bf16) + the KV cache (SDPA reads the whole buffer). Roofline = those bytes
    / measured bandwidth / step time. Peak = max allocated during the generate calls.
 
+`--modes` picks the decode table's rows; `--profile` first prints the quantized mode's kernels by GPU
+time over a prefill and 8 eager decode steps.
+
 `--dry-run` runs tiny shapes on the CPU (reference path, no graphs) to check the script itself.
 """
 
@@ -124,16 +127,16 @@ def random_group(K: int, rows: list[int], bias: bool, batch: int, device: str, s
 
 
 def sweep_configs() -> list[qm.Config]:
-    """Launch shapes to try, the likeliest first (static analysis of the compiled loop: 3 stages
-    and 128-256 rows a tile need the fewest memory instructions a weight), then the rest."""
+    """Launch shapes to try, the likeliest first: one pipeline stage (2-3 stages route the code
+    lookups through shared memory: 5-8x slower on an H200), 4-8 warps, 64-256 rows a tile, and
+    split-K for 2-8 programs a multiprocessor."""
     out = [qm.DEFAULT_CONFIG]
-    shapes = [(128, 4, 3), (256, 8, 3), (128, 4, 2), (64, 4, 3), (128, 8, 3), (256, 8, 2), (128, 4, 1),
-              (64, 4, 1), (128, 8, 1), (256, 8, 1), (64, 8, 3)]
-    for waves in (2.0, 1.0, 4.0):
-        for block_n, warps, stages in shapes:
-            config = qm.Config(block_n=block_n, num_warps=warps, num_stages=stages, waves=waves)
+    for waves in (8.0, 4.0, 2.0):
+        for block_n, warps in ((128, 8), (128, 4), (64, 4), (256, 8)):
+            config = qm.Config(block_n=block_n, num_warps=warps, num_stages=1, waves=waves)
             if config not in out:
                 out.append(config)
+    out += [qm.Config(num_stages=stages, waves=4.0) for stages in (2, 3)]
     return out
 
 
@@ -171,6 +174,7 @@ def kernel_sweep(shapes: list[str], built: dict, batch: int, bandwidth: float, s
                                     launches=len(copies))
             except Exception as exc:  # noqa: BLE001 - a launch shape that doesn't compile is a result too
                 rows.append((name, group, config_text(config), float("nan"), f"failed: {type(exc).__name__}"))
+                print(f"failed: {config_text(config)} on {group}: {type(exc).__name__}: {exc}"[:400], flush=True)
                 continue
             rows.append((name, group, config_text(config), sec * 1e6, f"{read / bandwidth / sec:.0%}"))
             if sec < best.get((name, group), (None, math.inf))[1]:
@@ -305,6 +309,25 @@ def time_decode(model, mode: str, batch: int, prompt_len: int, device: str) -> d
         QuantProjection.__call__ = original_call
 
 
+def profile_decode(model, batch: int, prompt_len: int, device: str, top: int = 14) -> str:
+    """Kernel time by name over 8 eager decode steps of the quantized mode (no graphs, so the
+    profiler sees every kernel; each kernel's GPU time is what a graph replays)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = torch.Generator().manual_seed(0)
+    prompts = torch.randint(10, model.config.vocab_size - 10, (batch, prompt_len), generator=g).tolist()
+    gen = FastGenerator(model, SamplingSettings(max_new_tokens=9, min_new_tokens=9, pad_token_id=0,
+                                                eos_token_ids=(2,)), weights="quantized", use_cuda_graphs=False)
+    gen.generate(prompts)  # compile, warm up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        gen.generate(prompts)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60)
+
+
 # ---- the report --------------------------------------------------------------------------------------------
 
 
@@ -322,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--prompt-len", type=int, default=368)
     parser.add_argument("--sweep-seconds", type=float, default=100.0)
+    parser.add_argument("--modes", default="merged,quantized,bnb deq+mm", help="decode table rows")
+    parser.add_argument("--profile", action="store_true", help="kernel times of the quantized mode's decode")
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU: checks the script only")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -354,7 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in shapes:
         model = build_model(name, device)
         print(f"{name}: model built at {time.perf_counter() - started:.0f} s", flush=True)
-        for mode in ("merged", "quantized", "bnb deq+mm"):
+        if args.profile:
+            print(f"\n{name}, quantized mode, prefill + 8 eager decode steps, kernels by GPU time:\n"
+                  f"{profile_decode(model, args.batch, args.prompt_len, device)}", flush=True)
+        for mode in args.modes.split(","):
             try:
                 r = time_decode(model, mode, args.batch, args.prompt_len, device)
             except torch.cuda.OutOfMemoryError as exc:
@@ -379,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
                     "roofline on the 4-bit bytes + scales + LoRA)",
                     ["shape", "group", "launch", "µs", "roofline"], top)
         print_table("The same groups, other ways", ["shape", "group", "way", "µs", "roofline"], reference_rows)
+        totals: dict[str, float] = {}
+        for name, group, text, us, _ in sweep_rows:
+            totals[text] = totals.get(text, 0.0) + (us if not math.isnan(us) else math.inf)
+        complete = {t: v for t, v in totals.items() if sum(r[2] == t for r in sweep_rows) == len(by_group)}
+        if complete:
+            text, total = min(complete.items(), key=lambda kv: kv[1])
+            print(f"\nBest single launch for every group: {text} ({total:.1f} µs for one layer's groups)")
         print("\nquant_matmul.TUNED entries (batch bucket, K, N) -> best launch:")
         for (name, group), (config, sec) in best.items():
             K, parts_rows, _ = group_shapes(SHAPES[name])[group]

@@ -113,10 +113,24 @@ def test_a_roomy_card_gets_the_fastest_layout_and_a_small_one_a_frugal_one():
     seed = plan_step(layout_run(load_in="4bit"), QWEN_7B, 16 * GIB)
     assert seed.mode.mode == "quantized"  # the merged copy of 7B does not fit 16 GiB
     assert seed.layout.checkpointing  # 7B activations without recomputation do not fit 16 GiB
+    # 32 completions in one micro-step would fit, but 16 of 384 tokens already keep the GPU busy at 7B.
+    assert (seed.layout.micro_batch, seed.layout.accumulation) == (16, 2)
     est = estimate_for_config(QWEN_7B, seed.config, generation_mode="quantized")
     assert est.total <= 0.9 * 16 * GIB
     unknown = plan_step(layout_run(), QWEN_15B, None)
     assert (unknown.layout.micro_batch, unknown.layout.checkpointing) == (8, True)
+
+
+def test_merging_stops_where_a_micro_step_keeps_the_gpu_busy():
+    from grpo_studio.engine.training_layout import MERGE_WORK_LIMIT
+
+    cfg = layout_run()  # 8 completions x 4 micro-steps of 128 + 256 tokens
+    assert {o[0] for o in candidates(cfg, on_gpu=True, linear_params=10**9)} == {8, 16, 32}
+    per_completion = 384 * 6 * 10**9  # a 7B-sized model: 6e9 linear parameters
+    allowed = {o[0] for o in candidates(cfg, on_gpu=True, linear_params=6 * 10**9)}
+    assert allowed == {m for m in (8, 16, 32) if m == 8 or m * per_completion <= MERGE_WORK_LIMIT} == {8, 16}
+    huge = {o[0] for o in candidates(cfg, on_gpu=True, linear_params=10**12)}
+    assert huge == {8}  # the micro-batch as set is always allowed
 
 
 def test_an_explicit_checkpointing_setting_is_kept():

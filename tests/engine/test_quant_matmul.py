@@ -144,7 +144,7 @@ def test_decode_bytes_are_about_a_quarter_of_bf16():
 # ---- the kernel as the GPU compiles it (Triton's ptxas, no GPU needed) -------------------------
 
 
-def compile_for_hopper(num_warps=4, num_stages=3, **constexprs):
+def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_stages, **constexprs):
     """PTX and cuobjdump's resource report of the kernel compiled for sm_90 (Triton's own ptxas)."""
     import os
     import re
