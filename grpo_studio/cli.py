@@ -385,7 +385,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from grpo_studio.engine.export import ExportError, export_adapter, export_merged
+    from grpo_studio.engine.export import ExportError, export_run
     from grpo_studio.engine.library_noise import quiet_libraries
 
     quiet_libraries()
@@ -397,18 +397,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"  [{fraction:4.0%}] {what}", file=sys.stderr, flush=True)
 
     try:
-        if args.gguf:
-            from grpo_studio.engine.gguf_export import GgufError, export_gguf
-
-            try:
-                out = export_gguf(run_dir, dest, args.gguf, progress=progress)
-            except GgufError as exc:
-                raise ExportError(str(exc)) from None
-        elif args.merged:
-            out = export_merged(run_dir, dest, dtype=args.dtype, progress=progress)
-        else:
-            out = export_adapter(run_dir, dest, progress=progress)
-    except ExportError as exc:
+        out = export_run(run_dir, dest, kind, dtype=args.dtype, gguf_type=args.gguf or "f16", progress=progress)
+    except ExportError as exc:  # GgufError too
         _err(f"error: {exc}")
         return EXIT_FAILED if exc.failed else EXIT_BAD_INPUT
     print(out)

@@ -125,13 +125,12 @@ def input_errors() -> tuple[type[BaseException], ...]:
     from grpo_studio.config import ConfigError
     from grpo_studio.engine.data import DataError
     from grpo_studio.engine.evaluate import EvalError
-    from grpo_studio.engine.export import ExportError
-    from grpo_studio.engine.gguf_export import GgufError
+    from grpo_studio.engine.export import ExportError  # GgufError is one
     from grpo_studio.engine.hub_push import HubPushError
     from grpo_studio.engine.model import ModelError
     from grpo_studio.engine.rewards import RewardError
 
-    return ConfigError, DataError, RewardError, ModelError, EvalError, ExportError, GgufError, HubPushError
+    return ConfigError, DataError, RewardError, ModelError, EvalError, ExportError, HubPushError
 
 
 def refused(exc: BaseException) -> TaskFailed:
@@ -206,7 +205,7 @@ def evaluate(request: EvalRequest, link: ParentLink) -> int:
 def export(request: ExportRequest, link: ParentLink) -> int:
     from pathlib import Path
 
-    from grpo_studio.engine.export import export_adapter, export_merged
+    from grpo_studio.engine.export import export_run
     from grpo_studio.engine.hub_push import HubPushError, push_export, push_problem
 
     if request.push_repo:
@@ -220,14 +219,8 @@ def export(request: ExportRequest, link: ParentLink) -> int:
     def progress(message: str, fraction: float) -> None:
         say(message, share * fraction)
 
-    if request.kind == "gguf":
-        from grpo_studio.engine.gguf_export import export_gguf
-
-        out = export_gguf(request.run_dir, request.dest, request.gguf_type, progress=progress)
-    elif request.kind == "merged":
-        out = export_merged(request.run_dir, request.dest, dtype=request.dtype, progress=progress)
-    else:
-        out = export_adapter(request.run_dir, request.dest, progress=progress)
+    out = export_run(request.run_dir, request.dest, request.kind, dtype=request.dtype, gguf_type=request.gguf_type,
+                     progress=progress)
     url = ""
     if request.push_repo:
         folder = out if out.is_dir() else out.parent

@@ -37,12 +37,12 @@ _spec = ""
 def fault_point(name: str, where: str | Path | None = None) -> None:
     """Fail here if GRPO_STUDIO_FAULT asks for this point. `where` is the path a write goes to."""
     global _spec
-    spec = os.environ.get(ENV)
-    if not spec:
-        return
-    if spec != _spec:
+    spec = os.environ.get(ENV, "")
+    if spec != _spec:  # unset and set again counts as a change too
         _spec = spec
         _seen.clear()
+    if not spec:
+        return
     parts = spec.split(":")
     if len(parts) < 2 or parts[1] != name:
         return

@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
+from grpo_studio.engine.export import ExportError, Progress
 
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 PIP_HINT = "GGUF export needs the gguf package: pip install 'grpo-studio[gguf]' (or: pip install gguf)"
@@ -49,8 +49,8 @@ PRE_TOKENIZER_REGEXES = {
 }
 
 
-class GgufError(Exception):
-    pass
+class GgufError(ExportError):
+    """GGUF export cannot be done (an ExportError: `failed` marks a failure of the writing itself)."""
 
 
 class GgufCancelled(Exception):
@@ -76,11 +76,11 @@ def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progr
                 cancelled: Callable[[], bool] | None = None) -> Path:
     """Merge the run's adapter into its base model and write DEST/<run name>-<qtype>.gguf with a
     model card. DEST is built beside itself and renamed at the end: a failure (or `cancelled()`
-    turning true, checked between tensors) leaves nothing."""
-    from grpo_studio.config import load_run
-    from grpo_studio.engine.export import ExportError, adapter_source
+    turning true, checked between tensors) leaves nothing. Staged per process (the window removes a
+    cancelled child's folder by its pid)."""
+    from grpo_studio.engine.export import adapter_source, check_dest, frozen_run, merged_model, writing
     from grpo_studio.engine.model_card import write_model_card
-    from grpo_studio.engine.safe_files import process_staging_path
+    from grpo_studio.engine.safe_files import process_staging_path, staged_folder
     from grpo_studio.engine.store import RunFolder
 
     require_gguf()  # before any slow loading
@@ -89,44 +89,33 @@ def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progr
     folder = RunFolder(run_dir)
     if not folder.is_run():
         raise GgufError(f"{run_dir}: not a run folder (no config.toml)")
-    run = load_run(folder.config)
-    try:
-        src = adapter_source(folder)
-    except ExportError as exc:
-        raise GgufError(str(exc)) from None
+    run = frozen_run(folder)
+    src = adapter_source(folder)
     dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise GgufError(f"{dest} already exists and is not empty")
+    check_dest(dest)
     check_base_model(run)
-    staging = process_staging_path(dest, os.getpid())
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+
     def say(what: str, fraction: float) -> None:
         if progress:
             progress(what, fraction)
         if cancelled and cancelled():
             raise GgufCancelled()
 
-    try:
-        say("loading the base model and merging the adapter", 0.02)
-        model = merged_model(run, src)
-        say("merged", 0.08)
-        tokenizer_dir = staging / "tokenizer"
-        _load_tokenizer(run).save_pretrained(tokenizer_dir)
-        out = staging / gguf_file_name(run.config.run.name, qtype)
-        write_gguf(model, tokenizer_dir, out, qtype, name=run.config.run.name,
-                   progress=lambda what, f: say(what, 0.1 + 0.85 * f))
-        shutil.rmtree(tokenizer_dir)
-        write_model_card(staging, folder.path, "gguf", adapter=src, gguf_file=out.name)
-        if dest.exists():
-            dest.rmdir()  # empty (checked above)
-        staging.rename(dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    say("loading the base model and merging the adapter", 0.02)
+    model = merged_model(run, src)
+    say("merged", 0.08)
+    name = gguf_file_name(run.config.run.name, qtype)
+    with writing(dest):
+        with staged_folder(dest, point="export_written", staging=process_staging_path(dest, os.getpid())) as staging:
+            tokenizer_dir = staging / "tokenizer"
+            _load_tokenizer(run).save_pretrained(tokenizer_dir)
+            write_gguf(model, tokenizer_dir, staging / name, qtype, name=run.config.run.name,
+                       progress=lambda what, f: say(what, 0.1 + 0.85 * f))
+            shutil.rmtree(tokenizer_dir)
+            write_model_card(staging, folder.path, "gguf", adapter=src, gguf_file=name)
     if progress:
         progress("GGUF exported", 1.0)
-    return dest / out.name
+    return dest / name
 
 
 def _base_config(run: Any) -> dict[str, Any]:
@@ -164,22 +153,6 @@ def _load_tokenizer(run: Any) -> Any:
                                                      trust_remote_code=run.config.model.trust_remote_code)
     except Exception:  # noqa: BLE001 - fall back to the loader with its error messages
         return load_tokenizer(run)
-
-
-def merged_model(run: Any, adapter: Path) -> Any:
-    """The base model in its stored dtype with the adapter folded in (or the fully trained model)."""
-    from transformers import AutoModelForCausalLM
-
-    from grpo_studio.engine.model import model_path
-
-    cfg = run.config.model
-    kwargs = dict(dtype="auto", trust_remote_code=cfg.trust_remote_code, revision=cfg.revision or None)
-    if not run.config.lora.enabled:  # full fine-tuning saved the whole model
-        return AutoModelForCausalLM.from_pretrained(str(adapter), **kwargs)
-    from peft import PeftModel
-
-    base = AutoModelForCausalLM.from_pretrained(model_path(run), **kwargs)
-    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
 
 
 # ---- the file -----------------------------------------------------------------------------------

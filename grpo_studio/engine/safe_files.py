@@ -109,9 +109,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def prepare_staging(dest: Path) -> Path:
-    """An empty staging folder beside `dest` (what a crashed earlier attempt left there is cleared)."""
-    staging = staging_path(dest)
+def prepare_staging(dest: Path, staging: Path | None = None) -> Path:
+    """An empty staging folder beside `dest` (what a crashed earlier attempt left there is cleared):
+    `staging`, or by default staging_path(dest)."""
+    staging = staging or staging_path(dest)
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -142,17 +143,19 @@ def publish(staging: Path, dest: Path, *, replace: bool, point: str = "") -> Non
 
 
 @contextlib.contextmanager
-def staged_folder(dest: str | Path, *, replace: bool = False, point: str = "") -> Iterator[Path]:
+def staged_folder(dest: str | Path, *, replace: bool = False, point: str = "",
+                  staging: Path | None = None) -> Iterator[Path]:
     """Write a folder in a staging place and rename it to `dest` once the block succeeds.
 
         with staged_folder(out) as tmp:
             model.save_pretrained(tmp)
 
-    On any failure the staging folder is removed and `dest` is untouched; the error propagates."""
+    On any failure the staging folder is removed and `dest` is untouched; the error propagates.
+    `staging`: where to stage instead of staging_path(dest) (process_staging_path for the GGUF export)."""
     dest = Path(dest)
     if not replace and dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise FileExistsError(errno.EEXIST, "already exists and is not empty", str(dest))
-    staging = prepare_staging(dest)
+    staging = prepare_staging(dest, staging)
     try:
         yield staging
         publish(staging, dest, replace=replace, point=point)

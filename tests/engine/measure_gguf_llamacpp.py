@@ -49,7 +49,7 @@ def main() -> int:
     from grpo_studio.config import load_run
     from grpo_studio.engine.data import load_prompts, prompt_token_ids
     from grpo_studio.engine.export import adapter_source
-    from grpo_studio.engine.gguf_export import merged_model
+    from grpo_studio.engine.export import merged_model
     from grpo_studio.engine.model import load_tokenizer
     from grpo_studio.engine.store import RunFolder
 

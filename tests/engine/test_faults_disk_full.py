@@ -57,18 +57,25 @@ def test_disk_full_during_a_run_is_said_recorded_and_resumable(fault_project, tm
     assert_whole_run(folder)
 
 
-def test_export_on_a_full_disk_leaves_nothing_and_the_retry_works(finished_run, tmp_path, capsys, monkeypatch):
-    dest = tmp_path / "out" / "adapter"
+@pytest.mark.parametrize("kind", ["adapter", "merged", "gguf"])
+def test_export_on_a_full_disk_leaves_nothing_and_the_retry_works(finished_run, tmp_path, capsys, monkeypatch, kind):
+    if kind == "gguf":
+        pytest.importorskip("gguf")
+    flags = {"adapter": [], "merged": ["--merged"], "gguf": ["--gguf", "f16"]}[kind]
+    dest = tmp_path / "out" / "export"
     monkeypatch.setenv("GRPO_STUDIO_FAULT", "enospc:export_written:1")
-    assert cli.main(["export", str(finished_run), "--to", str(dest)]) == 1
+    assert cli.main(["export", str(finished_run), "--to", str(dest), *flags]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress lines
     assert err.startswith(f"error: export to {dest} failed: disk full at {dest} (")
     assert "nothing was left there, so the same command can be run again" in err
-    assert not dest.exists() and not (dest.parent / ".adapter.partial").exists()
+    assert list(dest.parent.iterdir()) == []  # no destination, no staging folder
     monkeypatch.delenv("GRPO_STUDIO_FAULT")
-    assert cli.main(["export", str(finished_run), "--to", str(dest)]) == 0
-    assert (dest / "adapter_model.safetensors").read_bytes() == (
-        finished_run / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert cli.main(["export", str(finished_run), "--to", str(dest), *flags]) == 0
+    if kind == "adapter":
+        assert (dest / "adapter_model.safetensors").read_bytes() == (
+            finished_run / "adapter" / "adapter_model.safetensors").read_bytes()
+    else:
+        assert any(p.suffix in (".safetensors", ".gguf") for p in dest.iterdir())
 
 
 def test_disk_full_is_recognised_from_what_the_writers_raise(tmp_path, monkeypatch):

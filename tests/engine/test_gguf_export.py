@@ -11,13 +11,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from grpo_studio.config import load_run
-from grpo_studio.engine.export import adapter_source
+from grpo_studio.engine.export import adapter_source, merged_model
 from grpo_studio.engine.gguf_export import (
     GgufCancelled,
     GgufError,
     check_architecture,
     export_gguf,
-    merged_model,
     write_gguf,
 )
 from grpo_studio.engine.store import RunFolder
