@@ -33,6 +33,7 @@ from grpo_studio.engine.evaluate import (
     HeldOut,
     Progress,
     apply_adapter,
+    check_adapter,
     load_eval_model,
 )
 from grpo_studio.engine.store import RunFolder
@@ -130,7 +131,7 @@ def adapter_choices(run_dir: str | Path) -> list[tuple[str, Path]]:
 
 def resolve_adapter(run_dir: str | Path, choice: str | Path | None) -> tuple[str, Path]:
     """(label, folder) for an adapter given as None (the run's newest), a name ('adapter',
-    'checkpoint-20') or a folder."""
+    'checkpoint-20') or a folder; a damaged one is an EvalError here, before any model loads."""
     from grpo_studio.engine.export import ExportError, adapter_source
 
     folder = RunFolder(run_dir)
@@ -142,12 +143,15 @@ def resolve_adapter(run_dir: str | Path, choice: str | Path | None) -> tuple[str
         return adapter_label(folder, path), path
     named = dict(adapter_choices(folder))
     if str(choice) in named:
-        return str(choice), named[str(choice)]
-    path = Path(choice).expanduser()
-    if not path.is_dir():
-        known = ", ".join(named) or "none yet"
-        raise EvalError(f"--adapter {choice}: neither a folder nor one of this run's adapters ({known})")
-    return adapter_label(folder, path), path
+        label, path = str(choice), named[str(choice)]
+    else:
+        path = Path(choice).expanduser()
+        if not path.is_dir():
+            known = ", ".join(named) or "none yet"
+            raise EvalError(f"--adapter {choice}: neither a folder nor one of this run's adapters ({known})")
+        label = adapter_label(folder, path)
+    check_adapter(path)
+    return label, path
 
 
 def adapter_label(folder: RunFolder, path: Path) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_studio.engine.evaluate import EvalError
+from grpo_studio.engine.evaluate import EvalError, check_adapter
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 ROWS_OFFERED = 200
@@ -162,6 +162,7 @@ class PlaygroundSession:
         if label not in self.adapters:
             raise EvalError(f"{label}: not an adapter of this run ({', '.join(self.adapters)})")
         if label not in self._names:
+            check_adapter(self.adapters[label])  # a damaged one is said, not a traceback from PEFT
             self._names[label] = f"a{len(self._names)}"
             self.model.load_adapter(str(self.adapters[label]), adapter_name=self._names[label])
         self.model.set_adapter(self._names[label])

@@ -128,6 +128,25 @@ def test_damaged_adapter_is_refused_by_eval_and_export(run_copy, tmp_path, capsy
     assert cli.main(["export", str(run_copy), "--to", str(tmp_path / "a")]) == 0
 
 
+def test_damaged_checkpoint_named_for_a_comparison_or_the_playground_is_said_before_loading(run_copy, capsys):
+    from grpo_studio.engine.evaluate import EvalError
+    from grpo_studio.engine.playground import PlaygroundSession
+
+    truncate(run_copy / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors")
+    assert cli.main(["eval", str(run_copy), "--compare-base", "--adapter", "checkpoint-2"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint-2: adapter_model.safetensors is damaged (truncated)" in err and "Traceback" not in err, err
+    with pytest.raises(EvalError, match="checkpoint-2: adapter_model.safetensors is damaged"):
+        PlaygroundSession(run_copy, "checkpoint-2", overrides=["rewards.isolate=false"])
+    session = PlaygroundSession(run_copy, overrides=["rewards.isolate=false"])  # the whole final adapter
+    try:
+        with pytest.raises(EvalError, match="adapter_model.safetensors is damaged"):
+            session.use_adapter("checkpoint-2")  # switching to it is refused; the session goes on
+        assert session.adapter == "adapter"
+    finally:
+        session.close()
+
+
 # ---- non-UTF-8 run files ------------------------------------------------------------------------
 
 
