@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from pydantic import BaseModel, TypeAdapter
 
+from grpo_studio.engine.error_text import first_line
+
 TAIL_LINES = 60  # stderr lines kept to explain a failure
 
 
@@ -263,7 +265,7 @@ class ParentLink:
             try:
                 yield adapter.validate_json(line)
             except ValueError as exc:
-                print(f"(not a request) {line[:300].rstrip()}: {str(exc).splitlines()[0]}", file=sys.stderr)
+                print(f"(not a request) {line[:300].rstrip()}: {first_line(exc)}", file=sys.stderr)
 
     def send(self, message: BaseModel) -> None:
         """One message, one line, flushed (from any thread)."""

@@ -45,14 +45,15 @@ from grpo_studio.engine.child_messages import (
     Request,
     RowInfo,
     Sample,
-    SampledAnswer,
     Sampled,
+    SampledAnswer,
     SessionRequest,
     StopSampling,
     TaskFailed,
     Tokens,
 )
 from grpo_studio.engine.child_process import ChildProcess, ParentLink
+from grpo_studio.engine.error_text import first_line
 
 TASK_COMMAND = [sys.executable, "-m", "grpo_studio.engine.child_tasks"]
 
@@ -288,7 +289,7 @@ def main() -> int:
     try:
         request = link.receive(Request)
     except ValidationError as exc:
-        link.send(TaskFailed(reason=f"not a task request: {str(exc).splitlines()[0]}"))
+        link.send(TaskFailed(reason=f"not a task request: {first_line(exc)}"))
         return 2
     from grpo_studio.engine.library_noise import quiet_libraries
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from grpo_studio.config import DATA_FILE_FORMATS, DataSettings, LoadedRun
+from grpo_studio.engine.error_text import first_line
 
 
 class DataError(Exception):
@@ -197,7 +198,7 @@ def load_raw(source: DataSource, max_rows: int = 0) -> Any:
         try:
             ds = datasets.load_dataset(builder, data_files=str(path), split="train")
         except Exception as exc:  # the loaders raise many types; all mean "this file can't be read"
-            raise DataError(f"cannot read as {builder}: {_first_line(exc)}", file=path) from None
+            raise DataError(f"cannot read as {builder}: {first_line(exc)}", file=path) from None
     else:
         from grpo_studio.engine import hub
 
@@ -205,12 +206,12 @@ def load_raw(source: DataSource, max_rows: int = 0) -> Any:
         try:
             ds = datasets.load_dataset(source.spec, source.subset or None, split=source.split)
         except ValueError as exc:
-            raise DataError(f"{_first_line(exc)}", field="data.split") from None
+            raise DataError(f"{first_line(exc)}", field="data.split") from None
         except Exception as exc:
             if not state.online:
                 raise HubUnreachable(hub.not_on_this_machine("dataset", source.spec, "data.source"),
                                      field="data.source") from None
-            raise DataError(f"cannot load {source.spec!r} from the hub: {_first_line(exc)}",
+            raise DataError(f"cannot load {source.spec!r} from the hub: {first_line(exc)}",
                             field="data.source") from None
     if max_rows and len(ds) > max_rows:
         ds = ds.select(range(max_rows))
@@ -218,11 +219,6 @@ def load_raw(source: DataSource, max_rows: int = 0) -> Any:
         raise DataError("has no rows", file=source.path) if source.is_local else DataError(
             f"{source} has no rows", field="data.source")
     return ds
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 # ---- mapping columns ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ValidationError
 
 from grpo_studio.config import LoadedRun
+from grpo_studio.engine.error_text import first_line
 from grpo_studio.engine.evaluate import (
     EvalCancelled,
     EvalError,
@@ -281,7 +282,7 @@ def load_eval(path: str | Path) -> Comparison:
     except FileNotFoundError:
         raise EvalError(f"{path}: no such stored evaluation") from None
     except (OSError, ValueError, ValidationError) as exc:
-        raise EvalError(f"{path}: not a readable evaluation ({str(exc).splitlines()[0]})") from None
+        raise EvalError(f"{path}: not a readable evaluation ({first_line(exc)})") from None
 
 
 def list_evals(run_dir: str | Path) -> list[StoredEval]:

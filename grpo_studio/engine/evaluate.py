@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from grpo_studio.config import LoadedRun
 from grpo_studio.engine.checks import correctness_function, format_function
+from grpo_studio.engine.error_text import first_line
 
 Progress = Callable[[int, int], None]  # (prompts done, prompts in all)
 
@@ -227,7 +228,7 @@ def apply_adapter(model: Any, adapter: str | Path) -> Any:
         model = PeftModel.from_pretrained(model, str(adapter))
     except Exception as exc:  # noqa: BLE001 - whole files that still do not fit this base model
         raise EvalError(f"{adapter}: cannot apply the adapter to the base model: "
-                        f"{str(exc).strip().splitlines()[0]}") from None
+                        f"{first_line(exc)}") from None
     model.eval()
     return model
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from grpo_studio.config import ConfigError, LoadedRun, load_run
+from grpo_studio.engine.error_text import first_line
 from grpo_studio.engine.integrity import adapter_problem, loadable_checkpoint
 from grpo_studio.engine.model_card import write_model_card
 from grpo_studio.engine.resume import is_training_state
@@ -140,7 +141,7 @@ def merged_model(run: LoadedRun, adapter: Path, dtype: str = "auto") -> Any:
         return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     except Exception as exc:  # noqa: BLE001 - checked files that still do not fit this base model
         raise ExportError(f"{adapter}: cannot apply the adapter to {name!r}: "
-                          f"{str(exc).strip().splitlines()[0]}") from None
+                          f"{first_line(exc)}") from None
 
 
 @contextlib.contextmanager

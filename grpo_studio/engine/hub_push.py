@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from grpo_studio.engine.error_text import first_line
+
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
 
 
@@ -34,7 +36,7 @@ def push_problem(repo_id: str) -> str | None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
-        return (f"--push-to-hub {repo_id!r}: not a repo id ({str(exc).splitlines()[0]}); write "
+        return (f"--push-to-hub {repo_id!r}: not a repo id ({first_line(exc)}); write "
                 "user-or-org/name")
     if constants.is_offline_mode():
         return "HF_HUB_OFFLINE is set: unset it to push to the hub"
@@ -86,7 +88,7 @@ def push_export(folder: str | Path, repo_id: str, *, run_dir: str | Path | None 
 
 def _explain(exc: Any, repo_id: str) -> str:
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     if status == 401:
         return "the hub refused the stored token (HTTP 401): log in again with `hf auth login`"
     if status == 403:

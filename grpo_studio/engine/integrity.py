@@ -17,6 +17,7 @@ import json
 import zipfile
 from pathlib import Path
 
+from grpo_studio.engine.error_text import first_line
 from grpo_studio.engine.store import RunFolder
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -43,7 +44,7 @@ def _safetensors_problem(path: Path) -> str | None:
         with safe_open(str(path), "np") as f:
             f.keys()
     except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError both mean "unusable"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if "incomplete metadata" in reason or "not fully covered" in reason:
             reason = "truncated"
         return f"{path.name} is damaged ({reason})"

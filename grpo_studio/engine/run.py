@@ -25,13 +25,14 @@ from typing import Any, Callable
 from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
 from grpo_studio.engine.checks import require_before_loading
 from grpo_studio.engine.data import DataError
+from grpo_studio.engine.error_text import first_line
 from grpo_studio.engine.events import STOPPED_BEFORE_TRAINING, EventBus, Failed, Finished, Log, Opened, Started
 from grpo_studio.engine.faults import fault_point
 from grpo_studio.engine.model import ModelError
 from grpo_studio.engine.resume import ResumePlan, complete_final_save, file_sha256, nothing_to_do, plan_resume
 from grpo_studio.engine.rewards import RewardError
-from grpo_studio.engine.run_home import record_run, runs_dir
 from grpo_studio.engine.run_endings import clear_folder, clear_staging, end_with_failure, never_trained
+from grpo_studio.engine.run_home import record_run, runs_dir
 from grpo_studio.engine.run_lock import LOCK_FILE, RunLock, RunLocked
 from grpo_studio.engine.safe_files import SpaceReserve, disk_full_message, prepare_staging, publish, staging_path
 from grpo_studio.engine.store import RunFolder, RunStore, StoreError
@@ -113,7 +114,7 @@ def describe_failure(exc: BaseException, where: str | Path | None = None) -> Fai
     if isinstance(exc, StoreError):  # a damaged run.db is an input problem; a failed write is not
         return Failed(reason=str(exc), details=details, input_error="damaged" in exc.problem)
     name = type(exc).__name__
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    text = first_line(exc)
     if name == "OutOfMemoryError" or "out of memory" in text.lower():
         return Failed(reason=f"out of GPU memory: {text}",
                       hint="Lower grpo.per_device_train_batch_size or grpo.num_generations or "

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
+from grpo_studio.engine.error_text import first_line
 from grpo_studio.engine.events import (
     Checkpoint,
     Failed,
@@ -93,7 +94,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _as_store_error(path: Path, exc: BaseException, writing: bool = False) -> StoreError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, sqlite3.DatabaseError) and any(
             t in text for t in ("malformed", "not a database", "no such table", "no such column", "file is not")):
         return StoreError(path, f"damaged or not a GRPO Studio run store ({text})", _DAMAGED_TODO)

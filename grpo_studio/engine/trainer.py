@@ -23,6 +23,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from grpo_studio.engine import metric_names
+from grpo_studio.engine.error_text import first_line
 from grpo_studio.engine.events import Checkpoint, Metrics, Sample, Samples
 
 
@@ -115,7 +116,7 @@ class StudioGRPOTrainer(GRPOTrainer):
             except Exception as exc:  # noqa: BLE001 - only running out of memory is handled here
                 if not _is_out_of_memory(exc):
                     raise
-                fast = self._drop_mode(f"it ran out of GPU memory ({str(exc).splitlines()[0][:160]})")
+                fast = self._drop_mode(f"it ran out of GPU memory ({first_line(exc)[:160]})")
         if result is None:
             result = super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                    has_tool_images)

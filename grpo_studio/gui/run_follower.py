@@ -12,8 +12,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from grpo_studio.gui.tasks import TaskRunner, TaskState
+from grpo_studio.engine.error_text import first_line
 from grpo_studio.gui.stored_run import RunUpdate, read_more
+from grpo_studio.gui.tasks import TaskRunner, TaskState
 
 FOLLOW_MS = 1000
 
@@ -67,7 +68,7 @@ class RunFollower(QObject):
 
     def _failed(self, exc: BaseException, details: str) -> None:
         if self.active:
-            self.failed.emit(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            self.failed.emit(first_line(exc))
 
     def stop(self) -> None:
         self.timer.stop()

@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
+from grpo_studio.engine.error_text import first_line
 from grpo_studio.gui.tasks import TaskRunner, TaskState
 
 PAGE = 200
@@ -206,7 +207,7 @@ class SamplesModel(QAbstractTableModel):
 
     def _query_failed(self, exc: BaseException, details: str) -> None:
         self.busy = False
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         self.error = f"Cannot read the samples: {text}"
         self.failed.emit(self.error)
         self._after_query()
