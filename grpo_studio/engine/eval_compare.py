@@ -300,9 +300,12 @@ def list_evals(run_dir: str | Path) -> list[StoredEval]:
     return sorted(found, key=lambda e: e.created, reverse=True)
 
 
-def latest_eval(run_dir: str | Path, label: str | None = None) -> Comparison | None:
-    """The newest stored comparison (of one adapter label, if given), preferring whole-split ones."""
-    entries = [e for e in list_evals(run_dir) if label is None or e.tuned_label == label]
+def latest_eval(run_dir: str | Path, label: str | None = None,
+                stored: list[StoredEval] | None = None) -> Comparison | None:
+    """The newest stored comparison (of one adapter label, if given), preferring whole-split ones.
+    `stored`: list_evals(run_dir) when the caller already has it (each file is parsed whole)."""
+    stored = list_evals(run_dir) if stored is None else stored
+    entries = [e for e in stored if label is None or e.tuned_label == label]
     entries.sort(key=lambda e: (e.name.find("-first") < 0, e.created), reverse=True)
     for entry in entries:
         try:

@@ -165,7 +165,7 @@ class EvaluateView(QWidget):
         if self.run_dir is not None:
             self.adapter.addItems([label for label, _ in adapter_choices(self.run_dir)])
             self.stored = list_evals(self.run_dir)
-            comparison = latest_eval(self.run_dir)
+            comparison = latest_eval(self.run_dir, stored=self.stored)
         self._fill_stored(comparison.name if comparison else None)
         if comparison is not None:
             self._show(comparison)
