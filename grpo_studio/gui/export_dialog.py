@@ -74,13 +74,14 @@ def gguf_installed() -> bool:
     return importlib.util.find_spec("gguf") is not None
 
 
-def gguf_problem(run_dir: Path) -> str | None:
-    """Why a GGUF export cannot be made here (the package, the base weights, the architecture), or None."""
+def gguf_problem(run_dir: Path, base: tuple[bool, str] | None = None) -> str | None:
+    """Why a GGUF export cannot be made here (the package, the base weights, the architecture), or None.
+    `base`: base_model_available(run_dir), when the caller has it already."""
     from grpo_studio.engine.gguf_export import PIP_HINT, GgufError, check_base_model
 
     if not gguf_installed():
         return PIP_HINT
-    available, why = base_model_available(run_dir)
+    available, why = base or base_model_available(run_dir)
     if not available:
         return why
     from grpo_studio.config import load_run
@@ -164,7 +165,7 @@ class ExportDialog(QDialog):
         available, why = base_model_available(self.run_dir)
         self.merged_available = available
         self.merged.setEnabled(available)
-        self.gguf_reason = gguf_problem(self.run_dir)
+        self.gguf_reason = gguf_problem(self.run_dir, (available, why))
         self.gguf.setEnabled(self.gguf_reason is None)
         self.note = QLabel()
         self.note.setObjectName("cardSubtitle")
