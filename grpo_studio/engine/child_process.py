@@ -215,6 +215,23 @@ class ChildProcess:
         self.kill()
 
 
+def exit_words(code: int) -> str:
+    """A process's exit status in words (a negative code is the signal that ended it, as Python's
+    subprocess and multiprocessing report it).
+
+    >>> exit_words(-11)
+    'killed by SIGSEGV'
+    >>> exit_words(3)
+    'exit code 3'
+    """
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 def describe_end(code: int, tail: str, what: str) -> str:
     """Why a child ended without a result, in one line: how it ended and the last line it printed.
 
@@ -224,15 +241,7 @@ def describe_end(code: int, tail: str, what: str) -> str:
     'the evaluation process ended (exit code 1)'
     """
     last = [line for line in tail.splitlines() if line.strip()][-1:]
-    if code < 0:
-        try:
-            how = f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            how = f"ended by signal {-code}"
-        if -code == getattr(signal, "SIGKILL", 9):
-            how += ": out of memory?"
-    else:
-        how = f"exit code {code}"
+    how = exit_words(code) + (": out of memory?" if code == -getattr(signal, "SIGKILL", 9) else "")
     return f"the {what} process ended ({how})" + (f": {last[0]}" if last else "")
 
 

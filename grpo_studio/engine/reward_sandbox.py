@@ -204,21 +204,10 @@ def _child_main(conn: Any, path: str, names: list[str] | None, columns: list[str
 
 
 def describe_exit(code: int | None) -> str:
-    """A child's exit code in words: `exit code 3`, `killed by SIGSEGV`.
+    """A child's exit code in words, or "still running" (None)."""
+    from grpo_studio.engine.child_process import exit_words
 
-    >>> describe_exit(-11)
-    'killed by SIGSEGV'
-    >>> describe_exit(3)
-    'exit code 3'
-    """
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
+    return "still running" if code is None else exit_words(code)
 
 
 class RewardProcess:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from grpo_studio.engine.child_process import ChildProcess, child_environment
+from grpo_studio.engine.child_process import ChildProcess, child_environment, exit_words
 from grpo_studio.engine.events import Event, Failed, Finished, Log
 from grpo_studio.engine.store import RunFolder
 
@@ -44,10 +44,7 @@ worker_environment = child_environment  # the worker imports the same grpo_studi
 def describe_exit(code: int) -> tuple[str, str]:
     """A reason and a hint for a worker that ended without a result event."""
     if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
+        name = exit_words(code).removeprefix("killed by ")
         if -code == getattr(signal, "SIGKILL", 9):
             return (f"the training process was killed ({name})",
                     "When nobody killed it, the system most likely ran out of memory: lower the batch size, "
