@@ -308,6 +308,12 @@ def _open_folder(run: LoadedRun | str | Path, output: str | Path | None, resume:
     folder = new_run_folder(run, output)
     lock = RunLock(folder.path).acquire()
     try:
+        # Asked again under the lock: another process may have trained here since new_run_folder
+        # looked (a resume, or a run that made the same folder a moment earlier).
+        if any(p.name != LOCK_FILE for p in folder.path.iterdir()) and not never_trained(folder, locked=True):
+            made_dir = False  # it holds another process's run: never removed
+            raise RunFolderError(f"{folder.path} already exists and is not empty: pick a new folder, "
+                                 "or add --resume to continue the run in it")
         clear_folder(folder.path, keep=(LOCK_FILE,))  # an earlier run here never reached step 1
         return OpenedRun(folder, freeze_run_file(run, folder), new_run=True, made_dir=made_dir, lock=lock)
     except BaseException:

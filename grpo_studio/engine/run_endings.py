@@ -21,12 +21,13 @@ from grpo_studio.engine.safe_files import staging_path
 from grpo_studio.engine.store import RunFolder, RunStore, StoreError
 
 
-def never_trained(folder: RunFolder) -> bool:
+def never_trained(folder: RunFolder, *, locked: bool = False) -> bool:
     """A run folder whose run never reached step 1 (killed while loading, say) and that no process
-    trains now: nothing in it is worth keeping, so a new run may take its place."""
+    trains now: nothing in it is worth keeping, so a new run may take its place. `locked`: the
+    caller holds the folder's lock (then nobody else trains it)."""
     if not folder.is_run() or folder.complete_checkpoints() or folder.adapter.exists():
         return False
-    if lock_holder(folder.path) is not None:
+    if not locked and lock_holder(folder.path) is not None:
         return False
     if not folder.database.is_file():
         return True

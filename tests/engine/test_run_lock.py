@@ -10,9 +10,12 @@ import sys
 import textwrap
 import time
 
-import pytest
+import shutil
 
-from grpo_studio.engine.run_lock import RunLock, RunLocked, lock_holder
+import pytest
+from fault_checks import assert_whole_run
+
+from grpo_studio.engine.run_lock import LOCK_FILE, RunLock, RunLocked, lock_holder
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kills with SIGKILL")
 
@@ -74,3 +77,28 @@ def test_lock_is_not_inherited_by_child_processes(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize("existed", [True, False], ids=["folder existed", "folder made by this run"])
+def test_a_run_that_trained_in_the_folder_meanwhile_is_never_cleared(fault_project, finished_run, tmp_path,
+                                                                       monkeypatch, existed):
+    """The "nothing trained here" check of a new run is asked again under the lock: between the first
+    look and the lock another process (a resume, or a run made with the same --output a moment
+    earlier) may have trained in the folder, and a new run must not clear that."""
+    from grpo_studio.engine import run as run_module
+
+    folder = tmp_path / "run"
+    if existed:
+        folder.mkdir()
+    acquire = RunLock.acquire
+
+    def other_process_trains_first(self):
+        if not (folder / "config.toml").exists():  # the other process trained in the folder meanwhile
+            shutil.copytree(finished_run, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(LOCK_FILE))
+        return acquire(self)
+
+    monkeypatch.setattr(RunLock, "acquire", other_process_trains_first)
+    result = run_module.train(fault_project, output=folder)
+    assert result.kind == "failed" and "already exists and is not empty" in result.reason, result
+    assert_whole_run(folder)  # the other process's run, untouched
+    assert not lock_holder(folder)  # and the lock given back
