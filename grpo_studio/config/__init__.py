@@ -21,6 +21,7 @@ from grpo_studio.config.metadata import (
     local_path_settings,
     memory_settings,
     set_value,
+    with_local_paths,
 )
 from grpo_studio.config.run_file import (
     LoadedRun,
@@ -60,5 +61,5 @@ __all__ = [
     "ModelSettings", "QuantizationSettings", "RewardFunction", "RewardSettings", "RunConfig", "RunSettings",
     "STUDIO_TRAINER_FIELDS", "Section", "all_field_specs", "apply_overrides", "config_from_dict", "dumps_run",
     "field_specs", "get_value", "load_run", "loads_run", "local_path_settings", "memory_settings", "parse_override",
-    "save_run", "set_value", "setting",
+    "save_run", "set_value", "setting", "with_local_paths",
 ]

@@ -5,7 +5,7 @@ path-based access to values (`grpo.learning_rate`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Callable, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -101,8 +101,28 @@ def all_field_specs() -> list[FieldSpec]:
 
 def local_path_settings() -> list[str]:
     """Settings that name a hub id, or a local file or folder relative to the run file when one exists
-    there (snapshots make them absolute, Save As rebases them, a run folder freezes them)."""
+    there (snapshots make them absolute, Save As rebases them, a run folder freezes them; all three
+    through `with_local_paths`, which adds each reward function's `model`)."""
     return [s.path for s in all_field_specs() if s.path_kind == "hub_or_local"]
+
+
+def with_local_paths(config: RunConfig, change: Callable[[str], str | None]) -> RunConfig:
+    """A copy of `config` with `change(value)` applied to every set value that may name a local file or
+    folder relative to the run file: the local_path_settings() and each reward function's `model`.
+    `change` returns the new value, or None to keep the value as it is."""
+    out = config.model_copy(deep=True)
+    for path in local_path_settings():
+        section_name, key = path.split(".")
+        section = getattr(out, section_name)
+        value = getattr(section, key)
+        new = change(value) if value else None
+        if new is not None:
+            setattr(section, key, new)
+    for fn in out.rewards.functions:
+        new = change(fn.model) if fn.model else None
+        if new is not None:
+            fn.model = new
+    return out
 
 
 def memory_settings() -> set[str]:

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_studio.config import ConfigError, LoadedRun, load_run, local_path_settings, save_run
+from grpo_studio.config import ConfigError, LoadedRun, load_run, save_run, with_local_paths
 from grpo_studio.engine.checks import require_before_loading
 from grpo_studio.engine.data import DataError
 from grpo_studio.engine.error_text import first_line
@@ -63,13 +63,8 @@ def new_run_folder(run: LoadedRun, output: str | Path | None = None) -> RunFolde
 def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
     """Copy the run file and reward file into the run folder, with local paths made absolute,
     so the run can be resumed, evaluated and exported even if the originals change or move."""
-    cfg = run.config.model_copy(deep=True)
-    for setting in local_path_settings():  # model.name, data.source, eval.source; hub ids stay as they are
-        section_name, key = setting.split(".")
-        section = getattr(cfg, section_name)
-        value = getattr(section, key)
-        if value and run.resolve(value).exists():
-            setattr(section, key, str(run.resolve(value)))
+    # model.name, data.source, eval.source, reward models: local ones made absolute, hub ids kept.
+    cfg = with_local_paths(run.config, lambda value: str(run.resolve(value)) if run.resolve(value).exists() else None)
     needs_file = not cfg.rewards.functions or any(f.name for f in cfg.rewards.functions)
     if needs_file:
         src = run.resolve(cfg.rewards.file)
@@ -77,9 +72,6 @@ def freeze_run_file(run: LoadedRun, folder: RunFolder) -> LoadedRun:
             raise RewardError("reward file not found", file=src)
         shutil.copyfile(src, folder.rewards)
         cfg.rewards.file = folder.rewards.name
-    for fn in cfg.rewards.functions:
-        if fn.model and run.resolve(fn.model).is_dir():
-            fn.model = str(run.resolve(fn.model))
     cfg.run.output_dir = str(folder.path.parent)
     save_run(cfg, folder.config)
     return LoadedRun(cfg, folder.config, folder.path)

@@ -24,11 +24,13 @@ from grpo_studio.config import (
     local_path_settings,
     save_run,
     set_value,
+    with_local_paths,
 )
 from grpo_studio.gui.reward_source import defined_functions, reward_functions, syntax_problem
 
 # Settings that hold a local path relative to the run file (when they name an existing file or
-# folder); Save As rewrites them so they still point at the same place from the new folder.
+# folder); Save As rewrites them, and reward models' folders, so they still point at the same place
+# from the new folder (with_local_paths).
 PATH_FIELDS = tuple(local_path_settings())
 
 STARTER_REWARDS = '''\
@@ -179,21 +181,24 @@ class RunDocument(QObject):
         """Keep local paths pointing at the same files when the run file moves to another folder."""
         old_base = old_base or self.base_dir
         assert old_base is not None
-        for field in PATH_FIELDS:
-            value = get_value(self.config, field)
-            if not value or Path(value).expanduser().is_absolute():
-                continue
+
+        def rebased(value: str) -> str | None:
+            if Path(value).expanduser().is_absolute():
+                return None
             old = (old_base / value).resolve()
             if not old.exists():
-                continue  # a hub id, or a path that is broken anyway
+                return None  # a hub id, or a path that is broken anyway
             try:
                 new_value = os.path.relpath(old, new_base)
             except ValueError:  # another drive (Windows)
-                new_value = str(old)
-            if new_value.startswith(".." + os.sep + ".."):
-                new_value = str(old)
-            self.config = set_value(self.config, field, new_value)
-            self.changed.emit(field)
+                return str(old)
+            return str(old) if new_value.startswith(".." + os.sep + "..") else new_value
+
+        before = self.config
+        self.config = with_local_paths(before, rebased)
+        for field in (*PATH_FIELDS, "rewards.functions"):
+            if get_value(self.config, field) != get_value(before, field):
+                self.changed.emit(field)
 
     # ---- editing ----------------------------------------------------------------------
     def value(self, path: str) -> Any:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from grpo_studio.config import LoadedRun, RunConfig, local_path_settings, save_run
+from grpo_studio.config import LoadedRun, RunConfig, save_run, with_local_paths
 from grpo_studio.engine.run_home import runs_dir
-
-SNAPSHOT_FIELDS = tuple(local_path_settings())  # made absolute when they name something that exists
 
 
 def output_dir_for(config: RunConfig, run_path: Path | None) -> Path:
@@ -30,15 +28,7 @@ def write_snapshot(config: RunConfig, run_path: Path | None, reward_source: str,
     points at it, so helper modules imported from beside it are found."""
     base = run_path.parent if run_path else Path.cwd()
     run = LoadedRun(config, run_path, base)
-    cfg = config.model_copy(deep=True)
-    for section, key in (f.split(".") for f in SNAPSHOT_FIELDS):
-        node = getattr(cfg, section)
-        value = getattr(node, key)
-        if value and run.resolve(value).exists():
-            setattr(node, key, str(run.resolve(value).resolve()))
-    for fn in cfg.rewards.functions:
-        if fn.model and run.resolve(fn.model).is_dir():
-            fn.model = str(run.resolve(fn.model).resolve())
+    cfg = with_local_paths(config, lambda v: str(run.resolve(v).resolve()) if run.resolve(v).exists() else None)
     folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="grpo-studio-train-"))
     folder.mkdir(parents=True, exist_ok=True)
     if saved_reward_file is not None and saved_reward_file.is_file():

@@ -24,6 +24,32 @@ def test_save_as_elsewhere_keeps_local_paths_pointing_at_the_same_files(qapp, ru
     assert not doc.is_modified() and doc.path == target.resolve()
 
 
+def test_save_as_elsewhere_keeps_a_reward_models_folder_too(qapp, tiny_model, tmp_path):
+    """Reward models are settings too: Save As, the training snapshot and the frozen run file all
+    rewrite the same paths (config.with_local_paths); a relative reward-model folder was left behind."""
+    import tiny
+
+    from grpo_studio.engine.run import freeze_run_file
+    from grpo_studio.engine.store import RunFolder
+
+    project = tmp_path / "project"
+    (project / "rm").mkdir(parents=True)
+    run_file = tiny.write_run(project, tiny_model, extra='\n[[rewards.functions]]\nname = "correctness_reward"\n'
+                                                         '\n[[rewards.functions]]\nmodel = "rm"\n')
+    doc = RunDocument()
+    doc.load(run_file)
+    target = tmp_path / "elsewhere" / "copy.toml"
+    target.parent.mkdir()
+    doc.save(target)
+    saved = load_run(target)
+    assert saved.resolve(saved.config.rewards.functions[1].model).resolve() == (project / "rm").resolve()
+    snap = tomllib.loads(write_snapshot(doc.config, doc.path, doc.reward_source, folder=tmp_path / "snap").read_text())
+    assert Path(snap["rewards"]["functions"][1]["model"]) == (project / "rm").resolve()
+    (tmp_path / "run").mkdir()
+    frozen = freeze_run_file(load_run(run_file), RunFolder(tmp_path / "run"))
+    assert Path(frozen.config.rewards.functions[1].model) == project / "rm"
+
+
 def test_modified_follows_the_content_not_the_edit_count(qapp, run_file):
     doc = RunDocument()
     doc.load(run_file)
