@@ -30,9 +30,9 @@ SPLIT_INVARIANT_LOSSES = ("grpo", "dr_grpo", "dapo", "cispo")
 CHECKPOINTING_COST = 2.0
 # Merging stops where a micro-step already keeps the GPU busy: past this much work (completions x
 # tokens each x linear-layer parameters) the launches are a small part of it. Measured on an H200
-# (tests above and `grpo-studio bench`): at 1.5B, 32 completions of 384 tokens (1.6e13) train 3x
-# faster than 8 x 4 micro-steps; at 7B 4-bit, 32 x 1 (8e13) trained 4% faster than 16 x 2 (4e13,
-# 1.24 vs 1.29 s) for 2.8 GiB more memory (11.3 vs 8.6 GiB peak).
+# with `grpo-studio bench`: at 1.5B, 32 completions of 384 tokens (1.6e13) train 3x faster than
+# 8 x 4 micro-steps (the module doc); at 7B 4-bit, 32 x 1 (8e13) trained 4% faster than 16 x 2
+# (4e13; 1.24 vs 1.29 s) for 2.8 GiB more memory (11.3 vs 8.6 GiB peak).
 MERGE_WORK_LIMIT = 5e13
 
 
