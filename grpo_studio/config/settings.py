@@ -117,7 +117,9 @@ class LoraSettings(Section):
         title="Train a LoRA adapter", memory=True)
     r: int = setting(16, "LoRA rank: capacity of the adapter.", ge=1, le=1024, title="Rank (r)", memory=True)
     alpha: float = setting(32, "LoRA alpha: the update is scaled by alpha / r.", gt=0, le=4096, title="Alpha")
-    dropout: float = setting(0.0, "Dropout on the LoRA input.", ge=0.0, lt=1.0)
+    dropout: float = setting(0.0, "Dropout on the LoRA input. Above 0, the LoRA layers on a GPU train through "
+                             "PEFT's own forward instead of the fused one (slower, more memory).", ge=0.0, lt=1.0,
+                             memory=True)
     target_modules: list[str] | Literal["all-linear"] = setting(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         "Module names that get adapters, or \"all-linear\".", title="Target modules", memory=True,

@@ -92,7 +92,8 @@ def _another_value(spec):
     return []
 
 
-def test_only_settings_marked_memory_move_the_vram_estimate(tmp_path):
+@pytest.mark.parametrize("checkpointing", ["auto", "off"])  # without recomputation, more settings count
+def test_only_settings_marked_memory_move_the_vram_estimate(tmp_path, checkpointing):
     from grpo_studio.engine.vram import estimate_for_run
 
     model = tmp_path / "model"
@@ -102,6 +103,7 @@ def test_only_settings_marked_memory_move_the_vram_estimate(tmp_path):
         "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}))
     base = RunConfig()
     base.model.name = str(model)
+    base.lora.gradient_checkpointing = checkpointing
 
     def parts(cfg: RunConfig) -> dict:
         return estimate_for_run(LoadedRun(cfg, None, tmp_path)).parts
