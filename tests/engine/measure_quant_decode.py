@@ -26,7 +26,8 @@ What it does, in order (the tables are printed at the end, the decode table last
    / measured bandwidth / step time. Peak = max allocated during the generate calls.
 
 `--modes` picks the decode table's rows; `--profile` first prints the quantized mode's kernels by GPU
-time over a prefill and 8 eager decode steps.
+time over a prefill and 8 eager decode steps; `--ncu GROUP` only launches one group's kernel, for
+Nsight Compute (launch_for_profiler says how).
 
 `--dry-run` runs tiny shapes on the CPU (reference path, no graphs) to check the script itself.
 """
@@ -328,6 +329,27 @@ def profile_decode(model, batch: int, prompt_len: int, device: str, top: int = 1
     return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60)
 
 
+def launch_for_profiler(shape: str, group: str, batch: int, device: str) -> int:
+    """Three plain launches of one group (no graph), for a hardware-counter profile:
+
+        ncu --clock-control none --set full -k regex:_qmm_kernel -c 1 -o $OUT/qmm \\
+            python3 tests/engine/measure_quant_decode.py --shapes 7b --ncu gate_up
+        ncu --import $OUT/qmm.ncu-rep --page details --csv > $OUT/qmm.csv
+
+    (stall reasons, occupancy, memory throughput; ncu reads counters on Firecracker machines only)."""
+    K, rows, bias = group_shapes(SHAPES[shape])[group]
+    if device != "cuda":
+        print(f"{shape} {group}: K={K}, rows={rows} (on the CPU there is no kernel to profile)")
+        return 0
+    parts, inputs = random_group(K, rows, bias, batch, device, seed=0)
+    x = torch.randn(batch, K, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        qm.quant_linear(x, parts, **inputs)
+    torch.cuda.synchronize()
+    print(f"{shape} {group}: {qm.plan(batch, parts, qm.config_for(batch, K, sum(rows)), qm._sm_count(x.device))}")
+    return 0
+
+
 # ---- the report --------------------------------------------------------------------------------------------
 
 
@@ -347,11 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-seconds", type=float, default=100.0)
     parser.add_argument("--modes", default="merged,quantized,bnb deq+mm", help="decode table rows")
     parser.add_argument("--profile", action="store_true", help="kernel times of the quantized mode's decode")
+    parser.add_argument("--ncu", metavar="GROUP", help="only launch the kernel on one group (qkv, gate_up, o, "
+                        "down) of the first shape 3 times, for Nsight Compute (see launch_for_profiler)")
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU: checks the script only")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     device = "cpu" if args.dry_run else "cuda"
     shapes = ["tiny"] if args.dry_run else args.shapes.split(",")
+    if args.ncu:
+        return launch_for_profiler(shapes[0], args.ncu, args.batch, device)
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         l2 = getattr(props, "L2_cache_size", 60 * 2**20)
