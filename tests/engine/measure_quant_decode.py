@@ -46,18 +46,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from grpo_studio.engine import quant_matmul as qm  # noqa: E402
+from grpo_studio.engine.bench import ARCHS  # noqa: E402
 from grpo_studio.engine.fast_generation import FastGenerator, SamplingSettings  # noqa: E402
 from grpo_studio.engine.fast_weights import QuantProjection  # noqa: E402
 
 GIB = 2**30
-SHAPES = {  # Qwen2.5 configs (config.json of the hub models)
-    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
-    "tiny": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=512, tie_word_embeddings=True),
-}
+# The bench's Qwen2.5 shapes (config.json of the hub models) and its tiny one, under short names.
+SHAPES = {"1.5b": ARCHS["qwen2.5-1.5b"], "7b": ARCHS["qwen2.5-7b"], "tiny": ARCHS["tiny"]}
 RANK = 16
 
 

@@ -84,5 +84,8 @@ def shot(widget, name: str) -> Path:
     folder = Path(os.environ.get("GRPO_STUDIO_SHOTS", Path(tempfile.gettempdir()) / "grpo-studio-shots"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()  # layouts that a show()/hide() invalidated settle first, as on screen
     widget.grab().save(str(path))
     return path

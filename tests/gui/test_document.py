@@ -12,12 +12,18 @@ from grpo_studio.gui.document import RunDocument
 from grpo_studio.gui.run_snapshot import output_dir_for, write_snapshot
 
 
-def test_save_as_elsewhere_keeps_local_paths_pointing_at_the_same_files(qapp, run_file, tmp_path):
+def saved_elsewhere(run_file, tmp_path):
+    """The run file opened and saved as another file in another folder: (document, new path)."""
     doc = RunDocument()
     doc.load(run_file)
     target = tmp_path / "elsewhere" / "copy.toml"
     target.parent.mkdir()
     doc.save(target)
+    return doc, target
+
+
+def test_save_as_elsewhere_keeps_local_paths_pointing_at_the_same_files(qapp, run_file, tmp_path):
+    doc, target = saved_elsewhere(run_file, tmp_path)
     saved = load_run(target)
     assert saved.resolve(saved.config.data.source).resolve() == (run_file.parent / "train.jsonl").resolve()
     assert (target.parent / "rewards.py").read_text() == (run_file.parent / "rewards.py").read_text()
@@ -36,11 +42,7 @@ def test_save_as_elsewhere_keeps_a_reward_models_folder_too(qapp, tiny_model, tm
     (project / "rm").mkdir(parents=True)
     run_file = tiny.write_run(project, tiny_model, extra='\n[[rewards.functions]]\nname = "correctness_reward"\n'
                                                          '\n[[rewards.functions]]\nmodel = "rm"\n')
-    doc = RunDocument()
-    doc.load(run_file)
-    target = tmp_path / "elsewhere" / "copy.toml"
-    target.parent.mkdir()
-    doc.save(target)
+    doc, target = saved_elsewhere(run_file, tmp_path)
     saved = load_run(target)
     assert saved.resolve(saved.config.rewards.functions[1].model).resolve() == (project / "rm").resolve()
     snap = tomllib.loads(write_snapshot(doc.config, doc.path, doc.reward_source, folder=tmp_path / "snap").read_text())
