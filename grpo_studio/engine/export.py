@@ -70,14 +70,13 @@ def export_adapter(run_dir: str | Path, dest: str | Path, progress: Progress | N
     dest = Path(dest)
     check_dest(dest)
     files = [p for p in src.iterdir() if p.is_file() and not is_training_state(p.name)]
-    with writing(dest):
-        with staged_folder(dest, point="export_written") as staging:
-            for i, f in enumerate(files):
-                if progress:
-                    progress(f"copying {f.name}", i / max(1, len(files)))
-                shutil.copy2(f, staging / f.name)
-            shutil.copy2(folder.config, staging / "grpo_studio_run.toml")
-            write_model_card(staging, folder.path, "adapter", adapter=src)  # replaces PEFT's empty template
+    with staged_export(dest) as staging:
+        for i, f in enumerate(files):
+            if progress:
+                progress(f"copying {f.name}", i / max(1, len(files)))
+            shutil.copy2(f, staging / f.name)
+        shutil.copy2(folder.config, staging / "grpo_studio_run.toml")
+        write_model_card(staging, folder.path, "adapter", adapter=src)  # replaces PEFT's empty template
     if progress:
         progress("adapter exported", 1.0)
     return dest
@@ -107,11 +106,10 @@ def export_merged(run_dir: str | Path, dest: str | Path, dtype: str = "bfloat16"
     merged = merged_model(run, src, dtype)
     if progress:
         progress("writing the merged model", 0.7)
-    with writing(dest):
-        with staged_folder(dest, point="export_written") as staging:
-            merged.save_pretrained(staging)
-            load_tokenizer(run).save_pretrained(staging)
-            write_model_card(staging, folder.path, "merged", adapter=src)
+    with staged_export(dest) as staging:
+        merged.save_pretrained(staging)
+        load_tokenizer(run).save_pretrained(staging)
+        write_model_card(staging, folder.path, "merged", adapter=src)
     if progress:
         progress("merged model exported", 1.0)
     return dest
@@ -145,11 +143,14 @@ def merged_model(run: LoadedRun, adapter: Path, dtype: str = "auto") -> Any:
 
 
 @contextlib.contextmanager
-def writing(dest: Path) -> Iterator[None]:
-    """Writing an export: a failure of the writing itself (a full disk above all) becomes an ExportError
-    marked `failed` (exit 1) that says nothing was left, instead of a traceback."""
+def staged_export(dest: Path, staging: Path | None = None) -> Iterator[Path]:
+    """An export written into a staging folder and renamed to `dest` when the block succeeds
+    (safe_files.staged_folder, with the export_written fault point). A failure of the writing itself
+    (a full disk above all) becomes an ExportError marked `failed` (exit 1) that says nothing was
+    left, instead of a traceback; other errors pass through."""
     try:
-        yield
+        with staged_folder(dest, point="export_written", staging=staging) as folder:
+            yield folder
     except OSError as exc:
         raise ExportError(write_failure(exc, dest), failed=True) from exc
     except Exception as exc:  # noqa: BLE001 - safetensors reports a full disk as its own error type

@@ -78,9 +78,9 @@ def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progr
     model card. DEST is built beside itself and renamed at the end: a failure (or `cancelled()`
     turning true, checked between tensors) leaves nothing. Staged per process (the window removes a
     cancelled child's folder by its pid)."""
-    from grpo_studio.engine.export import adapter_source, check_dest, frozen_run, merged_model, writing
+    from grpo_studio.engine.export import adapter_source, check_dest, frozen_run, merged_model, staged_export
     from grpo_studio.engine.model_card import write_model_card
-    from grpo_studio.engine.safe_files import process_staging_path, staged_folder
+    from grpo_studio.engine.safe_files import process_staging_path
     from grpo_studio.engine.store import RunFolder
 
     require_gguf()  # before any slow loading
@@ -105,14 +105,13 @@ def export_gguf(run_dir: str | Path, dest: str | Path, qtype: str = "f16", progr
     model = merged_model(run, src)
     say("merged", 0.08)
     name = gguf_file_name(run.config.run.name, qtype)
-    with writing(dest):
-        with staged_folder(dest, point="export_written", staging=process_staging_path(dest, os.getpid())) as staging:
-            tokenizer_dir = staging / "tokenizer"
-            _load_tokenizer(run).save_pretrained(tokenizer_dir)
-            write_gguf(model, tokenizer_dir, staging / name, qtype, name=run.config.run.name,
-                       progress=lambda what, f: say(what, 0.1 + 0.85 * f))
-            shutil.rmtree(tokenizer_dir)
-            write_model_card(staging, folder.path, "gguf", adapter=src, gguf_file=name)
+    with staged_export(dest, staging=process_staging_path(dest, os.getpid())) as staging:
+        tokenizer_dir = staging / "tokenizer"
+        _load_tokenizer(run).save_pretrained(tokenizer_dir)
+        write_gguf(model, tokenizer_dir, staging / name, qtype, name=run.config.run.name,
+                   progress=lambda what, f: say(what, 0.1 + 0.85 * f))
+        shutil.rmtree(tokenizer_dir)
+        write_model_card(staging, folder.path, "gguf", adapter=src, gguf_file=name)
     if progress:
         progress("GGUF exported", 1.0)
     return dest / name
