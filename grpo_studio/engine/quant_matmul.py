@@ -195,7 +195,7 @@ if tl is not None:
                     Code, Code2, Bias, XA, stride_xam, LB, R,
                     FMT: tl.constexpr, QB: tl.constexpr, QB2: tl.constexpr, NESTED: tl.constexpr,
                     ALIGNED: tl.constexpr, NPARTS: tl.constexpr, HAS_BIAS: tl.constexpr, R_PAD: tl.constexpr,
-                    SPLIT: tl.constexpr, W_DTYPE: tl.constexpr,
+                    SPLIT: tl.constexpr, W_DTYPE: tl.constexpr, ASM_LOOKUP: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
         """One [BLOCK_N rows of W] x [BLOCK_M rows of x] tile over one K range (a split).
 
@@ -261,9 +261,23 @@ if tl is not None:
                     scale = tl.load(Code2 + q) * tl.load(t_ptr + sidx // QB2) + offset
                 else:
                     scale = tl.load(s_ptr + sidx)
+                if ASM_LOOKUP:
+                    # Both nibbles' code values in one PTX block: 32-bit index arithmetic, and loads
+                    # through the read-only data cache. Measured 10-25% faster per launch than two
+                    # tl.load gathers on an H200 (devscripts' lab, 7B groups), whose 64-bit pointer
+                    # tensors cost registers; and the pipeliner cannot see it (see Config.num_stages).
+                    b = pairs.to(tl.int32)
+                    code_hi, code_lo = tl.inline_asm_elementwise(
+                        "{ .reg .b32 i0, i1; .reg .b64 a0, a1; shr.u32 i0, $2, 4; and.b32 i1, $2, 15; "
+                        "mad.wide.u32 a0, i0, 4, $3; mad.wide.u32 a1, i1, 4, $3; "
+                        "ld.global.nc.f32 $0, [a0]; ld.global.nc.f32 $1, [a1]; }",
+                        "=r,=r,r,l", [b, Code + (b & 0)], dtype=(tl.float32, tl.float32), is_pure=True, pack=1)
+                else:  # Triton's CPU interpreter has no PTX
+                    code_hi = tl.load(Code + (pairs >> 4).to(tl.int32))
+                    code_lo = tl.load(Code + (pairs & 0xF).to(tl.int32))
                 # bitsandbytes' arithmetic: code * scale in float32, rounded once to its dtype.
-                hi = (tl.load(Code + (pairs >> 4).to(tl.int32)) * scale[:, None]).to(W_DTYPE)
-                lo = (tl.load(Code + (pairs & 0xF).to(tl.int32)) * scale[:, None]).to(W_DTYPE)
+                hi = (code_hi * scale[:, None]).to(W_DTYPE)
+                lo = (code_lo * scale[:, None]).to(W_DTYPE)
                 acc += tl.dot(hi.to(X.dtype.element_ty), tl.load(xe_ptrs))
                 acc += tl.dot(lo.to(X.dtype.element_ty), tl.load(xe_ptrs + 1))
                 w_ptrs += HALF
@@ -359,8 +373,9 @@ class Config:
     block_m: int = 0  # 0: the batch rounded up to a power of two, 16...64
     split_k: int = 0  # 0: enough splits to give every multiprocessor `waves` programs
     num_warps: int = 8
-    # One stage: with 2 or 3, Triton (3.6, sm_90) turns the code-table lookups into async copies
-    # through shared memory, 5-8x slower on an H200 (tests/engine/measure_quant_decode.py).
+    # One stage. With 2 or 3, Triton (3.6, sm_90) turned tl.load code lookups into async copies
+    # through shared memory, 5-8x slower on an H200 (tests/engine/measure_quant_decode.py); with the
+    # PTX lookup it pipelines only the packed bytes, and was still 20-30% slower than one stage.
     num_stages: int = 1
     waves: float = 8.0
 
@@ -376,11 +391,12 @@ class Config:
 
 # Launch shapes measured best per (batch bucket, K, N) on a GPU (see tests/engine/measure_quant_decode.py);
 # everything else uses DEFAULT_CONFIG. GRPO_STUDIO_QMM_CONFIG="block_n=..,num_warps=.." overrides all.
-TUNED: dict[tuple[int, int, int], Config] = {  # measured on an H200, batch 32 (session of 2026-12-02)
+TUNED: dict[tuple[int, int, int], Config] = {  # measured on an H200, batch 32 (sessions of 2026-12-02)
     (32, 3584, 4608): Config(block_n=128, num_warps=4, waves=4.0),  # Qwen2.5-7B q/k/v: 21.7 µs
-    (32, 3584, 37888): Config(block_n=128, num_warps=8, waves=8.0),  # 7B gate/up: 133.5 µs
-    (32, 3584, 3584): Config(block_n=64, num_warps=4, waves=4.0),  # 7B o: 20.4 µs
-    (32, 18944, 3584): Config(block_n=64, num_warps=4, waves=4.0),  # 7B down: 77.0 µs
+    # With the PTX code lookup (devscripts/qmm_lab.py: 150.4 -> 115.8, 79.2 -> 71.4, 21.1 -> 16.8 µs).
+    (32, 3584, 37888): Config(block_n=128, num_warps=8, waves=8.0),  # 7B gate/up
+    (32, 3584, 3584): Config(block_n=128, num_warps=8, waves=4.0),  # 7B o
+    (32, 18944, 3584): Config(block_n=128, num_warps=8, waves=8.0),  # 7B down
 }
 DEFAULT_CONFIG = Config.parse(os.environ["GRPO_STUDIO_QMM_CONFIG"]) if os.environ.get("GRPO_STUDIO_QMM_CONFIG") \
     else Config()
@@ -509,6 +525,7 @@ def quant_linear(x: torch.Tensor, parts: Sequence[QuantWeight], *, bias: torch.T
         FMT=4 if four else 8, QB=first.blocksize or 1, QB2=first.blocksize2 or 1, NESTED=first.nested,
         ALIGNED=run.aligned, NPARTS=len(parts), HAS_BIAS=bias is not None,
         R_PAD=0 if not rank else max(16, _pow2(rank)), SPLIT=run.splits > 1, W_DTYPE=w_dtype,
+        ASM_LOOKUP=backend == "triton",
         BLOCK_M=run.block_m, BLOCK_N=run.block_n, BLOCK_K=run.block_k,
         num_warps=run.num_warps, num_stages=run.num_stages)
     if run.splits > 1:

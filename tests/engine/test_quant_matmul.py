@@ -158,7 +158,7 @@ def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_s
     tl = qm.tl
     fn = qm._JIT[0]
     const = dict(FMT=4, QB=64, QB2=256, NESTED=True, ALIGNED=True, NPARTS=3, HAS_BIAS=True, R_PAD=64, SPLIT=True,
-                 W_DTYPE=tl.bfloat16, BLOCK_M=32, BLOCK_N=128, BLOCK_K=64) | constexprs
+                 W_DTYPE=tl.bfloat16, ASM_LOOKUP=True, BLOCK_M=32, BLOCK_N=128, BLOCK_K=64) | constexprs
     fmt = "u8" if const["FMT"] == 4 else "i8"
     types = {"X": "*bf16", "Out": "*bf16", "Ws": "*fp32", "Code": "*fp32", "Code2": "*fp32", "Bias": "*bf16",
              "XA": "*bf16", "LB": "*bf16", "W0": f"*{fmt}", "W1": f"*{fmt}", "W2": f"*{fmt}",
@@ -188,4 +188,6 @@ def test_kernel_compiles_for_hopper_without_spills(constexprs):
     pytest.importorskip("triton.backends.nvidia")
     ptx, usage = compile_for_hopper(**constexprs)
     assert "wgmma.mma_async" in ptx  # Hopper's matrix instructions, the weights as the 64-row side
+    # The fast path's code lookups are the PTX block (read-only cache, 32-bit index arithmetic).
+    assert ("ld.global.nc.f32" in ptx) == (constexprs == {}), constexprs
     assert usage["REG"] > 0 and usage["STACK"] == 0 and usage["LOCAL"] == 0, usage  # no register spills
