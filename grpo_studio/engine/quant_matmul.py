@@ -263,9 +263,9 @@ if tl is not None:
                     scale = tl.load(s_ptr + sidx)
                 if ASM_LOOKUP:
                     # Both nibbles' code values in one PTX block: 32-bit index arithmetic, and loads
-                    # through the read-only data cache. Measured 10-25% faster per launch than two
-                    # tl.load gathers on an H200 (devscripts' lab, 7B groups), whose 64-bit pointer
-                    # tensors cost registers; and the pipeliner cannot see it (see Config.num_stages).
+                    # through the read-only data cache. Two tl.load gathers need 64-bit pointer
+                    # tensors: 120 registers a thread against 66, two blocks a multiprocessor against
+                    # three; 10-25% slower per launch on an H200 (tests/engine/measure_quant_variants.py).
                     b = pairs.to(tl.int32)
                     code_hi, code_lo = tl.inline_asm_elementwise(
                         "{ .reg .b32 i0, i1; .reg .b64 a0, a1; shr.u32 i0, $2, 4; and.b32 i1, $2, 15; "
@@ -393,7 +393,7 @@ class Config:
 # everything else uses DEFAULT_CONFIG. GRPO_STUDIO_QMM_CONFIG="block_n=..,num_warps=.." overrides all.
 TUNED: dict[tuple[int, int, int], Config] = {  # measured on an H200, batch 32 (sessions of 2026-12-02)
     (32, 3584, 4608): Config(block_n=128, num_warps=4, waves=4.0),  # Qwen2.5-7B q/k/v: 21.7 µs
-    # With the PTX code lookup (devscripts/qmm_lab.py: 150.4 -> 115.8, 79.2 -> 71.4, 21.1 -> 16.8 µs).
+    # With the PTX code lookup (tests/engine/measure_quant_variants.py: 150.4 -> 115.8, 79.2 -> 71.4, 21.1 -> 16.8 µs).
     (32, 3584, 37888): Config(block_n=128, num_warps=8, waves=8.0),  # 7B gate/up
     (32, 3584, 3584): Config(block_n=128, num_warps=8, waves=4.0),  # 7B o
     (32, 18944, 3584): Config(block_n=128, num_warps=8, waves=8.0),  # 7B down
