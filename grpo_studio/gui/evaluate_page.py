@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.engine.child_process import describe_end
+from grpo_studio.gui.adapter_combo import fill_adapter_combo
 from grpo_studio.gui.child_runner import run_in_child
 from grpo_studio.gui.eval_results import EvalResults, pct
 from grpo_studio.gui.style import ERROR, title_row
@@ -48,6 +49,7 @@ class EvaluateView(QWidget):
         self.training = False  # a run is training: no second model on the same machine
         self.stored: list[Any] = []  # StoredEval entries of the run, newest first
         self._stale = False
+        self._listed_run: Path | None = None  # the run whose adapters the picker lists
         self.task = TaskRunner(self)  # the evaluation, in a child process; a new run or Cancel drops it
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 18, 24, 12)
@@ -156,14 +158,15 @@ class EvaluateView(QWidget):
 
     def refresh(self) -> None:
         """Read the run's adapters and stored results; show the newest whole-split result."""
-        from grpo_studio.engine.eval_compare import adapter_choices, latest_eval, list_evals
+        from grpo_studio.engine.eval_compare import latest_eval, list_evals
 
         self._stale = False
-        self.adapter.clear()
+        # Re-reading the same run (training added checkpoints) keeps the adapter the user picked.
+        fill_adapter_combo(self.adapter, self.run_dir, keep_current=self.run_dir == self._listed_run)
+        self._listed_run = self.run_dir
         self.stored = []
         comparison = None
         if self.run_dir is not None:
-            self.adapter.addItems([label for label, _ in adapter_choices(self.run_dir)])
             self.stored = list_evals(self.run_dir)
             comparison = latest_eval(self.run_dir, stored=self.stored)
         self._fill_stored(comparison.name if comparison else None)

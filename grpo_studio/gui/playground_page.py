@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from grpo_studio.engine.child_process import describe_end
+from grpo_studio.gui.adapter_combo import fill_adapter_combo
 from grpo_studio.gui.child_runner import ChildRunner
 from grpo_studio.gui.style import ERROR, MUTED, monospace_font, title_row
 
@@ -211,16 +212,12 @@ class PlaygroundView(QWidget):
         self.run_dir = run_dir
         self.info = None
         self.row.clear()
-        self.adapter.clear()
+        fill_adapter_combo(self.adapter, run_dir)
         for pane in self.panes:
             pane.clear()
         self.status.setText("")
-        if run_dir is not None:
-            from grpo_studio.engine.eval_compare import adapter_choices
-
-            self.adapter.addItems([label for label, _ in adapter_choices(run_dir)])
-            if self.isVisible():
-                self.load()
+        if run_dir is not None and self.isVisible():
+            self.load()
         self._update()
 
     def set_training(self, training: bool) -> None:
@@ -229,13 +226,7 @@ class PlaygroundView(QWidget):
         if training:
             self.release()
         elif ended and self.run_dir is not None:  # the run that ended may have new adapters
-            from grpo_studio.engine.eval_compare import adapter_choices
-
-            current = self.adapter.currentText()
-            self.adapter.clear()
-            self.adapter.addItems([label for label, _ in adapter_choices(self.run_dir)])
-            if self.adapter.findText(current) >= 0:
-                self.adapter.setCurrentText(current)
+            fill_adapter_combo(self.adapter, self.run_dir, keep_current=True)
         self._update()
 
     def showEvent(self, event) -> None:

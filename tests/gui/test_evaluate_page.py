@@ -123,3 +123,26 @@ def test_evaluate_in_a_child_process_stored_and_shown_when_reopened(window, run_
         view.start()
     assert failed.args[0].startswith("grpo.learning_rate:") and "Evaluation failed" in view.status.text()
     assert view.evaluate_button.isEnabled()
+
+
+def test_adapter_picker_keeps_the_choice_when_the_run_gains_checkpoints(run_file, tmp_path, qtbot):
+    import shutil
+
+    from grpo_studio.gui.evaluate_page import EvaluateView
+
+    view = EvaluateView()
+    qtbot.addWidget(view)
+    view.show()
+    run_dir = tiny.make_run_folder(run_file, tmp_path / "runs" / "a", checkpoint_step=2)
+    view.set_run(run_dir)
+    view.adapter.setCurrentText("checkpoint-2")
+    view.set_training(True)  # training goes on in this run and saves checkpoint-4
+    shutil.copytree(run_dir / "checkpoints" / "checkpoint-2", run_dir / "checkpoints" / "checkpoint-4")
+    view.set_training(False)
+    assert sorted(view.adapter.itemText(i) for i in range(view.adapter.count())) == \
+        ["adapter", "checkpoint-2", "checkpoint-4"]
+    assert view.adapter.currentText() == "checkpoint-2"
+
+    other = tiny.make_run_folder(run_file, tmp_path / "runs" / "b", checkpoint_step=2)
+    view.set_run(other)  # another run starts at its final adapter
+    assert view.adapter.currentText() == "adapter"
