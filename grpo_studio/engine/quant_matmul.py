@@ -58,6 +58,11 @@ except ImportError:  # pragma: no cover - depends on the install
     triton = tl = None
 
 INT8_SCALE = 7.874015718698502e-3  # 1 / 127, the constant bitsandbytes multiplies by
+# The kernel's code lookup: byte $2 -> the float32 code values of its high ($0) and low ($1) nibbles,
+# from the 16-entry table at $3.
+CODE_PAIR_PTX = ("{ .reg .b32 i0, i1; .reg .b64 a0, a1; shr.u32 i0, $2, 4; and.b32 i1, $2, 15; "
+                 "mad.wide.u32 a0, i0, 4, $3; mad.wide.u32 a1, i1, 4, $3; "
+                 "ld.global.nc.f32 $0, [a0]; ld.global.nc.f32 $1, [a1]; }")
 
 
 class QuantFormatError(ValueError):
@@ -187,6 +192,8 @@ def reference_linear(x: torch.Tensor, parts: Sequence[QuantWeight], bias: torch.
 
 if tl is not None:
 
+    _CODE_PAIR_PTX = tl.constexpr(CODE_PAIR_PTX)  # a kernel reads module globals only as constexprs
+
     # Only Triton builtins inside (no tl.zeros / tl.cdiv / tl.interleave, which are themselves
     # jit functions): then the same source also runs in Triton's CPU interpreter without
     # TRITON_INTERPRET having been set before Triton was imported.
@@ -268,10 +275,8 @@ if tl is not None:
                     # three; 10-25% slower per launch on an H200 (tests/engine/measure_quant_variants.py).
                     b = pairs.to(tl.int32)
                     code_hi, code_lo = tl.inline_asm_elementwise(
-                        "{ .reg .b32 i0, i1; .reg .b64 a0, a1; shr.u32 i0, $2, 4; and.b32 i1, $2, 15; "
-                        "mad.wide.u32 a0, i0, 4, $3; mad.wide.u32 a1, i1, 4, $3; "
-                        "ld.global.nc.f32 $0, [a0]; ld.global.nc.f32 $1, [a1]; }",
-                        "=r,=r,r,l", [b, Code + (b & 0)], dtype=(tl.float32, tl.float32), is_pure=True, pack=1)
+                        _CODE_PAIR_PTX, "=r,=r,r,l", [b, Code + (b & 0)], dtype=(tl.float32, tl.float32),
+                        is_pure=True, pack=1)
                 else:  # Triton's CPU interpreter has no PTX
                     code_hi = tl.load(Code + (pairs >> 4).to(tl.int32))
                     code_lo = tl.load(Code + (pairs & 0xF).to(tl.int32))

@@ -70,11 +70,8 @@ def _codes(pairs, Code, LOOKUP: tl.constexpr):
                                        dtype=tl.float32, is_pure=True, pack=1)
     else:
         b = pairs.to(tl.int32)
-        hi, lo = tl.inline_asm_elementwise(
-            "{ .reg .b32 i0, i1; .reg .b64 a0, a1; shr.u32 i0, $2, 4; and.b32 i1, $2, 15; "
-            "mad.wide.u32 a0, i0, 4, $3; mad.wide.u32 a1, i1, 4, $3; "
-            "ld.global.nc.f32 $0, [a0]; ld.global.nc.f32 $1, [a1]; }",
-            "=r,=r,r,l", [b, Code + (b & 0)], dtype=(tl.float32, tl.float32), is_pure=True, pack=1)
+        hi, lo = tl.inline_asm_elementwise(qm.CODE_PAIR_PTX, "=r,=r,r,l", [b, Code + (b & 0)],
+                                           dtype=(tl.float32, tl.float32), is_pure=True, pack=1)
     return hi, lo
 
 
