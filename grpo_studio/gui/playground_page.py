@@ -151,6 +151,7 @@ class PlaygroundView(QWidget):
         self.adapter.setToolTip("The right-hand side answers with this adapter: the run's final one or a checkpoint")
         form.addRow("Adapter", self.adapter)
         knobs = QHBoxLayout()
+        knobs.setSpacing(8)  # nested rows of the form get no spacing: "Max tokens" touched its box
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.0, 2.0)
         self.temperature.setSingleStep(0.1)
@@ -171,6 +172,7 @@ class PlaygroundView(QWidget):
         knobs.addStretch(1)
         form.addRow("Temperature", knobs)
         buttons = QHBoxLayout()
+        buttons.setSpacing(8)
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("primary")
         self.generate_button.setToolTip("Answer the prompt with both models, side by side (Ctrl+Enter)")

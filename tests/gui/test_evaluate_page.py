@@ -142,6 +142,8 @@ def test_adapter_picker_keeps_the_choice_when_the_run_gains_checkpoints(run_file
     assert sorted(view.adapter.itemText(i) for i in range(view.adapter.count())) == \
         ["adapter", "checkpoint-2", "checkpoint-4"]
     assert view.adapter.currentText() == "checkpoint-2"
+    view.resize(1100, 700)
+    shot(view, "evaluate-picker-kept")
 
     other = tiny.make_run_folder(run_file, tmp_path / "runs" / "b", checkpoint_step=2)
     view.set_run(other)  # another run starts at its final adapter
