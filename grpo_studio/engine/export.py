@@ -82,7 +82,7 @@ def export_adapter(run_dir: str | Path, dest: str | Path, progress: Progress | N
     return dest
 
 
-def write_failure(exc: BaseException, dest: Path) -> str:
+def _write_failure(exc: BaseException, dest: Path) -> str:
     full = disk_full_message(exc, dest.parent)
     what = full or f"{type(exc).__name__}: {exc}"
     return f"export to {dest} failed: {what}; nothing was left there, so the same command can be run again"
@@ -152,10 +152,10 @@ def staged_export(dest: Path, staging: Path | None = None) -> Iterator[Path]:
         with staged_folder(dest, point="export_written", staging=staging) as folder:
             yield folder
     except OSError as exc:
-        raise ExportError(write_failure(exc, dest), failed=True) from exc
+        raise ExportError(_write_failure(exc, dest), failed=True) from exc
     except Exception as exc:  # noqa: BLE001 - safetensors reports a full disk as its own error type
         if disk_full_message(exc, dest.parent):
-            raise ExportError(write_failure(exc, dest), failed=True) from exc
+            raise ExportError(_write_failure(exc, dest), failed=True) from exc
         raise
 
 

@@ -9,7 +9,8 @@ estimated peak fits this process's share of the card:
 
 - `lora.gradient_checkpointing = "auto"`: off when it fits, else on.
 - `grpo.auto_micro_batch = true`: merge micro-steps (per_device_train_batch_size x k, accumulation / k)
-  when it fits, up to a micro-step of MERGE_WORK_LIMIT work (larger ones keep the GPU busy anyway). The gradients are the same: the grpo, dr_grpo, dapo and cispo losses average over the
+  when it fits, up to a micro-step of MERGE_WORK_LIMIT work (larger ones keep the GPU busy anyway).
+  The gradients are the same: the grpo, dr_grpo, dapo and cispo losses average over the
   whole generation batch however it is split (TRL normalizes by the generation batch's size or token
   count); other loss types keep the micro-batch as set.
 
