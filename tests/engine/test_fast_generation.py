@@ -38,8 +38,10 @@ def tiny_causal_lm(kind: str):
 def quantized_causal_lm(kind: str, bits: int = 4, quant_type: str = "nf4", double_quant: bool = True,
                         dtype: torch.dtype = torch.bfloat16, device: str = "cpu"):
     """The tiny model loaded through transformers' real bitsandbytes path (4-bit or 8-bit)."""
+    from bnb_cpu import use_portable_dequantize
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    use_portable_dequantize()  # the training forward's reference, as a GPU computes it (bnb_cpu.py)
     if bits == 4:
         config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type, bnb_4bit_compute_dtype=dtype,
                                     bnb_4bit_use_double_quant=double_quant)
@@ -47,8 +49,15 @@ def quantized_causal_lm(kind: str, bits: int = 4, quant_type: str = "nf4", doubl
         config = BitsAndBytesConfig(load_in_8bit=True)
     with tempfile.TemporaryDirectory() as folder:
         tiny_causal_lm(kind).save_pretrained(folder)
-        return AutoModelForCausalLM.from_pretrained(folder, quantization_config=config, dtype=dtype,
-                                                    device_map={"": device})
+        model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=config, dtype=dtype,
+                                                     device_map={"": device})
+    # On a CPU with AVX-512 BF16, bitsandbytes 0.50's first inference forward repacks a 4-bit weight in
+    # place into a CPU-only layout (and fails for these tiny shapes). Keep the layout every GPU uses,
+    # which is the one under test.
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def with_lora(model):

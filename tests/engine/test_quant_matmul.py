@@ -13,7 +13,11 @@ import torch
 
 bnbf = pytest.importorskip("bitsandbytes.functional")
 
+from bnb_cpu import use_portable_dequantize  # noqa: E402
+
 from grpo_studio.engine import quant_matmul as qm  # noqa: E402
+
+use_portable_dequantize()  # bitsandbytes' reference as a GPU computes it, on any CPU (bnb_cpu.py)
 
 needs_triton = pytest.mark.skipif(qm.tl is None, reason="Triton is not installed")
 
