@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_studio.engine.bench import BenchSetup, model_folder
+from grpo_studio.engine.step_profile import StepProfiler, generation_range
 from grpo_studio.engine.trainer import synchronize_cuda
 
 
@@ -66,19 +67,25 @@ def decode_read_bytes(model: Any) -> int:
 
 
 class StepTimer:
-    """A TrainerCallback (duck-typed) that records synchronized step times."""
+    """A TrainerCallback (duck-typed) that records synchronized step times (and profiles one step when
+    given a StepProfiler)."""
 
-    def __init__(self) -> None:
+    def __init__(self, profiler: StepProfiler | None = None) -> None:
         self.steps: list[float] = []
+        self.profiler = profiler
         self._t = 0.0
 
-    def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
+    def on_step_begin(self, args: Any, state: Any, *rest: Any, **kwargs: Any) -> None:
         synchronize_cuda()
         self._t = time.perf_counter()
+        if self.profiler is not None:
+            self.profiler.begin(state.global_step)
 
     def on_step_end(self, *args: Any, **kwargs: Any) -> None:
         synchronize_cuda()
         self.steps.append(time.perf_counter() - self._t)
+        if self.profiler is not None:
+            self.profiler.end()
 
 
 def run_trl(setup: BenchSetup, work: Path) -> dict[str, Any]:
@@ -114,12 +121,13 @@ def run_trl(setup: BenchSetup, work: Path) -> dict[str, Any]:
         def _generate_single_turn(self, *args: Any, **kw: Any) -> Any:
             synchronize_cuda()
             t = time.perf_counter()
-            out = super()._generate_single_turn(*args, **kw)
-            synchronize_cuda()
+            with generation_range():
+                out = super()._generate_single_turn(*args, **kw)
+                synchronize_cuda()
             gen_times.append(time.perf_counter() - t)
             return out
 
-    timer = StepTimer()
+    timer = StepTimer(StepProfiler.from_env())
     callback = type("Timer", (TrainerCallback,), {"on_step_begin": timer.on_step_begin,
                                                   "on_step_end": timer.on_step_end})()
     args = GRPOConfig(
@@ -166,9 +174,9 @@ def run_studio(setup: BenchSetup, work: Path, arm: str = "studio", extra: list[s
     overrides += extra or []
     if arm == "studio-eager":
         os.environ["GRPO_STUDIO_CUDA_GRAPHS"] = "0"
-    profile_step = int(os.environ.get("GRPO_STUDIO_PROFILE_STEP", "0"))
-    if profile_step:
-        profile_training_step(profile_step)
+    profiler = StepProfiler.from_env()
+    if profiler is not None:
+        profile_studio_step(profiler)
     tag = hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:8]
     result = train(work / "run.toml", output=work / f"{arm}-run-{tag}", listener=events.append, overrides=overrides)
     if result.kind != "finished":
@@ -200,43 +208,19 @@ def decode_bytes(shape: Any, mode: str, setup: BenchSetup) -> int | None:
     return None
 
 
-def profile_training_step(step: int) -> None:
-    """Profile optimizer step `step` of the studio arm with torch.profiler and print where its time goes:
-    wall time, GPU-busy time (sum of kernel times), kernel launches, and the top operators."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
+def profile_studio_step(profiler: Any) -> None:
+    """Hook `profiler` (step_profile.StepProfiler) into the studio's own step callback."""
     from grpo_studio.engine.trainer import StudioCallback
 
     begin, end = StudioCallback.on_step_begin, StudioCallback.on_step_end
-    state: dict[str, Any] = {}
 
     def on_step_begin(self: Any, args: Any, st: Any, control: Any, **kw: Any) -> None:
         begin(self, args, st, control, **kw)
-        if st.global_step + 1 == step:
-            state["prof"] = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
-            state["prof"].__enter__()
-            state["t"] = time.perf_counter()
+        profiler.begin(st.global_step)
 
     def on_step_end(self: Any, args: Any, st: Any, control: Any, **kw: Any) -> None:
         end(self, args, st, control, **kw)
-        prof = state.pop("prof", None)
-        if prof is None:
-            return
-        torch.cuda.synchronize()
-        wall = time.perf_counter() - state["t"]
-        prof.__exit__(None, None, None)
-        events = prof.key_averages()
-        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
-        busy = sum(e.device_time for e in kernels) / 1e6  # device_time is in microseconds
-        text = "\n".join([
-            f"PROFILE step {step}: wall {wall:.3f} s, GPU busy {busy:.3f} s ({busy / wall:.0%}), {len(kernels)} kernels",
-            events.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70),
-            events.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=70)])
-        out = os.environ.get("GRPO_STUDIO_PROFILE_OUT")
-        if out:
-            Path(out).write_text(text)
-        print(text.splitlines()[0], flush=True)
+        profiler.end()
 
     StudioCallback.on_step_begin, StudioCallback.on_step_end = on_step_begin, on_step_end
 

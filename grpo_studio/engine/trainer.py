@@ -104,6 +104,13 @@ class StudioGRPOTrainer(GRPOTrainer):
     # ---- generation -----------------------------------------------------------------------
     def _generate_single_turn(self, prompt_ids: list, images: Any, multimodal_fields: Any, num_generations: int,
                               has_tool_images: bool = False) -> tuple[list, Any]:
+        from grpo_studio.engine.step_profile import generation_range
+
+        with generation_range():  # a profile of the step tells generation from the training half
+            return self._timed_generation(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+
+    def _timed_generation(self, prompt_ids: list, images: Any, multimodal_fields: Any, num_generations: int,
+                          has_tool_images: bool) -> tuple[list, Any]:
         started = time.perf_counter()
         fast = self._fast_generator() if images is None and not multimodal_fields else None
         result = None

@@ -1,0 +1,47 @@
+"""The bench's step profile (GRPO_STUDIO_PROFILE_STEP): one optimizer step recorded, and split into the
+step's generation and its training half."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from grpo_studio.engine.step_profile import StepProfiler, generation_range
+
+
+def fake_step(profiler: StepProfiler, global_step: int, generate_s: float = 0.05) -> None:
+    profiler.begin(global_step)
+    x = torch.randn(64, 64)
+    with generation_range():
+        time.sleep(generate_s)
+        x = x @ x
+    (x @ x).sum().item()  # the "training half"
+    profiler.end()
+
+
+def seconds(line: str, label: str) -> float:
+    return float(line.split(label + " ")[1].split(" s")[0])
+
+
+def test_only_the_asked_step_is_profiled_and_split_into_its_phases(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "profile.txt"
+    monkeypatch.setenv("GRPO_STUDIO_PROFILE_OUT", str(out))
+    profiler = StepProfiler(2)
+    fake_step(profiler, global_step=0)
+    assert not out.exists()  # step 1 is not the one asked for
+    fake_step(profiler, global_step=1)
+    head = out.read_text().splitlines()[0]
+    assert head.startswith("PROFILE step 2:") and head in capsys.readouterr().out
+    assert seconds(head, "generation") >= 0.05
+    assert "aten::mm" in out.read_text()  # the operator tables follow
+
+
+def test_the_training_phase_alone_is_recorded_from_the_generations_end(tmp_path, monkeypatch):
+    out = tmp_path / "profile.txt"
+    monkeypatch.setenv("GRPO_STUDIO_PROFILE_OUT", str(out))
+    monkeypatch.setenv("GRPO_STUDIO_PROFILE_PHASE", "training")
+    fake_step(StepProfiler(1), global_step=0, generate_s=0.1)
+    text = out.read_text()
+    assert seconds(text.splitlines()[0], "generation") >= 0.1  # the unrecorded part of the step
+    assert "aten::mm" in text  # the training half's matmul was recorded
