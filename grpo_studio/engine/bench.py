@@ -157,6 +157,7 @@ def build_model_folder(arch: str, folder: Path, natural_lengths: bool = False) -
 # Per-token EOS probability of the natural-lengths model: completions then end like a geometric draw
 # capped at the length limit, with a mean near 40% of a 256-token limit (E = (1 - (1-p)^256) / p).
 EOS_PER_TOKEN = 0.0088
+OUTPUT_PROJECTION_SCALE = 0.01  # see calibrate_eos
 
 
 @torch_no_grad_lazy
@@ -168,11 +169,19 @@ def calibrate_eos(model: Any, eos_id: int, target: float) -> float:
     nearly the same vector at every position; the model then draws tokens from a nearly fixed
     distribution. EOS's output row gets an extra delta in that dimension, which lifts its logit by a
     near-constant amount; delta is found by bisection on real forward passes. Returns the probability
-    reached."""
+    reached.
+
+    That dimension only dominates if the layers add little to the residual stream: at the 7B shape one
+    random-init layer adds a residual of norm ~170 against K = 20 (and a 7B bench then ended every
+    completion at its first token). So the layers' output projections (o_proj, down_proj) are scaled
+    down 100x: the same shapes and arithmetic, a residual stream that stays K-dominated at any depth."""
     import torch
 
     inner, head = model.model, model.lm_head
     dim, k = 0, 20.0
+    for layer in inner.layers:
+        layer.self_attn.o_proj.weight.mul_(OUTPUT_PROJECTION_SCALE)
+        layer.mlp.down_proj.weight.mul_(OUTPUT_PROJECTION_SCALE)
     inner.embed_tokens.weight[:, dim] = k
     if head.weight is not inner.embed_tokens.weight:
         head.weight[:, dim] = 0.0  # untied: every other token's logit ignores that dimension
@@ -195,7 +204,8 @@ def calibrate_eos(model: Any, eos_id: int, target: float) -> float:
 
 
 def model_folder(setup: BenchSetup, work: Path) -> Path:
-    return work / f"model-{setup.arch}{'-natural' if setup.lengths == 'natural' else ''}"
+    # "natural2": the calibration with scaled-down output projections (an older natural model ended at once)
+    return work / f"model-{setup.arch}{'-natural2' if setup.lengths == 'natural' else ''}"
 
 
 def write_data(setup: BenchSetup, path: Path, vocab_size: int) -> Path:
@@ -262,7 +272,7 @@ def run_arm(spec: str, setup: BenchSetup, work: Path, timeout: int = 3600) -> di
 def prepare(setup: BenchSetup, work: Path) -> None:
     import shutil
 
-    for old in work.glob("studio*-run"):  # the studio arms' run folders of an earlier bench
+    for old in work.glob("studio*-run-*"):  # the studio arms' run folders of an earlier bench (ARM-run-TAG)
         shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(work / "trl-out", ignore_errors=True)
     model_dir = build_model_folder(setup.arch, model_folder(setup, work), setup.lengths == "natural")
@@ -295,6 +305,17 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def length_warnings(setup: BenchSetup, results: list[dict[str, Any]]) -> list[str]:
+    """--lengths natural: say so when an arm's completions were far shorter than intended (a mean near
+    40% of the limit), since its timings then measure almost no generation."""
+    if setup.lengths != "natural":
+        return []
+    floor = 0.1 * setup.completion_tokens
+    return [f"warning: arm {r['arm']}: completions averaged {r['mean_completion_tokens']:.0f} tokens of "
+            f"{setup.completion_tokens} (intended ~{0.4 * setup.completion_tokens:.0f}): the lengths are not realistic"
+            for r in results if "error" not in r and (r.get("mean_completion_tokens") or 0) < floor]
+
+
 def main(arch: str, quant: str = "16bit", steps: int = 3, arms: list[str] | None = None,
          json_path: str | None = None, work: str | None = None, vram_limit_gib: float = 0.0,
          lengths: str = "fixed") -> int:
@@ -322,6 +343,8 @@ def main(arch: str, quant: str = "16bit", steps: int = 3, arms: list[str] | None
         print(f"  running arm {arm} ...", flush=True)
         results.append({**run_arm(arm, setup, work_dir), "arch": arch, "quant": quant})
     print(format_table(results))
+    for line in length_warnings(setup, results):
+        print(line)
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
     return 1 if any("error" in r for r in results) else 0
