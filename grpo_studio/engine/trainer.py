@@ -59,6 +59,29 @@ class StudioGRPOTrainer(GRPOTrainer):
         self._mode: str | None = None  # the generation mode in use, once chosen
         self._excluded: set[str] = set()  # modes that turned out not to work for this run
 
+    # ---- the training forward -------------------------------------------------------------
+    padding_free = False  # run.py turns it on (GRPO_STUDIO_PADDING_FREE=1, on CUDA): packed_logps.py
+
+    def _get_per_token_logps_and_entropies(self, model: Any, input_ids: Any, attention_mask: Any,
+                                           logits_to_keep: int, batch_size: int | None = None,
+                                           compute_entropy: bool = False, compute_aux_loss: bool = False,
+                                           **extra: Any) -> tuple[Any, Any, Any]:
+        """TRL's scoring of a micro-batch; without its padding where that pays (text only, no MoE loss)."""
+        if self.padding_free and not compute_aux_loss and all(v is None for v in extra.values()):
+            from grpo_studio.engine.packed_logps import packed_logps_and_entropies, packing_pays
+
+            if packing_pays(attention_mask):
+                import torch
+
+                size = batch_size or input_ids.size(0)  # TRL's chunks (a bound on memory), each packed
+                parts = [packed_logps_and_entropies(model, input_ids[i:i + size], attention_mask[i:i + size],
+                                                    logits_to_keep, compute_entropy, self.accelerator.autocast)
+                         for i in range(0, input_ids.size(0), size)]
+                entropies = torch.cat([e for _, e in parts]) if compute_entropy else None
+                return torch.cat([lp for lp, _ in parts]), entropies, None
+        return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                          batch_size, compute_entropy, compute_aux_loss, **extra)
+
     # ---- checkpoints ----------------------------------------------------------------------
     _staging_root: str | None = None
 

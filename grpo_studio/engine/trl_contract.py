@@ -27,6 +27,12 @@ PRIVATE_METHODS: dict[str, tuple[str, ...]] = {
     "_generate_and_score_completions": ("inputs",),
     "_save_checkpoint": ("model", "trial"),  # transformers' Trainer: staged checkpoints; one after a reward failure
     "_get_output_dir": ("trial",),  # transformers' Trainer: where _save_checkpoint writes (the staging folder)
+    # the training forward, packed without padding (packed_logps.py, which also calls the model with TRL's
+    # fused LM head: `fused_lm_head=True, shift_labels=...`)
+    "_get_per_token_logps_and_entropies": (
+        "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size", "compute_entropy",
+        "compute_aux_loss", "pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask",
+        "spatial_shapes", "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids"),
 }
 # Public Trainer methods that trainer.py overrides (so their parameters matter too); other modules may call them.
 OVERRIDDEN_PUBLIC_METHODS: dict[str, tuple[str, ...]] = {

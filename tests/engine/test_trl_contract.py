@@ -65,6 +65,8 @@ def test_the_trainer_reads_nothing_of_trl_that_the_contract_does_not_list():
 
     cls = _trainer_class_node()
     own = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+    own |= {t.id for n in cls.body if isinstance(n, (ast.Assign, ast.AnnAssign))  # class attributes
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
     read, args_read, super_calls = set(), set(), set()
     for node in ast.walk(cls):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":

@@ -1,0 +1,98 @@
+"""The padding-free training forward (packed_logps.py) computes what TRL's padded one does: the same
+log-probs, entropies and LoRA gradients, on real PEFT LoRA over a tiny model with TRL's fused LM head."""
+
+from __future__ import annotations
+
+import contextlib
+from types import SimpleNamespace
+
+import pytest
+import torch
+from test_fast_generation import tiny_causal_lm, with_lora
+
+from grpo_studio.engine.packed_logps import packed_logps_and_entropies, packing_pays
+
+PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17]]
+COMPLETIONS = [[20, 21, 2], [22, 23, 24, 25, 26, 27, 28, 29, 30], []]  # ended, long, nothing at all
+
+
+def grid(prompts, completions):
+    """TRL's micro-batch: prompts padded on the left, completions on the right."""
+    P, C = max(map(len, prompts)), max(map(len, completions))
+    ids = torch.zeros(len(prompts), P + C, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, P - len(p):P], mask[i, P - len(p):P] = torch.tensor(p), 1
+        ids[i, P:P + len(c)], mask[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long), 1
+    return ids, mask, C
+
+
+def policy(kind):
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = tiny_causal_lm(kind)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy"))  # before PEFT, as TRL does
+    return with_lora(model)
+
+
+def trl_padded(model, ids, mask, keep):
+    from trl import GRPOTrainer
+
+    trainer = SimpleNamespace(accelerator=SimpleNamespace(autocast=contextlib.nullcontext, is_main_process=True))
+    logps, entropies, _ = GRPOTrainer._get_per_token_logps_and_entropies(trainer, model, ids, mask, keep,
+                                                                         compute_entropy=True)
+    return logps, entropies
+
+
+def lora_grads(model, logps, weights):
+    model.zero_grad()
+    (logps * weights).sum().backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama", "qwen3"])
+def test_packed_forward_matches_trls_padded_one(kind):
+    model = policy(kind).train()
+    ids, mask, keep = grid(PROMPTS, COMPLETIONS)
+    weights = torch.randn(len(PROMPTS), keep, generator=torch.Generator().manual_seed(0))
+
+    expected, expected_entropy = trl_padded(model, ids, mask, keep)
+    expected_grads = lora_grads(model, expected, weights)
+    packed, entropy = packed_logps_and_entropies(model, ids, mask, keep, True, contextlib.nullcontext)
+    grads = lora_grads(model, packed, weights)
+
+    assert packed.shape == expected.shape and entropy.shape == expected_entropy.shape
+    assert torch.allclose(packed, expected, atol=1e-5), (packed - expected).abs().max()
+    assert torch.allclose(entropy, expected_entropy, atol=1e-5)
+    assert (packed[2] == 0).all() and (packed[0, 3:] == 0).all()  # padding scores nothing, as TRL's
+    for name, g in expected_grads.items():
+        assert torch.allclose(grads[name], g, atol=1e-5, rtol=1e-4), name
+
+
+def test_packing_is_used_only_where_it_saves_padding():
+    _, mask, _ = grid(PROMPTS, COMPLETIONS)  # 19 real tokens of 45
+    assert packing_pays(mask)
+    full = torch.ones(3, 12, dtype=torch.long)
+    assert not packing_pays(full)  # nothing to save
+    holes = mask.clone()
+    holes[1, -5] = 0  # a masked token inside a sequence: not TRL's layout, left to the padded forward
+    assert not packing_pays(holes)
+    assert not packing_pays(torch.zeros(3, 12, dtype=torch.long))
+
+
+def test_the_trainer_packs_when_asked_and_otherwise_scores_as_trl():
+    from grpo_studio.engine.trainer import StudioGRPOTrainer
+
+    model = policy("qwen2").train()
+    ids, mask, keep = grid(PROMPTS, COMPLETIONS)
+    trainer = SimpleNamespace(accelerator=SimpleNamespace(autocast=contextlib.nullcontext, is_main_process=True),
+                              padding_free=True)
+    calls = []
+    model_forward = model.forward
+    model.forward = lambda **kw: calls.append(kw.get("position_ids")) or model_forward(**kw)
+    expected, _ = trl_padded(model, ids, mask, keep)
+    assert calls == [None]  # TRL's forward: the grid
+    score = StudioGRPOTrainer._get_per_token_logps_and_entropies
+    logps, entropies, aux = score(trainer, model, ids, mask, keep, batch_size=2, compute_entropy=True)
+    assert len(calls) == 3 and all(c is not None and c.shape[0] == 1 for c in calls[1:])  # 2 packed chunks
+    assert torch.allclose(logps, expected, atol=1e-5) and entropies.shape == expected.shape and aux is None
