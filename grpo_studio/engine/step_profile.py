@@ -26,7 +26,7 @@ _armed: list[StepProfiler] = []  # profilers waiting for a generation's end to s
 
 @contextlib.contextmanager
 def generation_range() -> Iterator[None]:
-    """Marks a generation in a profile (a no-op cost when no profiler runs)."""
+    """Marks a generation in a profile (a few microseconds when no profiler runs)."""
     import torch
 
     with torch.profiler.record_function(GENERATION_RANGE):
