@@ -67,6 +67,8 @@ class StepProfiler:
         self._prof.__enter__()
 
     def end(self) -> None:
+        if self in _armed:  # a step without a generation: nothing was recorded, and nothing will be
+            _armed.remove(self)
         if self._prof is None:
             return
         import torch

@@ -1,16 +1,19 @@
-"""bitsandbytes on the CPU as the tests' reference: its portable 4-bit dequantize, whatever the CPU.
+"""bitsandbytes on the CPU as the tests' reference: computing what a GPU computes, whatever the CPU.
 
 bitsandbytes 0.50 runs a native 4-bit dequantize on CPUs with AVX-512, and that kernel blocks each
 row on its own: wrong for blocks that straddle rows, which the tiny test shapes have (on a 40x96 weight
 with 64-value blocks, mean error 0.042 against the original weight, where its portable code gives
 0.0076), and not what bitsandbytes computes on a GPU. The tests that take bitsandbytes on the CPU as
 their reference route that op to bitsandbytes' own portable implementation (`backends.default`), the
-one CPUs without AVX-512 run. Nothing outside the tests is changed.
+one CPUs without AVX-512 run. And on CPUs with AVX-512 BF16 its first inference forward repacks a
+4-bit weight in place into a CPU-only layout (failing for tiny shapes); `keep_gpu_layout` turns that
+off. Nothing outside the tests is changed.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 
@@ -37,3 +40,11 @@ def use_portable_dequantize() -> None:
         warnings.simplefilter("ignore")  # "Overriding a previously registered kernel": that is the point
         torch.library.register_kernel("bitsandbytes::dequantize_4bit", "cpu", portable)
     _routed = True
+
+
+def keep_gpu_layout(model: Any) -> Any:
+    """The model's 4-bit layers keep the layout every GPU reads (the one under test) on the CPU too."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model

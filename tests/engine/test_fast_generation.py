@@ -38,7 +38,7 @@ def tiny_causal_lm(kind: str):
 def quantized_causal_lm(kind: str, bits: int = 4, quant_type: str = "nf4", double_quant: bool = True,
                         dtype: torch.dtype = torch.bfloat16, device: str = "cpu"):
     """The tiny model loaded through transformers' real bitsandbytes path (4-bit or 8-bit)."""
-    from bnb_cpu import use_portable_dequantize
+    from bnb_cpu import keep_gpu_layout, use_portable_dequantize
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     use_portable_dequantize()  # the training forward's reference, as a GPU computes it (bnb_cpu.py)
@@ -51,13 +51,7 @@ def quantized_causal_lm(kind: str, bits: int = 4, quant_type: str = "nf4", doubl
         tiny_causal_lm(kind).save_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=config, dtype=dtype,
                                                      device_map={"": device})
-    # On a CPU with AVX-512 BF16, bitsandbytes 0.50's first inference forward repacks a 4-bit weight in
-    # place into a CPU-only layout (and fails for these tiny shapes). Keep the layout every GPU uses,
-    # which is the one under test.
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
-    return model
+    return keep_gpu_layout(model)
 
 
 def with_lora(model):
@@ -71,14 +65,20 @@ def with_lora(model):
     return peft
 
 
-def reference_logprobs(model, prompts, completions):
-    """Log-probs as the training forward sees them: left-padded prompt + right-padded completion."""
+def padded_grid(prompts, completions):
+    """TRL's micro-batch: prompts padded on the left, completions on the right; (ids, mask, prompt width)."""
     P, C = max(map(len, prompts)), max(map(len, completions))
     ids = torch.zeros(len(prompts), P + C, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, (p, c) in enumerate(zip(prompts, completions)):
         ids[i, P - len(p):P], mask[i, P - len(p):P] = torch.tensor(p), 1
-        ids[i, P:P + len(c)], mask[i, P:P + len(c)] = torch.tensor(c), 1
+        ids[i, P:P + len(c)], mask[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long), 1
+    return ids, mask, P
+
+
+def reference_logprobs(model, prompts, completions):
+    """Log-probs as the training forward sees them: left-padded prompt + right-padded completion."""
+    ids, mask, P = padded_grid(prompts, completions)
     device = next(model.parameters()).device
     ids, mask = ids.to(device), mask.to(device)
     with torch.no_grad():

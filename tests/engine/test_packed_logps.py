@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_fast_generation import tiny_causal_lm, with_lora
+from test_fast_generation import padded_grid, tiny_causal_lm, with_lora
 
 from grpo_studio.engine.packed_logps import packed_logps_and_entropies, packing_pays
 
@@ -17,14 +17,9 @@ COMPLETIONS = [[20, 21, 2], [22, 23, 24, 25, 26, 27, 28, 29, 30], []]  # ended, 
 
 
 def grid(prompts, completions):
-    """TRL's micro-batch: prompts padded on the left, completions on the right."""
-    P, C = max(map(len, prompts)), max(map(len, completions))
-    ids = torch.zeros(len(prompts), P + C, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, P - len(p):P], mask[i, P - len(p):P] = torch.tensor(p), 1
-        ids[i, P:P + len(c)], mask[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long), 1
-    return ids, mask, C
+    """TRL's micro-batch, and how many completion columns it scores."""
+    ids, mask, prompt_width = padded_grid(prompts, completions)
+    return ids, mask, ids.shape[1] - prompt_width
 
 
 def policy(kind):

@@ -45,3 +45,18 @@ def test_the_training_phase_alone_is_recorded_from_the_generations_end(tmp_path,
     text = out.read_text()
     assert seconds(text.splitlines()[0], "generation") >= 0.1  # the unrecorded part of the step
     assert "aten::mm" in text  # the training half's matmul was recorded
+
+
+def test_a_step_without_generation_leaves_no_record_armed(tmp_path, monkeypatch):
+    """With GRPO_STUDIO_PROFILE_PHASE=training, a profiled step that generates nothing (TRL reuses a
+    generation for several steps) records nothing, and a later generation does not start a record."""
+    out = tmp_path / "profile.txt"
+    monkeypatch.setenv("GRPO_STUDIO_PROFILE_OUT", str(out))
+    monkeypatch.setenv("GRPO_STUDIO_PROFILE_PHASE", "training")
+    profiler = StepProfiler(1)
+    profiler.begin(0)
+    profiler.end()
+    with generation_range():
+        pass
+    profiler.end()
+    assert not out.exists()
