@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-_routed = False
+_library: Any = None  # the registration lives as long as this library object
 
 
 def use_portable_dequantize() -> None:
-    global _routed
-    if _routed:
+    global _library
+    if _library is not None:
         return
     try:
         from bitsandbytes.backends.default.ops import _dequantize_4bit_compute
@@ -36,10 +36,16 @@ def use_portable_dequantize() -> None:
         return _dequantize_4bit_compute(A.reshape(-1), absmax, _get_4bit_code(quant_type, A.device), blocksize,
                                         shape, dtype)
 
+    # bitsandbytes registered its own CPU kernel from Python; older torch (2.11) refuses a second one unless
+    # told to override it (`torch.library.register_kernel` does not say so), newer torch only warns.
+    library = torch.library.Library("bitsandbytes", "FRAGMENT")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Overriding a previously registered kernel": that is the point
-        torch.library.register_kernel("bitsandbytes::dequantize_4bit", "cpu", portable)
-    _routed = True
+        try:
+            library.impl("bitsandbytes::dequantize_4bit", portable, "CPU", allow_override=True)
+        except TypeError:  # a torch from before the flag: it overrides without asking
+            library.impl("bitsandbytes::dequantize_4bit", portable, "CPU")
+    _library = library
 
 
 def keep_gpu_layout(model: Any) -> Any:
