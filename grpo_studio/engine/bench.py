@@ -293,7 +293,10 @@ def format_table(results: list[dict[str, Any]]) -> str:
         if "error" in r:
             rows.append([r["arm"], "error: " + r["error"].splitlines()[-1][:80]] + [""] * (len(cols) - 2))
             continue
-        rows.append(["-" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in cols])
+        row = ["-" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in cols]
+        if r.get("merged_layers"):  # mixed: how much of the model ran merged
+            row[1] += f" ({r['merged_layers']} merged)"
+        rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "-" * len(lines[0]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -183,29 +184,39 @@ def run_studio(setup: BenchSetup, work: Path, arm: str = "studio", extra: list[s
         raise RuntimeError(f"{result.reason}\n{getattr(result, 'details', '')}")
     metrics = [e.values for e in events if e.kind == "metrics"]
     logs = [e.message for e in events if e.kind == "log"]
-    mode = next((m.split(":", 1)[1].split("(")[0].strip() for m in logs if m.startswith("generation:")), "?")
+    mode, merged_layers = mode_in_log(logs)
     shape = Shape.from_config(ARCHS[setup.arch])
     return {"step_s": [m["perf/step_seconds"] for m in metrics],
             "gen_s": [m["perf/generation_seconds"] for m in metrics if "perf/generation_seconds" in m],
             "mean_length": [m["completions/mean_length"] for m in metrics if "completions/mean_length" in m],
             "max_length": [m["completions/max_length"] for m in metrics if "completions/max_length" in m],
-            "read_bytes": decode_bytes(shape, mode, setup), "log": logs, "mode": mode,
+            "read_bytes": decode_bytes(shape, mode, setup, merged_layers), "log": logs, "mode": mode,
+            "merged_layers": merged_layers,
             "cuda_graphs": any("CUDA graphs" in m for m in logs) and not any("graph capture failed" in m for m in logs)}
 
 
-def decode_bytes(shape: Any, mode: str, setup: BenchSetup) -> int | None:
+def mode_in_log(logs: list[str]) -> tuple[str, int]:
+    """The generation mode the run's log names ("generation: mixed, 18 of 28 layers merged, ... (why)"),
+    and its merged layers (0 unless mixed)."""
+    label = next((m.split(":", 1)[1].split("(")[0].strip() for m in logs if m.startswith("generation:")), "?")
+    merged = re.search(r"(\d+) of \d+ layers merged", label)
+    return label.split(",")[0].strip(), int(merged.group(1)) if merged else 0
+
+
+def decode_bytes(shape: Any, mode: str, setup: BenchSetup, merged_layers: int = 0) -> int | None:
     """Bytes of weights one decode step of the studio's generator reads in `mode`: the projections as
-    that mode stores them (a merged bf16 copy, or the packed 4-bit base plus the LoRA factors), and the
-    output head."""
+    that mode stores them (a merged bf16 copy, or the packed 4-bit base plus the LoRA factors; mixed:
+    the first `merged_layers` layers merged, the others packed), and the output head."""
     from grpo_studio.engine.vram import BNB4_BYTES
 
     head = shape.vocab * shape.hidden * 2
-    if mode == "merged":
-        return shape.linear_params * 2 + head
-    if mode == "quantized":
-        lora = shape.layers * sum(setup.lora_r * (a + b) for a, b in shape.linear_shapes().values()) * 2
-        return int(shape.linear_params * BNB4_BYTES[True]) + lora + head
-    return None
+    per_layer = shape.linear_params // shape.layers
+    lora = sum(setup.lora_r * (a + b) for a, b in shape.linear_shapes().values()) * 2
+    merged = {"merged": shape.layers, "mixed": min(merged_layers, shape.layers), "quantized": 0}.get(mode)
+    if merged is None:
+        return None
+    packed = shape.layers - merged
+    return merged * per_layer * 2 + packed * (int(per_layer * BNB4_BYTES[True]) + lora) + head
 
 
 def profile_studio_step(profiler: Any) -> None:
@@ -245,7 +256,7 @@ def main(argv: list[str]) -> int:
     decode_steps = _measured(raw.get("max_length"), setup.warmup) or setup.completion_tokens
     tokens = setup.completions_per_step * mean_len
     result: dict[str, Any] = {
-        "arm": arm, "mode": raw.get("mode"), "lengths": setup.lengths, "vram_limit_gib": setup.vram_limit_gib or None,
+        "arm": arm, "mode": raw.get("mode"), "merged_layers": raw.get("merged_layers", 0), "lengths": setup.lengths, "vram_limit_gib": setup.vram_limit_gib or None,
         "mean_completion_tokens": mean_len, "steps": len(measured), "step_s": raw["step_s"], "gen_s": raw["gen_s"],
         "step_s_median": step, "gen_s_median": gen, "train_s_median": None if gen is None else step - gen,
         "gen_tokens_per_s": None if not gen else tokens / gen,
@@ -264,7 +275,7 @@ def main(argv: list[str]) -> int:
         if gen and raw.get("read_bytes") and bandwidth:
             floor = raw["read_bytes"] / bandwidth  # seconds per decode step at the bandwidth bound
             result["roofline_frac"] = floor / (gen / decode_steps)
-    result["estimate_gib"] = _estimate(arm, work_path, raw.get("mode"), overrides, capacity)
+    result["estimate_gib"] = _estimate(arm, work_path, raw.get("mode"), overrides, capacity, raw.get("merged_layers", 0))
     print("BENCH_RESULT " + json.dumps(result), flush=True)
     return 0
 
@@ -283,7 +294,7 @@ def _capacity() -> float | None:
 
 
 def _estimate(arm: str, work: Path, mode: str | None, overrides: list[str],
-              capacity: float | None) -> float | None:
+              capacity: float | None, merged_layers: int = 0) -> float | None:
     """The VRAM estimate of what the arm ran: the TRL arm as its settings say (checkpointing on, the
     micro-batch as set, TRL's generate); a studio arm as the step plan the engine made on this card,
     with the generation mode that actually ran."""
@@ -301,7 +312,9 @@ def _estimate(arm: str, work: Path, mode: str | None, overrides: list[str],
         cfg.lora.gradient_checkpointing, cfg.grpo.auto_micro_batch = "on", False
         return estimate_for_config(model_config, cfg, generation_mode="trl").gib()
     plan = plan_step(run.config, model_config, capacity, on_gpu=capacity is not None)
-    return estimate_for_config(model_config, plan.config, generation_mode=mode or plan.mode.mode).gib()
+    if mode is None:
+        mode, merged_layers = plan.mode.mode, plan.mode.merged_layers
+    return estimate_for_config(model_config, plan.config, generation_mode=mode, merged_layers=merged_layers).gib()
 
 
 def _versions() -> dict[str, str]:

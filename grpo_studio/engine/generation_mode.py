@@ -3,6 +3,9 @@
 The modes, in the order "auto" tries them:
     merged     GRPO Studio's generator over a 16-bit copy of the projections with LoRA merged in:
                the fastest (measured), and costs that copy while it generates
+    mixed      (a quantized base) the first N layers as merged copies, the others read quantized:
+               on a card with room for part of the copy, N is as many layers as fit (the merged
+               layers decode faster); asked for only through "auto"
     quantized  GRPO Studio's generator reading the packed 4-bit (or 8-bit) base weights as they are
                stored and applying LoRA as its low-rank product: no 16-bit copy (a quantized base
                only). Measured on an H200 its kernel is still far from the memory-bandwidth bound
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
-MODES = ("quantized", "merged", "trl")
+MODES = ("quantized", "mixed", "merged", "trl")
 # Leave this share of the card for what no estimate sees: allocator slack, fragmentation, kernels'
 # workspaces. The estimate itself is checked against measured peaks by `grpo-studio bench`.
 HEADROOM = 0.90
@@ -40,10 +43,17 @@ class ModeChoice:
     mode: str
     reason: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (mode, why not), in the order tried
+    merged_layers: int = 0  # "mixed": the layers merged (the first ones); the others read quantized
+    layers: int = 0  # "mixed": the model's layers, for the message
 
     def describe(self) -> str:
         """One line for the log and the window: the mode, and why."""
-        return f"generation: {self.mode} ({self.reason})"
+        return f"generation: {self.label()} ({self.reason})"
+
+    def label(self) -> str:
+        if self.mode == "mixed":
+            return f"mixed, {self.merged_layers} of {self.layers} layers merged, the rest quantized"
+        return self.mode
 
 
 def requested_modes(setting: str, load_in: str) -> list[str]:
@@ -53,7 +63,7 @@ def requested_modes(setting: str, load_in: str) -> list[str]:
     if setting in ("quantized", "merged"):
         return [setting, "trl"]
     if load_in in ("4bit", "8bit"):
-        return ["merged", "quantized", "trl"]
+        return ["merged", "mixed", "quantized", "trl"]
     return ["merged", "trl"]
 
 
@@ -61,7 +71,7 @@ def static_blocker(mode: str, load_in: str, model_config: dict[str, Any] | None)
     """Why `mode` can't serve this model at all (whatever the memory), or None."""
     if mode == "trl":
         return None
-    if mode == "quantized" and load_in not in ("4bit", "8bit"):
+    if mode in ("quantized", "mixed") and load_in not in ("4bit", "8bit"):
         return "needs a quantized base (quantization.load_in = \"4bit\" or \"8bit\")"
     if model_config is not None:
         text = model_config.get("text_config", model_config)
@@ -83,12 +93,12 @@ def sliding_window_in_use(config: dict[str, Any]) -> bool:
     return window < int(config.get("max_position_embeddings") or 0) or not config.get("max_position_embeddings")
 
 
-def choose_mode(cfg: Any, model_config: dict[str, Any] | None, peak_bytes: Callable[[str], float | None],
+def choose_mode(cfg: Any, model_config: dict[str, Any] | None, peak_bytes: Callable[..., float | None],
                 capacity_bytes: float | None, *, on_gpu: bool = True, exclude: set[str] | frozenset = frozenset()
                 ) -> ModeChoice:
-    """The first requested mode that applies and fits: `peak_bytes(mode)` is the run's estimated peak
-    in that mode (None: unknown), `capacity_bytes` what this process may use on the card (None: unknown);
-    modes in `exclude` failed already in this run."""
+    """The first requested mode that applies and fits: `peak_bytes(mode, merged_layers=0)` is the run's
+    estimated peak in that mode (None: unknown), `capacity_bytes` what this process may use on the card
+    (None: unknown); modes in `exclude` failed already in this run."""
     setting, load_in = cfg.grpo.fast_generation, cfg.quantization.load_in
     if not on_gpu and setting == "auto":
         return ModeChoice("trl", "no CUDA GPU: the fast generators pay off on one")
@@ -99,6 +109,12 @@ def choose_mode(cfg: Any, model_config: dict[str, Any] | None, peak_bytes: Calla
         blocker = "failed earlier in this run" if mode in exclude else static_blocker(mode, load_in, model_config)
         if blocker:
             skipped.append((mode, blocker))
+            continue
+        if mode == "mixed":
+            choice = _mixed(model_config, peak_bytes, capacity_bytes, skipped)
+            if isinstance(choice, ModeChoice):
+                return choice
+            skipped.append(("mixed", choice))
             continue
         peak = peak_bytes(mode)
         if mode == "trl":
@@ -112,6 +128,24 @@ def choose_mode(cfg: Any, model_config: dict[str, Any] | None, peak_bytes: Calla
             return ModeChoice(mode, _first_reason(mode, skipped, fits), skipped)
         skipped.append((mode, f"needs ~{peak / GIB:.1f} GiB, {capacity_bytes / GIB:.1f} GiB free"))
     return ModeChoice("trl", "TRL's generate", skipped)  # not reached: "trl" closes every list
+
+
+def _mixed(model_config: dict[str, Any] | None, peak_bytes: Callable[..., float | None],
+           capacity_bytes: float | None, skipped: list[tuple[str, str]]) -> ModeChoice | str:
+    """The mixed mode with as many merged layers as fit (at least one, fewer than all: all is
+    "merged"), or why it is not taken. Only sized against a known card: it exists to fill one."""
+    layers = int((model_config or {}).get("text_config", model_config or {}).get("num_hidden_layers") or 0)
+    if capacity_bytes is None:
+        return "sized only against a card's known free memory"
+    if layers < 2:
+        return "the model's number of layers is not known"
+    for merged in range(layers - 1, 0, -1):  # the peak grows with every merged layer: the first fit is the most
+        peak = peak_bytes("mixed", merged_layers=merged)
+        if peak is not None and peak <= HEADROOM * capacity_bytes:
+            why = f"as many merged layers as fit the {capacity_bytes / GIB:.1f} GiB free"
+            return ModeChoice("mixed", _first_reason("mixed", skipped, why), skipped, merged_layers=merged,
+                              layers=layers)
+    return f"not one merged layer fits the {capacity_bytes / GIB:.1f} GiB free"
 
 
 def _first_reason(mode: str, skipped: list[tuple[str, str]], why: str) -> str:

@@ -495,11 +495,12 @@ def plan_this_step(run: LoadedRun, placement: Any, bus: EventBus) -> tuple[Any, 
     plan = plan_step(run.config, model_config, capacity, on_gpu=on_gpu, world_size=world_size)
     bus(Log(message=plan.layout.describe()))
 
-    def peak_bytes(mode: str) -> float | None:
+    def peak_bytes(mode: str, merged_layers: int = 0) -> float | None:
         if model_config is None:
             return None
         try:
-            return estimate_for_config(model_config, plan.config, generation_mode=mode, world_size=world_size).total
+            return estimate_for_config(model_config, plan.config, generation_mode=mode, world_size=world_size,
+                                       merged_layers=merged_layers).total
         except (KeyError, TypeError, ValueError):
             return None  # a config.json without the usual decoder fields
 

@@ -31,11 +31,12 @@ def plan_step(cfg: Any, model_config: dict[str, Any] | None, capacity_bytes: flo
               on_gpu: bool = True, world_size: int = 1) -> StepPlan:
     from grpo_studio.engine.vram import estimate_for_config
 
-    def peak(mode: str, config: Any) -> float | None:
+    def peak(mode: str, config: Any, merged_layers: int = 0) -> float | None:
         if model_config is None:
             return None
         try:
-            return estimate_for_config(model_config, config, generation_mode=mode, world_size=world_size).total
+            return estimate_for_config(model_config, config, generation_mode=mode, world_size=world_size,
+                                       merged_layers=merged_layers).total
         except (KeyError, TypeError, ValueError):
             return None  # a config.json without the usual decoder fields: no estimate
 
@@ -43,8 +44,10 @@ def plan_step(cfg: Any, model_config: dict[str, Any] | None, capacity_bytes: flo
     as_set = Layout(g.per_device_train_batch_size, g.gradient_accumulation_steps,
                     cfg.lora.gradient_checkpointing == "on" or (cfg.lora.gradient_checkpointing == "auto" and on_gpu))
     frugal = as_set.apply(cfg)
-    mode = choose_mode(cfg, model_config, lambda m: peak(m, frugal), capacity_bytes, on_gpu=on_gpu)
-    layout = choose_layout(cfg, lambda config: peak(mode.mode, config), capacity_bytes, on_gpu=on_gpu,
+    mode = choose_mode(cfg, model_config, lambda m, merged_layers=0: peak(m, frugal, merged_layers), capacity_bytes,
+                       on_gpu=on_gpu)
+    layout = choose_layout(cfg, lambda config: peak(mode.mode, config, mode.merged_layers), capacity_bytes,
+                           on_gpu=on_gpu,
                            linear_params=_linear_params(model_config))
     return StepPlan(mode, layout, layout.apply(cfg))
 

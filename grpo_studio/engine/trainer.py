@@ -164,7 +164,7 @@ class StudioGRPOTrainer(GRPOTrainer):
                 self.on_message("info", choice.describe())
                 break
             try:
-                self._fast = self._build_generator(choice.mode)
+                self._fast = self._build_generator(choice.mode, choice.merged_layers)
             except Exception as exc:  # noqa: BLE001 - Unsupported, or no memory for it after all
                 from grpo_studio.engine.fast_generation import Unsupported
 
@@ -199,7 +199,7 @@ class StudioGRPOTrainer(GRPOTrainer):
                             f"is not possible here: {choice.describe()}")
         return choice
 
-    def _build_generator(self, mode: str) -> Any:
+    def _build_generator(self, mode: str, merged_layers: int = 0) -> Any:
         from grpo_studio.engine import fast_generation
         from grpo_studio.engine.fast_generation import FastGenerator, SamplingSettings, Unsupported
 
@@ -212,7 +212,9 @@ class StudioGRPOTrainer(GRPOTrainer):
             top_k=self.top_k or 0, min_new_tokens=int(extra.get("min_new_tokens", 0)),
             eos_token_ids=tuple(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
             suppress_tokens=tuple(extra.get("suppress_tokens") or ()))
-        kwargs = {"weights": mode} if mode != "merged" else {}
+        kwargs: dict[str, Any] = {"weights": mode} if mode != "merged" else {}
+        if mode == "mixed":
+            kwargs["merged_layers"] = merged_layers
         generator = FastGenerator(self.model_wrapped, use_cuda_graphs=graphs, sampling=sampling, **kwargs)
         generator.on_graph_failure = lambda reason: self.on_message(
             "warning", f"generation: CUDA graph capture failed, decoding without graphs ({reason})")
@@ -303,7 +305,7 @@ class GenerationSetup:
 
     config: Any  # RunConfig
     model_config: dict[str, Any] | None
-    peak_bytes: Callable[[str], float | None]
+    peak_bytes: Callable[..., float | None]  # (mode, merged_layers=0) -> estimated peak bytes, or None
     planned: Any = None  # generation_mode.ModeChoice made before training (step_plan.py), tried first
 
 

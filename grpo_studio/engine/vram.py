@@ -72,6 +72,7 @@ class VramEstimate:
     parts: dict[str, float] = field(default_factory=dict)  # bytes by component
     peak_phase: str = ""  # "generation" or "training": the phase that sets the peak
     generation_mode: str = "trl"  # which generator the estimate is for (see generation_mode.py)
+    merged_layers: int = 0  # "mixed" mode: how many layers the generator merges
     mode_reason: str = ""  # why that mode, when it was chosen for a card's memory
     layout: str = ""  # the training layout the estimate assumes (training_layout.Layout.summary)
 
@@ -93,7 +94,7 @@ def _dtype_bytes(dtype: str) -> int:
 
 
 def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generation_mode: str = "trl",
-             world_size: int = 1) -> VramEstimate:
+             merged_layers: int = 0, world_size: int = 1) -> VramEstimate:
     """Peak allocated bytes on one GPU for this run's model, LoRA, batch and generation settings.
 
     The step has two phases that never overlap: generation (KV cache, sampling buffers, and the fast
@@ -137,7 +138,7 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generatio
         # transformers' dynamic cache grows by concatenation: briefly two copies of the last layer's.
         generation["KV cache, sampling"] = kv + sampling
     else:
-        weights = generation_weight_bytes(shape, cfg, generation_mode, wb)
+        weights = generation_weight_bytes(shape, cfg, generation_mode, wb, merged_layers)
         if weights:
             generation[f"generation weights ({generation_mode})"] = weights
         generation["KV cache (static), sampling"] = kv + sampling
@@ -156,7 +157,7 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generatio
     else:
         parts["training activations"] = training_peak
         phase = "training"
-    return VramEstimate(parts, phase, generation_mode)
+    return VramEstimate(parts, phase, generation_mode, merged_layers if generation_mode == "mixed" else 0)
 
 
 def lora_targets(shape: Shape, cfg: RunConfig) -> dict[str, tuple[int, int]]:
@@ -165,18 +166,23 @@ def lora_targets(shape: Shape, cfg: RunConfig) -> dict[str, tuple[int, int]]:
     return {k: v for k, v in shape.linear_shapes().items() if k in cfg.lora.target_modules}
 
 
-def generation_weight_bytes(shape: Shape, cfg: RunConfig, mode: str, wb: int = 2) -> float:
+def generation_weight_bytes(shape: Shape, cfg: RunConfig, mode: str, wb: int = 2, merged_layers: int = 0) -> float:
     """Bytes the fast generator allocates for weights during a generation, beyond the trained model.
 
     merged: a 16-bit copy of every projection with the LoRA update merged in (and of a LoRA-trained
     head). quantized: it reads the stored quantized weights as they are, with 16-bit stacks of the
-    LoRA factors, and a scratch buffer to dequantize one projection at a time for the prompts (prefill)."""
+    LoRA factors, and a scratch buffer to dequantize one projection at a time for the prompts (prefill).
+    mixed: the merged copy of `merged_layers` layers, the quantized mode's stacks for the others."""
     if mode == "merged":
         return shape.linear_params * wb
-    if mode == "quantized":
-        stacks = shape.layers * sum(cfg.lora.r * (a + b) for a, b in lora_targets(shape, cfg).values()) \
+    if mode in ("quantized", "mixed"):
+        merged = min(merged_layers, shape.layers) if mode == "mixed" else 0
+        per_layer_stacks = sum(cfg.lora.r * (a + b) for a, b in lora_targets(shape, cfg).values()) \
             if cfg.lora.enabled else 0
-        return (stacks + max(a * b for a, b in shape.linear_shapes().values())) * wb
+        quantized = shape.layers - merged
+        scratch = max(a * b for a, b in shape.linear_shapes().values()) if quantized else 0
+        copy = merged * shape.linear_params // shape.layers
+        return (copy + quantized * per_layer_stacks + scratch) * wb
     return 0.0
 
 
@@ -212,7 +218,8 @@ def estimate_for_run(run: Any, generation_mode: str | None = None, capacity_byte
 
 
 def estimate_for_config(model_config: dict[str, Any], cfg: RunConfig, generation_mode: str | None = None,
-                        capacity_bytes: float | None = None, on_gpu: bool = True, world_size: int = 1) -> VramEstimate:
+                        capacity_bytes: float | None = None, on_gpu: bool = True, world_size: int = 1,
+                        merged_layers: int = 0) -> VramEstimate:
     """`estimate_for_run` for a config.json already read. With `generation_mode` None, the estimate of
     the step plan this run would get (step_plan.py): its generation mode and training layout."""
     from grpo_studio.engine.step_plan import plan_step
@@ -220,9 +227,11 @@ def estimate_for_config(model_config: dict[str, Any], cfg: RunConfig, generation
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "bfloat16"
     shape = Shape.from_config(model_config)
     if generation_mode is not None:
-        return estimate(shape, cfg, dtype=dtype, generation_mode=generation_mode, world_size=world_size)
+        return estimate(shape, cfg, dtype=dtype, generation_mode=generation_mode, merged_layers=merged_layers,
+                        world_size=world_size)
     plan = plan_step(cfg, model_config, capacity_bytes, on_gpu=on_gpu, world_size=world_size)
-    est = estimate(shape, plan.config, dtype=dtype, generation_mode=plan.mode.mode, world_size=world_size)
+    est = estimate(shape, plan.config, dtype=dtype, generation_mode=plan.mode.mode,
+                   merged_layers=plan.mode.merged_layers, world_size=world_size)
     est.mode_reason = plan.mode.reason
     est.layout = plan.layout.summary()
     return est

@@ -37,6 +37,8 @@ PART_LABELS = {
 MODE_TEXT = {
     "quantized": "GRPO Studio's generator, reading the quantized weights as stored",
     "merged": "GRPO Studio's generator, on a 16-bit copy with LoRA merged in",
+    "mixed": "GRPO Studio's generator, on a 16-bit copy with LoRA merged in for {merged} layers, the others "
+             "read quantized",
     "trl": "TRL's generate",
 }
 
@@ -54,6 +56,7 @@ class VramView:
     device: str = "auto"  # model.device
     mode: str = ""  # the generation mode the run will use (engine/generation_mode.py)
     mode_reason: str = ""
+    merged_layers: int = 0  # mode "mixed": the layers generated from a merged copy
     layout: str = ""  # the training layout (engine/training_layout.py)
 
 
@@ -108,7 +111,8 @@ def compute(config: Any, run_path: Path | None, base_dir: Path) -> VramView:
         return VramView("unknown", "unknown until the model is downloaded (training downloads it)", gpu=gpu,
                         device=device)
     return VramView("estimate", total=est.total, parts=dict(est.parts), phase=est.peak_phase, gpu=gpu,
-                    device=device, mode=est.generation_mode, mode_reason=est.mode_reason, layout=est.layout)
+                    device=device, mode=est.generation_mode, mode_reason=est.mode_reason,
+                    merged_layers=est.merged_layers, layout=est.layout)
 
 
 class VramEstimator(QObject):
@@ -203,7 +207,8 @@ class VramCard(Card):
             peak = "while generating completions" if view.phase == "generation" else "during the training pass"
             notes.append(f"The peak comes {peak}, on one GPU; CUDA itself takes about 0.5 GiB more.")
             if view.mode and view.device != "cpu":
-                notes.append(f"Generation: {MODE_TEXT.get(view.mode, view.mode)} ({view.mode_reason}).")
+                text = MODE_TEXT.get(view.mode, view.mode).format(merged=view.merged_layers)
+                notes.append(f"Generation: {text} ({view.mode_reason}).")
                 if view.layout:
                     notes.append(f"Training: {view.layout}.")
         elif view.message and view.status != "unknown":
@@ -221,6 +226,7 @@ class VramCard(Card):
     def _fill_parts(self, view: VramView) -> None:
         for w in self._rows:
             self.grid.removeWidget(w)
+            w.hide()  # gone from the screen now; deleted when the event loop next runs
             w.deleteLater()
         self._rows = []
         if view.status != "estimate" or not view.parts:

@@ -1,9 +1,9 @@
 """The fast generation path: it must sample from exactly the policy being trained.
 
 Checked on the CPU against TRL's own training forward (the log-probs the loss uses), for the
-Llama, Qwen2 and Qwen3 layouts, in both weight modes: LoRA merged into a copy ("merged") and a
-bitsandbytes 4-bit / 8-bit base read in place with LoRA kept low-rank ("quantized"); and across a
-real optimizer step. Sampling is checked against transformers' own logits processors.
+Llama, Qwen2 and Qwen3 layouts, in each weight mode: LoRA merged into a copy ("merged"), a
+bitsandbytes 4-bit / 8-bit base read in place with LoRA kept low-rank ("quantized"), and the two
+layer by layer ("mixed"); and across a real optimizer step. Sampling is checked against transformers' own logits processors.
 
 Tolerances on |log p(fast) - log p(training forward)| per sampled token: float32 1e-4 (the same
 arithmetic in another order); bf16/fp16 on the CPU 0.02 nats (one rounding of each activation
@@ -328,9 +328,34 @@ def test_quantized_weights_own_only_the_lora_stacks_and_follow_sync():
     assert max_logprob_error(model, out) < 0.02
 
 
+def test_mixed_weights_merge_the_first_layers_and_read_the_others_in_place(monkeypatch):
+    monkeypatch.setenv("GRPO_STUDIO_QUANT_BACKEND", "torch")
+    model = with_lora(quantized_causal_lm("llama")).eval()
+    settings = SamplingSettings(max_new_tokens=6, eos_token_ids=(2,), pad_token_id=0)
+    gen = FastGenerator(model, settings, weights="mixed", merged_layers=1)
+    kinds = [{type(p).__name__ for p in layer.projections} for layer in gen.layers]
+    assert kinds == [{"MergedProjection"}, {"QuantProjection"}]
+    # Its memory: layer 0's merged copy and layer 1's LoRA stacks (the two layers have the same sizes).
+    planned = FastGenerator.planned_extra_bytes(model, "mixed", merged_layers=1)
+    assert gen.extra_bytes() == planned
+    assert 2 * planned == FastGenerator.planned_extra_bytes(model, "merged") + \
+        FastGenerator.planned_extra_bytes(model, "quantized")
+    before = gen.generate(PROMPTS)
+    assert max_logprob_error(model, before) < 0.02
+    with torch.no_grad():  # an optimizer step: both kinds of layer must follow it
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)
+    gen.sync(1)
+    out = gen.generate(PROMPTS)  # the merged copy was given back after the last generation: made again
+    assert out.logprobs != before.logprobs
+    assert max_logprob_error(model, out) < 0.02
+
+
 def test_quantized_weights_need_a_quantized_base():
-    with pytest.raises(Unsupported, match="4-bit or 8-bit"):
-        FastGenerator(with_lora(tiny_causal_lm("llama")), SamplingSettings(max_new_tokens=4), weights="quantized")
+    for weights in ("quantized", "mixed"):
+        with pytest.raises(Unsupported, match="4-bit or 8-bit"):
+            FastGenerator(with_lora(tiny_causal_lm("llama")), SamplingSettings(max_new_tokens=4), weights=weights)
 
 
 # ---- a CUDA graph that can't be captured -------------------------------------------------------------

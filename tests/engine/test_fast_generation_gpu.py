@@ -1,5 +1,6 @@
-"""The fast path on a CUDA GPU: CUDA-graph decoding samples from the trained policy, in both weight
-modes ("merged" bf16/fp16 copy; "quantized": bitsandbytes 4-bit/8-bit read by the Triton kernel),
+"""The fast path on a CUDA GPU: CUDA-graph decoding samples from the trained policy, in each weight
+mode ("merged" bf16/fp16 copy; "quantized": bitsandbytes 4-bit/8-bit read by the Triton kernel;
+"mixed": layer 0 merged, layer 1 quantized),
 and the kernel computes what bitsandbytes' dequantize + matmul does on real quantized weights.
 Skipped without a GPU; run on the lent device:
 
@@ -55,27 +56,27 @@ QUANT_MODELS = [  # (layout, bits, 4-bit type, double quantization, dtype)
 ]
 
 
-@pytest.mark.parametrize("weights", ["merged", "quantized"])
+@pytest.mark.parametrize("weights", ["merged", "quantized", "mixed"])
 @pytest.mark.parametrize("kind,bits,quant_type,double_quant,dtype", QUANT_MODELS,
                          ids=[f"{c[0]}-{c[1]}bit-{c[2] or 'int8'}{'-dq' if c[3] else ''}-{str(c[4])[6:]}"
                               for c in QUANT_MODELS])
 def test_quantized_base_decodes_the_training_policy(kind, bits, quant_type, double_quant, dtype, weights):
     model = quantized_model(kind, bits, quant_type, double_quant, dtype)
     gen = FastGenerator(model, SamplingSettings(max_new_tokens=16, eos_token_ids=(2,), pad_token_id=0),
-                        weights=weights)
+                        weights=weights, merged_layers=1)  # mixed: layer 0 merged, layer 1 quantized
     out = gen.generate(PROMPTS)
     assert gen.use_cuda_graphs and not gen.graph_failures, gen.graph_failures
     assert max_logprob_error(model, out) < (0.15 if bits == 8 else 0.1)
 
 
-@pytest.mark.parametrize("weights", ["merged", "quantized"])
+@pytest.mark.parametrize("weights", ["merged", "quantized", "mixed"])
 def test_graph_and_eager_decoding_agree(weights):
     """Same seed, same tokens: a replayed graph computes (and draws) exactly what eager steps do."""
-    model = quantized_model("qwen2") if weights == "quantized" else \
-        with_lora(tiny_causal_lm("qwen2").to("cuda", torch.bfloat16)).eval()
+    model = with_lora(tiny_causal_lm("qwen2").to("cuda", torch.bfloat16)).eval() if weights == "merged" else \
+        quantized_model("qwen2")
     settings = SamplingSettings(max_new_tokens=16, pad_token_id=0, min_new_tokens=16)
-    graphed_gen = FastGenerator(model, settings, weights=weights)
-    eager_gen = FastGenerator(model, settings, weights=weights, use_cuda_graphs=False)
+    graphed_gen = FastGenerator(model, settings, weights=weights, merged_layers=1)
+    eager_gen = FastGenerator(model, settings, weights=weights, merged_layers=1, use_cuda_graphs=False)
     torch.manual_seed(0)
     graphed = graphed_gen.generate(PROMPTS)
     torch.manual_seed(0)
@@ -87,10 +88,11 @@ def test_graph_and_eager_decoding_agree(weights):
     assert max_logprob_error(model, graphed) < 0.1
 
 
-def test_quantized_sync_after_an_optimizer_step_reaches_the_graph():
+@pytest.mark.parametrize("weights", ["quantized", "mixed"])
+def test_quantized_sync_after_an_optimizer_step_reaches_the_graph(weights):
     model = quantized_model("llama")
     gen = FastGenerator(model, SamplingSettings(max_new_tokens=8, eos_token_ids=(2,), pad_token_id=0),
-                        weights="quantized")
+                        weights=weights, merged_layers=1)
     gen.generate(PROMPTS)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=0.5)

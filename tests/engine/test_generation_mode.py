@@ -24,12 +24,46 @@ def seed_run(load_in: str = "4bit", setting: str = "auto") -> RunConfig:
     return cfg
 
 
-def test_the_seed_run_on_a_16_gib_card_decodes_from_the_4bit_weights():
+def test_the_seed_run_on_a_16_gib_card_merges_as_many_layers_as_fit_and_decodes_the_rest_from_4bit():
     cfg = seed_run()
     est = estimate_for_config(QWEN_7B, cfg, capacity_bytes=16 * GIB)
-    assert est.generation_mode == "quantized"
     merged = estimate_for_config(QWEN_7B, cfg, generation_mode="merged")
-    assert merged.total > 16 * GIB > est.total  # the merged copy alone would not fit
+    assert merged.total > 16 * GIB  # the merged copy would not fit
+    assert est.generation_mode == "mixed" and 0 < est.merged_layers < 28
+    assert est.total <= 0.9 * 16 * GIB  # within the headroom...
+    one_more = estimate_for_config(QWEN_7B, est_config(cfg, 16), generation_mode="mixed",
+                                   merged_layers=est.merged_layers + 1)
+    assert one_more.total > 0.9 * 16 * GIB  # ...and one merged layer more would not be
+    quantized = estimate_for_config(QWEN_7B, cfg, generation_mode="quantized")
+    assert quantized.total < est.total
+    # A larger card merges more layers; asking for "quantized" keeps every layer quantized.
+    assert estimate_for_config(QWEN_7B, cfg, capacity_bytes=18 * GIB).merged_layers > est.merged_layers
+    asked = estimate_for_config(QWEN_7B, seed_run(setting="quantized"), capacity_bytes=16 * GIB)
+    assert (asked.generation_mode, asked.merged_layers) == ("quantized", 0)
+
+
+def est_config(cfg: RunConfig, gib: float) -> RunConfig:
+    """The run config with the training layout the plan gives it on a card of `gib`."""
+    from grpo_studio.engine.step_plan import plan_step
+
+    return plan_step(cfg, QWEN_7B, gib * GIB).config
+
+
+def test_mixed_says_how_many_layers_and_steps_aside_when_not_one_layer_fits():
+    cfg = seed_run()
+    per_layer = 2 * 10**8  # bytes a merged layer adds to the peak, in this made-up estimate
+
+    def peak(mode: str, merged_layers: int = 0) -> float:
+        return {"merged": 30 * GIB, "trl": 5 * GIB}.get(mode, 6 * GIB) + merged_layers * per_layer
+
+    choice = choose_mode(cfg, QWEN_7B, peak, 10 / 0.9 * GIB)  # room for 4 GiB of merged layers
+    assert (choice.mode, choice.merged_layers) == ("mixed", int(4 * GIB // per_layer))
+    assert choice.describe().startswith(f"generation: mixed, {choice.merged_layers} of 28 layers merged, "
+                                        "the rest quantized (as many merged layers as fit the 11.1 GiB free")
+    tight = choose_mode(cfg, QWEN_7B, peak, 6.1 / 0.9 * GIB)
+    assert tight.mode == "quantized" and "mixed: not one merged layer fits" in tight.reason
+    # The mixed mode is sized against a known card only.
+    assert choose_mode(cfg, QWEN_7B, peak, None).mode == "merged"
 
 
 def test_a_16bit_base_takes_the_merged_copy_when_it_fits_and_trl_when_it_does_not():
@@ -46,23 +80,25 @@ def test_a_16bit_base_takes_the_merged_copy_when_it_fits_and_trl_when_it_does_no
 
 def test_requests_off_cpu_and_unsupported_models_say_why():
     cfg = seed_run(setting="off")
-    assert choose_mode(cfg, QWEN_7B, lambda m: 1.0, 80 * GIB).reason == 'grpo.fast_generation = "off"'
+    assert choose_mode(cfg, QWEN_7B, lambda m, merged_layers=0: 1.0, 80 * GIB).reason == 'grpo.fast_generation = "off"'
     auto = seed_run()
-    assert choose_mode(auto, QWEN_7B, lambda m: 1.0, None, on_gpu=False).mode == "trl"
+    assert choose_mode(auto, QWEN_7B, lambda m, merged_layers=0: 1.0, None, on_gpu=False).mode == "trl"
     gpt2 = {"model_type": "gpt2"}
-    choice = choose_mode(auto, gpt2, lambda m: 1.0, 80 * GIB)
+    choice = choose_mode(auto, gpt2, lambda m, merged_layers=0: 1.0, 80 * GIB)
     assert choice.mode == "trl" and "model type 'gpt2'" in choice.reason
     # A mode asked for explicitly is used on the CPU too (the tests' tiny models), without a memory check.
     asked = seed_run(load_in="16bit", setting="merged")
-    assert choose_mode(asked, QWEN_15B, lambda m: 1.0, None, on_gpu=False).mode == "merged"
+    assert choose_mode(asked, QWEN_15B, lambda m, merged_layers=0: 1.0, None, on_gpu=False).mode == "merged"
     # quantized needs a 4-bit base; the request falls back with the reason.
-    choice = choose_mode(seed_run(load_in="16bit", setting="quantized"), QWEN_15B, lambda m: 1.0, 80 * GIB)
+    choice = choose_mode(seed_run(load_in="16bit", setting="quantized"), QWEN_15B, lambda m, merged_layers=0: 1.0, 80 * GIB)
     assert choice.mode == "trl" and "needs a quantized base" in choice.reason
 
 
 def test_a_mode_that_failed_is_not_chosen_again():
     cfg = seed_run()
-    choice = choose_mode(cfg, QWEN_7B, lambda m: 1.0, 80 * GIB, exclude={"merged"})
+    choice = choose_mode(cfg, QWEN_7B, lambda m, merged_layers=0: 1.0, 80 * GIB, exclude={"merged"})
+    assert (choice.mode, choice.merged_layers) == ("mixed", 27) and "failed earlier" in choice.reason
+    choice = choose_mode(cfg, QWEN_7B, lambda m, merged_layers=0: 1.0, 80 * GIB, exclude={"merged", "mixed"})
     assert choice.mode == "quantized" and "failed earlier" in choice.reason
 
 
@@ -111,11 +147,11 @@ def test_a_roomy_card_gets_the_fastest_layout_and_a_small_one_a_frugal_one():
     assert (roomy.layout.micro_batch, roomy.layout.checkpointing) == (32, False)
     assert roomy.config.grpo.per_device_train_batch_size == 32 and roomy.config.lora.gradient_checkpointing == "off"
     seed = plan_step(layout_run(load_in="4bit"), QWEN_7B, 16 * GIB)
-    assert seed.mode.mode == "quantized"  # the merged copy of 7B does not fit 16 GiB
+    assert seed.mode.mode == "mixed"  # the whole merged copy of 7B does not fit 16 GiB
     assert seed.layout.checkpointing  # 7B activations without recomputation do not fit 16 GiB
     # 32 completions in one micro-step would fit, but 16 of 384 tokens already keep the GPU busy at 7B.
     assert (seed.layout.micro_batch, seed.layout.accumulation) == (16, 2)
-    est = estimate_for_config(QWEN_7B, seed.config, generation_mode="quantized")
+    est = estimate_for_config(QWEN_7B, seed.config, generation_mode="mixed", merged_layers=seed.mode.merged_layers)
     assert est.total <= 0.9 * 16 * GIB
     unknown = plan_step(layout_run(), QWEN_15B, None)
     assert (unknown.layout.micro_batch, unknown.layout.checkpointing) == (8, True)

@@ -54,3 +54,23 @@ def test_an_uncached_hub_model_is_unknown_until_downloaded(opened, qtbot):
     assert view.vram_card.grid.count() == 0 and opened.vram_label.text() == ""
     missing = settled(qtbot, view.vram, lambda: opened.doc.set_field("model.name", "./no/such/folder"))
     assert missing.status == "error" and "folder not found" in view.vram_card.note.text()
+
+
+def test_the_card_says_how_many_layers_the_mixed_mode_merges(opened, qtbot):
+    from grpo_studio.gui.vram_card import VramView
+
+    estimator = opened.settings_view.vram
+    if estimator.view is None or estimator.is_busy():
+        settled(qtbot, estimator)  # this computer's own estimate first: it must not replace the view below
+    card = opened.settings_view.vram_card
+    gib = 2**30
+    card.show_view(VramView(
+        "estimate", total=14.2 * gib, parts={"weights": 5.2 * gib, "generation weights (mixed)": 8.0 * gib,
+                                             "KV cache (static), sampling": 0.7 * gib}, phase="generation",
+        gpu=True, device="auto", mode="mixed", merged_layers=18,
+        mode_reason="as many merged layers as fit the 16.0 GiB free; not merged: needs ~18.3 GiB, 16.0 GiB free",
+        layout="16 completions x 2 micro-steps, gradient checkpointing on"))
+    note = card.note.text()
+    assert "on a 16-bit copy with LoRA merged in for 18 layers, the others read quantized" in note
+    assert "{merged}" not in note
+    shot(card, "vram-card-mixed")
