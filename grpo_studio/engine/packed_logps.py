@@ -10,8 +10,9 @@ in the grid. Rotary embeddings depend only on distances, which packing keeps. Th
 entropies) come back in TRL's [batch, logits_to_keep] layout, zero at padding, as TRL's own
 `_get_per_token_logps_and_entropies` returns them.
 
-The cost: attention over one row of L tokens with a mask is dense in L, where the grid's is per
-sequence. `packing_pays` packs only when the padding saved is large (MIN_PADDING_SAVED).
+Attention must then stay within each sequence without a dense [L, L] mask: the sequences' boundaries go
+down to the attention layers (packed_attention.py, installed with the padding-free option), which
+attend sequence by sequence. `packing_pays` packs only when the padding saved is large (MIN_PADDING_SAVED).
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ def packed_logps_and_entropies(model: Any, input_ids: torch.Tensor, attention_ma
                                autocast: Callable[[], AbstractContextManager[Any]]) -> tuple[torch.Tensor, Any]:
     """Per-token log-probs of the last `logits_to_keep` columns (and their entropies), computed on the
     packed real tokens; `model` carries TRL's fused LM head (`add_fused_lm_head`)."""
+    from grpo_studio.engine.packed_attention import KWARG, PackedSegments, install
+
+    install()  # the attention layers read the segments (idempotent)
     keep = attention_mask.bool()
     positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+    segments = PackedSegments.from_lengths(keep.sum(1).tolist(), input_ids.device)
     # TRL's labels: the completion columns' real tokens; each position scores the token after it.
     labels = input_ids.masked_fill(~keep, -100)
     labels[:, :-logits_to_keep] = -100
@@ -50,7 +55,7 @@ def packed_logps_and_entropies(model: Any, input_ids: torch.Tensor, attention_ma
     next_labels[:, :-1] = labels[:, 1:]
     with autocast():
         out = model(input_ids=input_ids[keep].unsqueeze(0), position_ids=positions[keep].unsqueeze(0),
-                    shift_labels=next_labels[keep].unsqueeze(0), fused_lm_head=True)
+                    shift_labels=next_labels[keep].unsqueeze(0), fused_lm_head=True, **{KWARG: segments})
 
     def to_grid(packed: torch.Tensor) -> torch.Tensor:
         # Position j scored the token at j + 1: column c of the grid holds the score of column c + 1.

@@ -91,3 +91,46 @@ def test_the_trainer_packs_when_asked_and_otherwise_scores_as_trl():
     logps, entropies, aux = score(trainer, model, ids, mask, keep, batch_size=2, compute_entropy=True)
     assert len(calls) == 3 and all(c is not None and c.shape[0] == 1 for c in calls[1:])  # 2 packed chunks
     assert torch.allclose(logps, expected, atol=1e-5) and entropies.shape == expected.shape and aux is None
+
+
+def test_packed_attention_attends_within_each_sequence_only():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from grpo_studio.engine.packed_attention import KWARG, PackedSegments, install, packed_sdpa
+
+    install()
+    lengths = [5, 1, 7, 3]
+    L = sum(lengths)
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 4, L, 8, generator=gen)
+    k, v = torch.randn(1, 2, L, 8, generator=gen), torch.randn(1, 2, L, 8, generator=gen)  # grouped-query
+    segments = PackedSegments.from_lengths(lengths, q.device)
+    # The reference: the whole row under a block-diagonal causal mask (what transformers builds).
+    owner = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    mask = (owner[:, None] == owner[None, :]) & torch.ones(L, L, dtype=torch.bool).tril()
+    module = torch.nn.Module()
+    module.is_causal, module.num_key_value_groups = True, 2
+    expected, _ = sdpa_attention_forward(module, q, k, v, mask[None, None], scaling=0.3)
+    out, _ = packed_sdpa(module, q, k, v, None, scaling=0.3, **{KWARG: segments})
+    assert out.shape == expected.shape == (1, L, 4, 8)
+    assert torch.allclose(out, expected, atol=1e-6)
+    # Without the segments it is transformers' own function, whatever the mask says.
+    plain, _ = packed_sdpa(module, q, k, v, mask[None, None], scaling=0.3)
+    assert torch.equal(plain, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_packed_forward_on_a_gpu_matches_trls_padded_one_in_bf16(monkeypatch):
+    from grpo_studio.engine import packed_attention
+
+    model = policy("qwen2").to("cuda", torch.bfloat16).train()
+    ids, mask, keep = (t.cuda() if torch.is_tensor(t) else t for t in grid(PROMPTS, COMPLETIONS))
+    calls = []
+    if packed_attention._varlen is not None:  # count the variable-length kernel's calls where torch has it
+        original = packed_attention._varlen
+        monkeypatch.setattr(packed_attention, "_varlen", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    expected, _ = trl_padded(model, ids, mask, keep)
+    packed, _ = packed_logps_and_entropies(model, ids, mask, keep, True, contextlib.nullcontext)
+    assert (packed - expected).abs().max().item() < 0.05  # bf16 rounding; a wrong mask is off by nats
+    if packed_attention._varlen is not None:
+        assert len(calls) == model.config.num_hidden_layers and not packed_attention._varlen_failed
