@@ -51,10 +51,11 @@ def packed_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torc
     """transformers' attention-function signature: query [1, H, L, D], key/value [1, KV, L, D]; returns
     [1, L, H, D]. The packed row's mask is not needed: each sequence attends causally to itself."""
     segments = kwargs.pop(KWARG, None)
+    window = kwargs.get("sliding_window")
+    if segments is not None and ((window and segments.max_len > window) or dropout):
+        segments = None  # a sliding window a sequence outgrows, or attention dropout: the masked row computes it
     if segments is None:
         return _sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    if dropout:
-        raise ValueError("packed attention has no dropout (GRPO trains without attention dropout)")
     global _varlen_failed
     out = None
     if query.is_cuda and _varlen is not None and not _varlen_failed:

@@ -23,9 +23,25 @@ from typing import Any
 
 import torch
 
-# Pack only when at least this share of the grid is padding (the masked attention over the packed row
-# costs more than the per-sequence attention of the grid, and the packing itself a copy).
+# Pack only when at least this share of the grid is padding (the packing itself costs a copy, and the
+# attention a loop or a variable-length kernel).
 MIN_PADDING_SAVED = 0.25
+# The families whose SDPA attention takes nothing but queries, keys, values, a scale and a causal mask
+# (and a sliding window, which packed_attention.py honours): attention per sequence computes theirs.
+PACKED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
+
+
+def padding_free_blocker(model: Any) -> str | None:
+    """Why this model's micro-batches can't be packed (None: they can)."""
+    from grpo_studio.engine.fast_weights import causal_lm
+
+    config = causal_lm(model).config.get_text_config()
+    if config.model_type not in PACKED_MODEL_TYPES:
+        return f"model type {config.model_type!r}"
+    attention = getattr(config, "_attn_implementation", None) or "sdpa"
+    if attention != "sdpa":
+        return f"attention {attention!r} (packing needs sdpa)"
+    return None
 
 
 def packing_pays(attention_mask: torch.Tensor, min_saved: float = MIN_PADDING_SAVED) -> bool:

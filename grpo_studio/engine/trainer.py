@@ -60,7 +60,7 @@ class StudioGRPOTrainer(GRPOTrainer):
         self._excluded: set[str] = set()  # modes that turned out not to work for this run
 
     # ---- the training forward -------------------------------------------------------------
-    padding_free = False  # run.py turns it on (GRPO_STUDIO_PADDING_FREE=1, on CUDA): packed_logps.py
+    padding_free = False  # run.py turns it on, on CUDA (GRPO_STUDIO_PADDING_FREE=0 keeps it off): packed_logps.py
 
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: Any, attention_mask: Any,
                                            logits_to_keep: int, batch_size: int | None = None,

@@ -134,3 +134,24 @@ def test_packed_forward_on_a_gpu_matches_trls_padded_one_in_bf16(monkeypatch):
     assert (packed - expected).abs().max().item() < 0.05  # bf16 rounding; a wrong mask is off by nats
     if packed_attention._varlen is not None:
         assert len(calls) == model.config.num_hidden_layers and not packed_attention._varlen_failed
+
+
+def test_packing_is_left_to_transformers_where_per_sequence_attention_would_differ(monkeypatch):
+    from grpo_studio.engine import packed_attention
+    from grpo_studio.engine.packed_attention import KWARG, PackedSegments, install, packed_sdpa
+    from grpo_studio.engine.packed_logps import padding_free_blocker
+
+    install()
+    masked = []
+    monkeypatch.setattr(packed_attention, "_sdpa", lambda *a, **kw: masked.append(kw) or ("masked row", None))
+    q = k = v = torch.zeros(1, 2, 8, 4)
+    segments = PackedSegments.from_lengths([6, 2], q.device)
+    assert packed_sdpa(None, q, k, v, None, **{KWARG: segments, "sliding_window": 4})[0] == "masked row"
+    assert packed_sdpa(None, q, k, v, None, dropout=0.1, **{KWARG: segments})[0] == "masked row"
+    assert all(KWARG not in kw for kw in masked)  # transformers' function never sees the segments
+    assert packed_sdpa(None, q, k, v, None, **{KWARG: segments, "sliding_window": 6})[0].shape == (1, 8, 2, 4)
+    # Which models pack: the supported families, on SDPA attention.
+    assert padding_free_blocker(policy("qwen3")) is None
+    eager = policy("llama")
+    eager.config._attn_implementation = "eager"
+    assert "attention 'eager'" in padding_free_blocker(eager)
