@@ -8,9 +8,9 @@ The modes, in the order "auto" tries them:
                layers decode faster); asked for only through "auto"
     quantized  GRPO Studio's generator reading the packed 4-bit (or 8-bit) base weights as they are
                stored and applying LoRA as its low-rank product: no 16-bit copy (a quantized base
-               only). Measured on an H200 its kernel is still far from the memory-bandwidth bound
-               (2% at the Qwen2.5-7B shape), so it is the memory-saving choice, not the fast one:
-               taken when the merged copy does not fit.
+               only). Measured on an H200 its generation is still far from the memory-bandwidth bound
+               (10% at the Qwen2.5-7B shape), so it is the memory-saving choice, not the fast one:
+               taken when not even one merged layer fits.
     trl        TRL's own `generate`: the reference, and the fallback for everything else
 
 `grpo.fast_generation` = "auto" takes the first mode that applies and whose estimated peak fits this

@@ -124,8 +124,8 @@ from grpo_studio.engine.step_plan import plan_step  # noqa: E402
 from grpo_studio.engine.training_layout import candidates, choose_layout  # noqa: E402
 
 
-def layout_run(load_in: str = "16bit", loss: str = "dapo") -> RunConfig:
-    cfg = seed_run(load_in=load_in)
+def layout_run(load_in: str = "16bit", loss: str = "dapo", setting: str = "auto") -> RunConfig:
+    cfg = seed_run(load_in=load_in, setting=setting)
     cfg.grpo.gradient_accumulation_steps = 4
     cfg.grpo.loss_type = loss
     cfg.lora.gradient_checkpointing = "auto"
@@ -149,10 +149,15 @@ def test_a_roomy_card_gets_the_fastest_layout_and_a_small_one_a_frugal_one():
     seed = plan_step(layout_run(load_in="4bit"), QWEN_7B, 16 * GIB)
     assert seed.mode.mode == "mixed"  # the whole merged copy of 7B does not fit 16 GiB
     assert seed.layout.checkpointing  # 7B activations without recomputation do not fit 16 GiB
-    # 32 completions in one micro-step would fit, but 16 of 384 tokens already keep the GPU busy at 7B.
-    assert (seed.layout.micro_batch, seed.layout.accumulation) == (16, 2)
+    # 16 completions of 384 tokens already keep the GPU busy at 7B, but the merged layers' generation
+    # sets the peak: 32 completions in one micro-step train under it, at no cost in memory.
+    assert (seed.layout.micro_batch, seed.layout.accumulation) == (32, 1)
+    assert "set by generation" in seed.layout.reason
     est = estimate_for_config(QWEN_7B, seed.config, generation_mode="mixed", merged_layers=seed.mode.merged_layers)
-    assert est.total <= 0.9 * 16 * GIB
+    assert est.total <= 0.9 * 16 * GIB and est.peak_phase == "generation"
+    # Asked for the smallest footprint ("quantized"), training sets the peak: merging stops at 16 x 2.
+    small = plan_step(layout_run(load_in="4bit", setting="quantized"), QWEN_7B, 16 * GIB)
+    assert (small.mode.mode, small.layout.micro_batch, small.layout.accumulation) == ("quantized", 16, 2)
     unknown = plan_step(layout_run(), QWEN_15B, None)
     assert (unknown.layout.micro_batch, unknown.layout.checkpointing) == (8, True)
 
