@@ -38,7 +38,7 @@ class PackedSegments:
     max_len: int
 
     @classmethod
-    def from_lengths(cls, lengths: list[int], device: torch.device) -> "PackedSegments":
+    def from_lengths(cls, lengths: list[int], device: torch.device) -> PackedSegments:
         bounds = [0]
         for n in lengths:
             bounds.append(bounds[-1] + n)
