@@ -32,6 +32,7 @@ PART_LABELS = {
     "optimizer state": "Optimizer state", "generation weights (merged)": "Merged copy for generation",
     "generation weights (quantized)": "LoRA stacks, dequantize buffer", "KV cache (static), sampling": "KV cache, sampling",
     "KV cache, sampling": "KV cache, sampling", "training activations": "Training activations",
+    "generation weights (mixed)": "Merged layers, LoRA stacks", "prefill activations": "Prompt pass (prefill)",
 }
 # What each generation mode is, in a few words (engine/generation_mode.py).
 MODE_TEXT = {

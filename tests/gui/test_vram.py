@@ -65,12 +65,13 @@ def test_the_card_says_how_many_layers_the_mixed_mode_merges(opened, qtbot):
     card = opened.settings_view.vram_card
     gib = 2**30
     card.show_view(VramView(
-        "estimate", total=14.2 * gib, parts={"weights": 5.2 * gib, "generation weights (mixed)": 8.0 * gib,
-                                             "KV cache (static), sampling": 0.7 * gib}, phase="generation",
-        gpu=True, device="auto", mode="mixed", merged_layers=18,
+        "estimate", total=14.2 * gib, parts={"weights": 5.2 * gib, "generation weights (mixed)": 7.1 * gib,
+                                             "KV cache (static), sampling": 0.7 * gib,
+                                             "prefill activations": 0.8 * gib}, phase="generation",
+        gpu=True, device="auto", mode="mixed", merged_layers=16,
         mode_reason="as many merged layers as fit the 16.0 GiB free; not merged: needs ~18.3 GiB, 16.0 GiB free",
         layout="16 completions x 2 micro-steps, gradient checkpointing on"))
     note = card.note.text()
-    assert "on a 16-bit copy with LoRA merged in for 18 layers, the others read quantized" in note
+    assert "on a 16-bit copy with LoRA merged in for 16 layers, the others read quantized" in note
     assert "{merged}" not in note
     shot(card, "vram-card-mixed")
