@@ -189,3 +189,38 @@ def test_an_explicit_checkpointing_setting_is_kept():
     cfg.lora.gradient_checkpointing = "on"
     layout = choose_layout(cfg, lambda c: 1.0, 139 * GIB)
     assert layout.checkpointing and layout.micro_batch == 32
+
+
+def test_a_mixed_generation_that_runs_out_of_memory_drops_to_quantized_then_to_trl(monkeypatch):
+    """The trainer's fallback chain on a (pretend) 16 GiB GPU: mixed, then quantized, then TRL's generate."""
+    from types import SimpleNamespace
+
+    from grpo_studio.engine import generation_mode
+    from grpo_studio.engine.step_plan import plan_step
+    from grpo_studio.engine.trainer import GenerationSetup, StudioGRPOTrainer
+
+    cfg = layout_run(load_in="4bit")
+    plan = plan_step(cfg, QWEN_7B, 16 * GIB)
+
+    def peak(mode, merged_layers=0):
+        return estimate_for_config(QWEN_7B, plan.config, generation_mode=mode, merged_layers=merged_layers).total
+
+    trainer = StudioGRPOTrainer.__new__(StudioGRPOTrainer)  # the generation-mode logic alone, no model
+    messages, built = [], []
+    trainer.generation = GenerationSetup(plan.config, QWEN_7B, peak, planned=plan.mode)
+    trainer.accelerator = SimpleNamespace(device=SimpleNamespace(type="cuda"))
+    trainer.on_message = lambda level, text: messages.append(text)
+    trainer._fast, trainer._mode, trainer._excluded = None, None, set()
+    monkeypatch.setattr(StudioGRPOTrainer, "_fast_path_blocker", lambda self: None)
+    monkeypatch.setattr(StudioGRPOTrainer, "_build_generator",
+                        lambda self, mode, merged_layers=0: built.append((mode, merged_layers)) or
+                        SimpleNamespace(use_cuda_graphs=True))
+    monkeypatch.setattr(generation_mode, "cuda_capacity_bytes", lambda: 16 * GIB)
+
+    trainer._fast_generator()
+    assert built == [("mixed", plan.mode.merged_layers)] and plan.mode.merged_layers > 0
+    assert messages[-1].startswith(f"generation: mixed, {plan.mode.merged_layers} of 28 layers merged")
+    trainer._drop_mode("it ran out of GPU memory (CUDA out of memory)")
+    assert built[-1] == ("quantized", 0) and trainer._mode == "quantized"
+    assert any("mixed dropped" in m for m in messages)
+    assert trainer._drop_mode("it ran out of GPU memory (again)") is None and trainer._mode == "trl"
