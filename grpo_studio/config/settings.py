@@ -307,10 +307,10 @@ class GrpoSettings(Section):
         trainer_field="mask_truncated_completions"
     )
     seed: int = setting(42, "Random seed (data order, LoRA init, sampling).", ge=0, le=2**32 - 1, trainer_field="seed")
-    fast_generation: Literal["auto", "quantized", "merged", "off"] = setting(
+    fast_generation: Literal["auto", "quantized", "mixed", "merged", "off"] = setting(
         "auto", "Sampling: GRPO Studio's generators (quantized: reads a 4/8-bit base as stored; merged: a 16-bit "
-        "copy with LoRA merged in) or TRL's generate (off); auto = the fastest that fits this GPU's memory (with a "
-        "4/8-bit base, as many merged layers as fit, the rest quantized).",
+        "copy with LoRA merged in; mixed: as many merged layers as fit, the rest quantized) or TRL's generate "
+        "(off); auto = the fastest that fits this GPU's memory.",
         advanced=True, title="Fast generation", memory=True
     )
     extra: dict[str, Any] = setting(

@@ -5,7 +5,7 @@ The modes, in the order "auto" tries them:
                the fastest (measured), and costs that copy while it generates
     mixed      (a quantized base) the first N layers as merged copies, the others read quantized:
                on a card with room for part of the copy, N is as many layers as fit (the merged
-               layers decode faster); asked for only through "auto"
+               layers decode faster), at most all but one
     quantized  GRPO Studio's generator reading the packed 4-bit (or 8-bit) base weights as they are
                stored and applying LoRA as its low-rank product: no 16-bit copy (a quantized base
                only). Measured on an H200 its generation is still far from the memory-bandwidth bound
@@ -62,6 +62,8 @@ def requested_modes(setting: str, load_in: str) -> list[str]:
         return ["trl"]
     if setting in ("quantized", "merged"):
         return [setting, "trl"]
+    if setting == "mixed":
+        return ["mixed", "quantized", "trl"]
     if load_in in ("4bit", "8bit"):
         return ["merged", "mixed", "quantized", "trl"]
     return ["merged", "trl"]
@@ -111,7 +113,7 @@ def choose_mode(cfg: Any, model_config: dict[str, Any] | None, peak_bytes: Calla
             skipped.append((mode, blocker))
             continue
         if mode == "mixed":
-            choice = _mixed(model_config, peak_bytes, capacity_bytes, skipped)
+            choice = _mixed(model_config, peak_bytes, capacity_bytes, skipped, asked=setting == "mixed")
             if isinstance(choice, ModeChoice):
                 return choice
             skipped.append(("mixed", choice))
@@ -131,14 +133,18 @@ def choose_mode(cfg: Any, model_config: dict[str, Any] | None, peak_bytes: Calla
 
 
 def _mixed(model_config: dict[str, Any] | None, peak_bytes: Callable[..., float | None],
-           capacity_bytes: float | None, skipped: list[tuple[str, str]]) -> ModeChoice | str:
+           capacity_bytes: float | None, skipped: list[tuple[str, str]], asked: bool = False) -> ModeChoice | str:
     """The mixed mode with as many merged layers as fit (at least one, fewer than all: all is
-    "merged"), or why it is not taken. Only sized against a known card: it exists to fill one."""
+    "merged"), or why it is not taken. "auto" takes it only against a known card: it exists to fill
+    one; asked for (`asked`) without one, half the layers are merged."""
     layers = int((model_config or {}).get("text_config", model_config or {}).get("num_hidden_layers") or 0)
-    if capacity_bytes is None:
-        return "sized only against a card's known free memory"
     if layers < 2:
         return "the model's number of layers is not known"
+    if capacity_bytes is None:
+        if asked:
+            return ModeChoice("mixed", "as grpo.fast_generation asks; the card's free memory is not known: half "
+                              "the layers merged", skipped, merged_layers=layers // 2, layers=layers)
+        return "sized only against a card's known free memory"
     for merged in range(layers - 1, 0, -1):  # the peak grows with every merged layer: the first fit is the most
         peak = peak_bytes("mixed", merged_layers=merged)
         if peak is not None and peak <= HEADROOM * capacity_bytes:

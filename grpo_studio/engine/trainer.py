@@ -193,7 +193,7 @@ class StudioGRPOTrainer(GRPOTrainer):
         capacity = cuda_capacity_bytes() if cuda else None
         choice = choose_mode(setup.config, setup.model_config, setup.peak_bytes, capacity, on_gpu=cuda,
                              exclude=self._excluded)
-        if setup.config.grpo.fast_generation in ("quantized", "merged") and choice.mode != \
+        if setup.config.grpo.fast_generation in ("quantized", "mixed", "merged") and choice.mode != \
                 setup.config.grpo.fast_generation:
             self.on_message("warning", f"grpo.fast_generation = \"{setup.config.grpo.fast_generation}\" "
                             f"is not possible here: {choice.describe()}")

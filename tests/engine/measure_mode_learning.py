@@ -8,6 +8,7 @@ when its mean held-out accuracy is within 2 points of TRL's generate on the same
     merged          vs trl        (16-bit base, the demo as it is)
     merged-4bit     vs trl-4bit   (the same model loaded in 4-bit NF4)
     quantized-4bit  vs trl-4bit
+    mixed-4bit      vs trl-4bit   (the demo's 4 layers: as many merged as fit, at most 3)
 
 Run from the repository root (about 1 minute a run on an H200, `--parallel` runs at a time):
 
@@ -40,6 +41,7 @@ ARMS = {  # arm -> (settings, the generation mode its log must name, the TRL arm
     "trl-4bit": (["grpo.fast_generation=off", *FOUR_BIT], "trl", None),
     "merged-4bit": (["grpo.fast_generation=merged", *FOUR_BIT], "merged", "trl-4bit"),
     "quantized-4bit": (["grpo.fast_generation=quantized", *FOUR_BIT], "quantized", "trl-4bit"),
+    "mixed-4bit": (["grpo.fast_generation=mixed", *FOUR_BIT], "mixed", "trl-4bit"),
 }
 
 

@@ -72,8 +72,16 @@ def test_mixed_says_how_many_layers_and_steps_aside_when_not_one_layer_fits():
                                         "the rest quantized (as many merged layers as fit the 11.1 GiB free")
     tight = choose_mode(cfg, QWEN_7B, peak, 6.1 / 0.9 * GIB)
     assert tight.mode == "quantized" and "mixed: not one merged layer fits" in tight.reason
-    # The mixed mode is sized against a known card only.
+    # "auto" sizes the mixed mode against a known card only.
     assert choose_mode(cfg, QWEN_7B, peak, None).mode == "merged"
+    # Asked for, it merges as many layers as fit (all but one at most), half without a known card (the CPU),
+    # and falls back to quantized where not one layer fits.
+    asked = seed_run(setting="mixed")
+    assert choose_mode(asked, QWEN_7B, peak, 80 * GIB).merged_layers == 27
+    blind = choose_mode(asked, QWEN_7B, peak, None, on_gpu=False)
+    assert (blind.mode, blind.merged_layers) == ("mixed", 14) and "half the layers" in blind.reason
+    assert choose_mode(asked, QWEN_7B, peak, 6.1 / 0.9 * GIB).mode == "quantized"
+    assert choose_mode(seed_run(load_in="16bit", setting="mixed"), QWEN_15B, peak, 80 * GIB).mode == "trl"
 
 
 def test_a_16bit_base_takes_the_merged_copy_when_it_fits_and_trl_when_it_does_not():
