@@ -11,7 +11,7 @@ entropies) come back in TRL's [batch, logits_to_keep] layout, zero at padding, a
 `_get_per_token_logps_and_entropies` returns them.
 
 Attention must then stay within each sequence without a dense [L, L] mask: the sequences' boundaries go
-down to the attention layers (packed_attention.py, installed with the padding-free option), which
+down to the attention layers (packed_attention.py, which the first packed call installs), which
 attend sequence by sequence. `packing_pays` packs only when the padding saved is large (MIN_PADDING_SAVED).
 """
 
