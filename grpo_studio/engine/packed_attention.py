@@ -56,13 +56,13 @@ def packed_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torc
         segments = None  # a sliding window a sequence outgrows, or attention dropout: the masked row computes it
     if segments is None:
         return _sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    global _varlen_failed
+    global varlen_failure
     out = None
-    if query.is_cuda and _varlen is not None and not _varlen_failed:
+    if query.is_cuda and _varlen is not None and varlen_failure is None:
         try:
             out = _varlen_attention(query, key, value, segments, scaling)
-        except (RuntimeError, NotImplementedError, TypeError):  # this GPU or shape: the loop serves it
-            _varlen_failed = True
+        except (RuntimeError, NotImplementedError, TypeError) as exc:  # this GPU or shape: the loop serves it
+            varlen_failure = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     if out is None:
         out = _per_sequence_attention(query, key, value, segments, scaling)
     return out, None
@@ -112,7 +112,7 @@ def _find_varlen() -> tuple[Any, frozenset[str]]:
 
 
 _varlen, _VARLEN_PARAMS = _find_varlen()
-_varlen_failed = False
+varlen_failure: str | None = None  # why the variable-length kernel failed once (then the loop serves every call)
 _sdpa: Any = None
 
 

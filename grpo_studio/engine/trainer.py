@@ -78,9 +78,21 @@ class StudioGRPOTrainer(GRPOTrainer):
                                                     logits_to_keep, compute_entropy, self.accelerator.autocast)
                          for i in range(0, input_ids.size(0), size)]
                 entropies = torch.cat([e for _, e in parts]) if compute_entropy else None
+                self._say_varlen_failure()
                 return torch.cat([lp for lp, _ in parts]), entropies, None
         return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
                                                           batch_size, compute_entropy, compute_aux_loss, **extra)
+
+    _varlen_failure_said = False
+
+    def _say_varlen_failure(self) -> None:
+        """Once: the packed attention's variable-length kernel failed, so it attends one sequence at a time."""
+        from grpo_studio.engine import packed_attention
+
+        if packed_attention.varlen_failure is not None and not self._varlen_failure_said:
+            self._varlen_failure_said = True
+            self.on_message("warning", "training: the variable-length attention kernel failed "
+                            f"({packed_attention.varlen_failure}); packed sequences attend one at a time")
 
     # ---- checkpoints ----------------------------------------------------------------------
     _staging_root: str | None = None

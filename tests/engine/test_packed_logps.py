@@ -81,7 +81,7 @@ def test_the_trainer_packs_when_asked_and_otherwise_scores_as_trl():
     model = policy("qwen2").train()
     ids, mask, keep = grid(PROMPTS, COMPLETIONS)
     trainer = SimpleNamespace(accelerator=SimpleNamespace(autocast=contextlib.nullcontext, is_main_process=True),
-                              padding_free=True)
+                              padding_free=True, _say_varlen_failure=lambda: None)
     calls = []
     model_forward = model.forward
     model.forward = lambda **kw: calls.append(kw.get("position_ids")) or model_forward(**kw)
@@ -133,7 +133,7 @@ def test_packed_forward_on_a_gpu_matches_trls_padded_one_in_bf16(monkeypatch):
     packed, _ = packed_logps_and_entropies(model, ids, mask, keep, True, contextlib.nullcontext)
     assert (packed - expected).abs().max().item() < 0.05  # bf16 rounding; a wrong mask is off by nats
     if packed_attention._varlen is not None:
-        assert len(calls) == model.config.num_hidden_layers and not packed_attention._varlen_failed
+        assert len(calls) == model.config.num_hidden_layers and packed_attention.varlen_failure is None
 
 
 def test_packing_is_left_to_transformers_where_per_sequence_attention_would_differ(monkeypatch):
@@ -155,3 +155,19 @@ def test_packing_is_left_to_transformers_where_per_sequence_attention_would_diff
     eager = policy("llama")
     eager.config._attn_implementation = "eager"
     assert "attention 'eager'" in padding_free_blocker(eager)
+
+
+def test_a_failed_variable_length_kernel_is_said_once(monkeypatch):
+    from grpo_studio.engine import packed_attention
+    from grpo_studio.engine.trainer import StudioGRPOTrainer
+
+    messages = []
+    trainer = SimpleNamespace(on_message=lambda level, text: messages.append((level, text)),
+                              _varlen_failure_said=False)
+    StudioGRPOTrainer._say_varlen_failure(trainer)
+    assert messages == []  # nothing failed
+    monkeypatch.setattr(packed_attention, "varlen_failure", "RuntimeError: no kernel image for this GPU")
+    for _ in range(3):
+        StudioGRPOTrainer._say_varlen_failure(trainer)
+    assert messages == [("warning", "training: the variable-length attention kernel failed (RuntimeError: no "
+                                    "kernel image for this GPU); packed sequences attend one at a time")]
