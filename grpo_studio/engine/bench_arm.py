@@ -256,7 +256,8 @@ def main(argv: list[str]) -> int:
     decode_steps = _measured(raw.get("max_length"), setup.warmup) or setup.completion_tokens
     tokens = setup.completions_per_step * mean_len
     result: dict[str, Any] = {
-        "arm": arm, "mode": raw.get("mode"), "merged_layers": raw.get("merged_layers", 0), "lengths": setup.lengths, "vram_limit_gib": setup.vram_limit_gib or None,
+        "arm": arm, "mode": raw.get("mode"), "merged_layers": raw.get("merged_layers", 0), "lengths": setup.lengths,
+        "vram_limit_gib": setup.vram_limit_gib or None,
         "mean_completion_tokens": mean_len, "steps": len(measured), "step_s": raw["step_s"], "gen_s": raw["gen_s"],
         "step_s_median": step, "gen_s_median": gen, "train_s_median": None if gen is None else step - gen,
         "gen_tokens_per_s": None if not gen else tokens / gen,
@@ -275,7 +276,8 @@ def main(argv: list[str]) -> int:
         if gen and raw.get("read_bytes") and bandwidth:
             floor = raw["read_bytes"] / bandwidth  # seconds per decode step at the bandwidth bound
             result["roofline_frac"] = floor / (gen / decode_steps)
-    result["estimate_gib"] = _estimate(arm, work_path, raw.get("mode"), overrides, capacity, raw.get("merged_layers", 0))
+    result["estimate_gib"] = _estimate(arm, work_path, raw.get("mode"), overrides, capacity,
+                                       raw.get("merged_layers", 0))
     print("BENCH_RESULT " + json.dumps(result), flush=True)
     return 0
 
