@@ -62,8 +62,8 @@ def requested_modes(setting: str, load_in: str) -> list[str]:
         return ["trl"]
     if setting in ("quantized", "merged"):
         return [setting, "trl"]
-    if setting == "mixed":
-        return ["mixed", "quantized", "trl"]
+    if setting == "mixed":  # quantized where not one merged layer fits; a 16-bit base says why once
+        return ["mixed", "quantized", "trl"] if load_in in ("4bit", "8bit") else ["mixed", "trl"]
     if load_in in ("4bit", "8bit"):
         return ["merged", "mixed", "quantized", "trl"]
     return ["merged", "trl"]
@@ -121,7 +121,7 @@ def choose_mode(cfg: Any, model_config: dict[str, Any] | None, peak_bytes: Calla
         peak = peak_bytes(mode)
         if mode == "trl":
             why = "; ".join(f"{m}: {r}" for m, r in skipped) or "requested"
-            return ModeChoice("trl", f"TRL's generate; {why}", skipped)
+            return ModeChoice("trl", why, skipped)  # "generation: trl (quantized: needs ...)"
         if capacity_bytes is None or peak is None:
             why = "as grpo.fast_generation asks" if setting == mode else "the card's free memory is not known"
             return ModeChoice(mode, _first_reason(mode, skipped, why), skipped)

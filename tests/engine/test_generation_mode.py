@@ -81,7 +81,10 @@ def test_mixed_says_how_many_layers_and_steps_aside_when_not_one_layer_fits():
     blind = choose_mode(asked, QWEN_7B, peak, None, on_gpu=False)
     assert (blind.mode, blind.merged_layers) == ("mixed", 14) and "half the layers" in blind.reason
     assert choose_mode(asked, QWEN_7B, peak, 6.1 / 0.9 * GIB).mode == "quantized"
-    assert choose_mode(seed_run(load_in="16bit", setting="mixed"), QWEN_15B, peak, 80 * GIB).mode == "trl"
+    on_16bit = choose_mode(seed_run(load_in="16bit", setting="mixed"), QWEN_15B, peak, 80 * GIB)
+    assert on_16bit.mode == "trl" and on_16bit.reason.count("needs a quantized base") == 1  # said once
+    assert on_16bit.describe() == 'generation: trl (mixed: needs a quantized base (quantization.load_in = "4bit" ' \
+        'or "8bit"))'
 
 
 def test_a_16bit_base_takes_the_merged_copy_when_it_fits_and_trl_when_it_does_not():
