@@ -19,6 +19,7 @@ Without the keyword, the function is transformers' own SDPA attention, untouched
 from __future__ import annotations
 
 import inspect
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +40,8 @@ class PackedSegments:
 
     @classmethod
     def from_lengths(cls, lengths: list[int], device: torch.device) -> PackedSegments:
-        bounds = [0]
-        for n in lengths:
-            bounds.append(bounds[-1] + n)
-        return cls(tuple(bounds), torch.tensor(bounds, dtype=torch.int32, device=device), max(lengths, default=0))
+        bounds = tuple(itertools.accumulate(lengths, initial=0))
+        return cls(bounds, torch.tensor(bounds, dtype=torch.int32, device=device), max(lengths, default=0))
 
 
 def packed_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

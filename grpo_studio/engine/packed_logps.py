@@ -26,17 +26,17 @@ import torch
 # Pack only when at least this share of the grid is padding (the packing itself costs a copy, and the
 # attention a loop or a variable-length kernel).
 MIN_PADDING_SAVED = 0.25
-# The families whose SDPA attention takes nothing but queries, keys, values, a scale and a causal mask
-# (and a sliding window, which packed_attention.py honours): attention per sequence computes theirs.
-PACKED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 
 
 def padding_free_blocker(model: Any) -> str | None:
-    """Why this model's micro-batches can't be packed (None: they can)."""
+    """Why this model's micro-batches can't be packed (None: they can). The Llama family, as the fast
+    generator serves it: its SDPA attention takes nothing but queries, keys, values, a scale and a causal
+    mask (and a sliding window, which packed_attention.py honours), so attention per sequence computes it."""
     from grpo_studio.engine.fast_weights import causal_lm
+    from grpo_studio.engine.generation_mode import SUPPORTED_MODEL_TYPES
 
     config = causal_lm(model).config.get_text_config()
-    if config.model_type not in PACKED_MODEL_TYPES:
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
         return f"model type {config.model_type!r}"
     attention = getattr(config, "_attn_implementation", None) or "sdpa"
     if attention != "sdpa":
