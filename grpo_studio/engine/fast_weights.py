@@ -14,8 +14,8 @@ group is one of:
   multiplies densely: transient memory of one 16-bit weight, freed before the next.
 
 `planned_bytes` of each class predicts, without allocating anything, what its constructor will
-allocate; `FastGenerator.planned_extra_bytes` sums it over a model, and `planned_bytes_for_shape`
-does the same from a config.json's sizes alone.
+allocate; `FastGenerator.planned_extra_bytes` sums it over a model (vram.generation_weight_bytes
+computes the same from a config.json's sizes alone, for the estimate before loading).
 """
 
 from __future__ import annotations
@@ -308,26 +308,3 @@ def layer_groups(layer: Any) -> dict[str, list[Any]]:
     attn, mlp = layer.self_attn, layer.mlp
     return {"qkv": [attn.q_proj, attn.k_proj, attn.v_proj], "gate_up": [mlp.gate_proj, mlp.up_proj],
             "o": [attn.o_proj], "down": [mlp.down_proj]}
-
-
-def planned_bytes_for_shape(shape: Any, weights: str, *, quantized_base: bool, lora_rank: int = 0,
-                            lora_targets: Any = "all-linear", dtype_bytes: int = 2) -> dict[str, int]:
-    """What a generator of this mode would allocate, from the model's sizes alone (no weights).
-
-    `shape` is a `vram.Shape` (layers, linear_shapes()); returns {"weights": persistent bytes,
-    "prefill scratch": transient bytes during a prefill}. Biases (a few KB) are left out."""
-    targets = set(shape.linear_shapes()) if lora_targets == "all-linear" else set(lora_targets)
-    groups = {"qkv": ["q_proj", "k_proj", "v_proj"], "gate_up": ["gate_proj", "up_proj"], "o": ["o_proj"],
-              "down": ["down_proj"]}
-    sizes = shape.linear_shapes()  # name -> (in, out)
-    per_layer = scratch = 0
-    for names in groups.values():
-        k = sizes[names[0]][0]
-        n = sum(sizes[name][1] for name in names)
-        rank = lora_rank * sum(name in targets for name in names)
-        if weights == "quantized" and quantized_base:
-            per_layer += rank * (k + n) * dtype_bytes
-            scratch = max(scratch, max(sizes[name][0] * sizes[name][1] for name in names) * dtype_bytes)
-        elif quantized_base or rank or len(names) > 1:
-            per_layer += k * n * dtype_bytes
-    return {"weights": shape.layers * per_layer, "prefill scratch": scratch}

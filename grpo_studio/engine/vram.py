@@ -173,6 +173,23 @@ def lora_targets(shape: Shape, cfg: RunConfig) -> dict[str, tuple[int, int]]:
     return {k: v for k, v in shape.linear_shapes().items() if k in cfg.lora.target_modules}
 
 
+# The projections the fast generator computes together (one input each); fast_weights.layer_groups.
+PROJECTION_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"), ("o_proj",), ("down_proj",))
+
+
+def lora_stack_params(shape: Shape, cfg: RunConfig) -> int:
+    """Values in one layer's LoRA stacks as the quantized generator holds them (fast_weights.QuantProjection):
+    per group, the adapted projections' A matrices stacked [R, K] and their B matrices as one
+    block-diagonal [N, R] over all the group's outputs, zeros included."""
+    sizes, targets = shape.linear_shapes(), lora_targets(shape, cfg)
+    total = 0
+    for names in PROJECTION_GROUPS:
+        rank = cfg.lora.r * sum(name in targets for name in names)
+        if rank:
+            total += rank * (sizes[names[0]][0] + sum(sizes[name][1] for name in names))
+    return total
+
+
 def generation_weight_bytes(shape: Shape, cfg: RunConfig, mode: str, wb: int = 2, merged_layers: int = 0) -> float:
     """Bytes the fast generator allocates for weights during a generation, beyond the trained model.
 
@@ -184,8 +201,7 @@ def generation_weight_bytes(shape: Shape, cfg: RunConfig, mode: str, wb: int = 2
         return shape.linear_params * wb
     if mode in ("quantized", "mixed"):
         merged = min(merged_layers, shape.layers) if mode == "mixed" else 0
-        per_layer_stacks = sum(cfg.lora.r * (a + b) for a, b in lora_targets(shape, cfg).values()) \
-            if cfg.lora.enabled else 0
+        per_layer_stacks = lora_stack_params(shape, cfg) if cfg.lora.enabled else 0
         quantized = shape.layers - merged
         scratch = max(a * b for a, b in shape.linear_shapes().values()) if quantized else 0
         copy = merged * shape.linear_params // shape.layers

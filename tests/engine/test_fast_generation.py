@@ -65,6 +65,15 @@ def with_lora(model):
     return peft
 
 
+def lora_run_config(r):
+    """A run's settings with with_lora's adapter (rank r on every projection)."""
+    from grpo_studio.config import RunConfig
+
+    cfg = RunConfig()
+    cfg.lora.enabled, cfg.lora.r, cfg.lora.target_modules = True, r, "all-linear"
+    return cfg
+
+
 def padded_grid(prompts, completions):
     """TRL's micro-batch: prompts padded on the left, completions on the right; (ids, mask, prompt width)."""
     P, C = max(map(len, prompts)), max(map(len, completions))
@@ -307,16 +316,14 @@ def test_quantized_weights_own_only_the_lora_stacks_and_follow_sync():
     assert quant.extra_bytes() == 2 * 2 * (12 * 192 + 8 * 256 + 4 * 128 + 4 * 160 + 128)
     assert merged.extra_bytes() == 2 * 2 * ((128 + 192 + 64) * 64 + 64 * 96 + 128)  # the whole copy
     assert quant.prefill_scratch_bytes() == 96 * 64 * 2  # the largest weight (gate, up or down) in bf16
-    # From config.json's sizes alone (for the VRAM estimate before loading): the same, less the biases.
-    from grpo_studio.engine.fast_weights import planned_bytes_for_shape
-    from grpo_studio.engine.vram import Shape
+    # The VRAM estimate's figure, from config.json's sizes alone: the same, less the biases, with the scratch.
+    from grpo_studio.engine.vram import Shape, generation_weight_bytes
 
-    shape = Shape.from_config(model.config.to_dict())
-    for weights, gen in (("quantized", quant), ("merged", merged)):
-        planned = planned_bytes_for_shape(shape, weights, quantized_base=True, lora_rank=4)
-        assert planned["weights"] == gen.extra_bytes() - 2 * 128 * 2, weights
-    assert planned_bytes_for_shape(shape, "quantized", quantized_base=True, lora_rank=4)["prefill scratch"] == \
-        quant.prefill_scratch_bytes()
+    shape, cfg = Shape.from_config(model.config.to_dict()), lora_run_config(r=4)
+    biases = 2 * 128 * 2  # two layers' q/k/v biases in bf16
+    assert generation_weight_bytes(shape, cfg, "quantized") == \
+        quant.extra_bytes() - biases + quant.prefill_scratch_bytes()
+    assert generation_weight_bytes(shape, cfg, "merged") == merged.extra_bytes() - biases
     before = quant.generate(PROMPTS).logprobs
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -340,6 +347,11 @@ def test_mixed_weights_merge_the_first_layers_and_read_the_others_in_place(monke
     assert gen.extra_bytes() == planned
     assert 2 * planned == FastGenerator.planned_extra_bytes(model, "merged") + \
         FastGenerator.planned_extra_bytes(model, "quantized")
+    from grpo_studio.engine.vram import Shape, generation_weight_bytes
+
+    estimated = generation_weight_bytes(Shape.from_config(model.config.to_dict()), lora_run_config(r=4), "mixed",
+                                        merged_layers=1)
+    assert estimated == planned + gen.prefill_scratch_bytes()  # llama: no biases
     before = gen.generate(PROMPTS)
     assert max_logprob_error(model, before) < 0.02
     with torch.no_grad():  # an optimizer step: both kinds of layer must follow it
