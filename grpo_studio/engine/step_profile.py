@@ -87,7 +87,10 @@ class StepProfiler:
 
 def summarize(prof: Any, wall: float, step: int, unrecorded: float = 0.0) -> str:
     events = list(prof.events())
-    ranges = [(e.time_range.start, e.time_range.end) for e in events if e.name == GENERATION_RANGE]
+    # The range's CPU events only: the profiler also records a GPU-side copy of a named range, whose
+    # span (first to last kernel inside it) would count the same generation twice.
+    ranges = [(e.time_range.start, e.time_range.end) for e in events
+              if e.name == GENERATION_RANGE and e.device_type.name == "CPU"]
     gen_wall = sum(b - a for a, b in ranges) / 1e6
 
     def in_generation(e: Any) -> bool:

@@ -60,3 +60,22 @@ def test_a_step_without_generation_leaves_no_record_armed(tmp_path, monkeypatch)
         pass
     profiler.end()
     assert not out.exists()
+
+
+def test_a_ranges_gpu_side_copy_is_not_counted_as_a_second_generation():
+    """On a GPU the profiler records a named range twice: on the CPU, and as the span of its kernels.
+    The generation is the CPU range (counting both once gave a generation longer than the step)."""
+    from types import SimpleNamespace
+
+    from grpo_studio.engine.step_profile import GENERATION_RANGE, summarize
+
+    def event(name, device, start, end, device_time=0.0):
+        return SimpleNamespace(name=name, device_type=SimpleNamespace(name=device), device_time=device_time,
+                               cpu_time=0.0, time_range=SimpleNamespace(start=start, end=end))
+
+    events = [event(GENERATION_RANGE, "CPU", 0, 2_000_000), event(GENERATION_RANGE, "CUDA", 10_000, 2_010_000),
+              event("kernel", "CUDA", 100, 200, device_time=1_500_000)]
+    prof = SimpleNamespace(events=lambda: events,
+                           key_averages=lambda: SimpleNamespace(table=lambda **_: ""))
+    head = summarize(prof, wall=3.0, step=2).splitlines()[0]
+    assert seconds(head, "generation") == 2.0 and seconds(head, "training half") == 1.0
