@@ -39,6 +39,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from grpo_studio.engine.decode_ops import FusedOps, fusion_wanted, plain_activation, rms
 from grpo_studio.engine.fast_weights import (Unsupported, base_linear, causal_lm, is_quantized, layer_groups,
                                              module_weight, planned_projection_bytes, projection)
 
@@ -102,7 +103,7 @@ class _Layer:
         self.post_norm = _norm(layer.post_attention_layernorm)
         self.q_norm = _norm(attn.q_norm) if hasattr(attn, "q_norm") else None  # Qwen3
         self.k_norm = _norm(attn.k_norm) if hasattr(attn, "k_norm") else None
-        self.act = layer.mlp.act_fn
+        self.act = plain_activation(layer.mlp.act_fn)
         groups = layer_groups(layer)
         self.qkv, self.gate_up, self.o, self.down = (projection(groups[g], dtype, weights)
                                                      for g in ("qkv", "gate_up", "o", "down"))
@@ -120,11 +121,12 @@ class FastGenerator:
     weights="merged" keeps a 16-bit copy of the projections with LoRA merged; "quantized" reads a
     4-bit/8-bit bitsandbytes base in place; "mixed" merges the first `merged_layers` layers and reads
     the rest in place (see the module doc). `on_graph_failure(reason)` is called when a CUDA graph
-    can't be captured (decoding then continues without graphs)."""
+    can't be captured (decoding then continues without graphs). `fuse_decode`: compile the decode
+    step's element-wise kernels (decode_ops.py; None: on CUDA, unless GRPO_STUDIO_FUSED_DECODE says)."""
 
     def __init__(self, model: Any, sampling: SamplingSettings, *, use_cuda_graphs: bool = True,
                  weights: str = "merged", merged_layers: int = 0,
-                 on_graph_failure: Callable[[str], None] | None = None):
+                 on_graph_failure: Callable[[str], None] | None = None, fuse_decode: bool | None = None):
         config = check_supported(model, weights)
         self.model = causal_lm(model)
         self.weights = weights
@@ -145,6 +147,8 @@ class FastGenerator:
         self.sampling = sampling
         self.use_cuda_graphs = use_cuda_graphs and self.device.type == "cuda"
         self.on_graph_failure = on_graph_failure
+        # The decode step's element-wise kernels fused (decode_ops.py); `ops.on_failure` hears of a failed compile.
+        self.ops = FusedOps(fusion_wanted(self.device) if fuse_decode is None else fuse_decode)
         self._graph: Any = None
         self._rope: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.graph_failures: list[str] = []
@@ -189,12 +193,12 @@ class FastGenerator:
         B, S, _ = x.shape
         write = torch.arange(S, device=x.device)
         for i, layer in enumerate(self.layers):
-            h = _rms(x, *layer.input_norm)
+            h = rms(x, *layer.input_norm)
             q, k, v = layer.qkv(h, prefill=True).split([layer.q_size, layer.kv_size, layer.kv_size], -1)
             q = q.view(B, S, self.n_heads, self.head_dim)
             k = k.view(B, S, self.n_kv, self.head_dim)
             if layer.q_norm is not None:
-                q, k = _rms(q, *layer.q_norm), _rms(k, *layer.k_norm)
+                q, k = rms(q, *layer.q_norm), rms(k, *layer.k_norm)
             q, k = q.transpose(1, 2), k.transpose(1, 2)
             v = v.view(B, S, self.n_kv, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
@@ -203,7 +207,7 @@ class FastGenerator:
             self.v_cache[i].index_copy_(2, write, v)
             attn = _attention(q, k, v, mask, self.scale)
             x = x + layer.o(attn.transpose(1, 2).reshape(B, S, -1), prefill=True)
-            x = x + self._mlp(layer, _rms(x, *layer.post_norm), prefill=True)
+            x = x + self._mlp(layer, rms(x, *layer.post_norm), prefill=True)
         return x
 
     def _mlp(self, layer: _Layer, h: torch.Tensor, prefill: bool = False) -> torch.Tensor:
@@ -212,18 +216,16 @@ class FastGenerator:
 
     def _decode_layers(self, x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor,
                        mask: torch.Tensor) -> torch.Tensor:
-        """One new token per row through every layer, with as few kernels as the math allows:
-        every kernel costs a launch, and at decode sizes the launches are most of the time."""
+        """One new token per row through every layer, with as few kernels as the math allows: every
+        kernel costs a launch, and at decode sizes the launches are most of the time. Returns the last
+        layer's output after the final norm (each residual add is fused with the norm that follows it)."""
         B = x.shape[0]
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
-        half = D // 2
+        ops = self.ops
+        h = ops.rms(x, *self.layers[0].input_norm)
         for i, layer in enumerate(self.layers):
-            qkv = layer.qkv(_rms(x, *layer.input_norm))  # (B, 1, (H + 2 KV) D)
-            qk = qkv[..., :(H + KV) * D].view(B, 1, H + KV, D)
-            if layer.q_norm is not None:
-                qk = torch.cat([_rms(qk[:, :, :H], *layer.q_norm), _rms(qk[:, :, H:], *layer.k_norm)], dim=2)
-            # RoPE on queries and keys at once: rotate_half(x) * sin == roll(x, D/2) * sin_signed.
-            qk = torch.addcmul(qk * cos, qk.roll(half, dims=-1), sin_signed)
+            qkv = layer.qkv(h)  # (B, 1, (H + 2 KV) D)
+            qk = ops.rope_qk(qkv, cos, sin_signed, H, KV, layer.q_norm, layer.k_norm)
             self.k_cache[i].index_copy_(2, self.cur, qk[:, :, H:].transpose(1, 2))
             self.v_cache[i].index_copy_(2, self.cur, qkv[..., (H + KV) * D:].view(B, 1, KV, D).transpose(1, 2))
             # Grouped-query attention without repeating keys: the G query heads that share a key head
@@ -231,12 +233,14 @@ class FastGenerator:
             q = qk[:, 0, :H].view(B, KV, H // KV, D)
             attn = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=mask,
                                                   scale=self.scale)
-            x = x + layer.o(attn.reshape(B, 1, H * D))
-            x = x + self._mlp(layer, _rms(x, *layer.post_norm))
-        return x
+            x, h = ops.add_rms(x, layer.o(attn.reshape(B, 1, H * D)), *layer.post_norm)
+            down = layer.down(ops.gated(layer.gate_up(h), layer.inter, layer.act))
+            following = self.layers[i + 1].input_norm if i + 1 < len(self.layers) else self.norm
+            x, h = ops.add_rms(x, down, *following)
+        return h
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(_rms(x, *self.norm)).float()
+        return self.head(rms(x, *self.norm)).float()
 
     # -- sampling -----------------------------------------------------------------------------
     def _sample(self, logits: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,8 +311,8 @@ class FastGenerator:
         cos = self.cos.index_select(0, self.cur)[None, None]  # (1, 1, 1, D)
         sin_signed = self.sin_signed.index_select(0, self.cur)[None, None]
         mask = self.valid & (self.positions <= self.cur)
-        x = self._decode_layers(x, cos, sin_signed, mask)
-        token, logp = self._sample(self._logits(x[:, -1]), self.step)
+        h = self._decode_layers(x, cos, sin_signed, mask)
+        token, logp = self._sample(self.head(h[:, -1]).float(), self.step)
         self._emit(token, logp)
         self.cur.add_(1)
 
@@ -420,11 +424,6 @@ def _norm(module: Any) -> tuple[torch.Tensor, float]:
     """(weight, eps) of an RMSNorm layer of the Llama family."""
     eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", None) or 1e-6
     return module.weight, float(eps)
-
-
-def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """The Llama-family RMSNorm (normalize in float32, scale in the input dtype), in fewer kernels."""
-    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -187,7 +187,8 @@ class StudioGRPOTrainer(GRPOTrainer):
                 continue
             self._mode = choice.mode
             graphs = ", CUDA graphs" if self._fast.use_cuda_graphs else ", no CUDA graphs"
-            self.on_message("info", choice.describe() + graphs)
+            fused = ", fused decode kernels" if getattr(getattr(self._fast, "ops", None), "fused", False) else ""
+            self.on_message("info", choice.describe() + graphs + fused)
         return self._fast
 
     def _choose_mode(self) -> Any:
@@ -230,6 +231,9 @@ class StudioGRPOTrainer(GRPOTrainer):
         generator = FastGenerator(self.model_wrapped, use_cuda_graphs=graphs, sampling=sampling, **kwargs)
         generator.on_graph_failure = lambda reason: self.on_message(
             "warning", f"generation: CUDA graph capture failed, decoding without graphs ({reason})")
+        if hasattr(generator, "ops"):
+            generator.ops.on_failure = lambda reason: self.on_message(
+                "warning", f"generation: the fused decode kernels failed to compile, decoding without them ({reason})")
         return generator
 
     def _drop_mode(self, why: str) -> Any:

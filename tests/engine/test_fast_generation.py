@@ -401,3 +401,56 @@ def test_the_trainer_logs_a_failed_graph_capture(tmp_path, tiny_model, monkeypat
     assert result.kind == "finished", getattr(result, "details", "")
     logs = [e.message for e in messages if e.kind == "log"]
     assert any("CUDA graph capture failed" in m for m in logs), logs
+
+
+# ---- the decode step's element-wise kernels, fused by torch.compile ----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen3"])  # qwen3: the per-head q/k norms inside the fused RoPE
+def test_fused_decode_ops_sample_the_same_policy(kind):
+    """Compiled (Inductor's C++ on the CPU, Triton on a GPU), the step keeps intermediates in float32:
+    float32 models agree to 1e-4 as the eager step does, and the compiled functions really ran."""
+    from grpo_studio.engine import decode_ops
+
+    model = with_lora(tiny_causal_lm(kind)).eval()
+    settings = SamplingSettings(max_new_tokens=8, pad_token_id=0)
+    failures = []
+    gen = FastGenerator(model, settings, fuse_decode=True)
+    gen.ops.on_failure = failures.append
+    calls = {}
+    for name, fn in list(gen.ops._compiled.items()):
+        def counted(*args, fn=fn, name=name):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(*args)
+        gen.ops._compiled[name] = counted
+    out = gen.generate(PROMPTS)
+    assert not failures and gen.ops.fused
+    # 7 decode steps x 2 layers: a norm before the first layer, two residual adds with norms a layer.
+    assert calls == {"rms": 7, "rope_qk": 14, "add_rms": 28, "gated": 14}
+    assert max_logprob_error(model, out) < 1e-4
+    assert decode_ops.plain_activation(model.base_model.model.model.layers[0].mlp.act_fn) is torch.nn.functional.silu
+
+
+def test_a_failed_compile_is_said_once_and_the_eager_ops_serve():
+    model = with_lora(tiny_causal_lm("llama")).eval()
+    reasons = []
+    gen = FastGenerator(model, SamplingSettings(max_new_tokens=6, pad_token_id=0), fuse_decode=True)
+    gen.ops.on_failure = reasons.append
+
+    def broken(*args):
+        raise RuntimeError("no C compiler\nsecond line")
+    gen.ops._compiled = dict.fromkeys(gen.ops._compiled, broken)
+    out = gen.generate(PROMPTS)
+    assert reasons == ["RuntimeError: no C compiler"] and not gen.ops.fused
+    assert max_logprob_error(model, out) < 1e-4 and all(len(c) == 6 for c in out.completion_ids)
+
+
+def test_fusion_is_on_for_cuda_by_default_and_the_switch_overrides(monkeypatch):
+    from grpo_studio.engine.decode_ops import fusion_wanted
+
+    monkeypatch.delenv("GRPO_STUDIO_FUSED_DECODE", raising=False)
+    assert fusion_wanted(torch.device("cuda")) and not fusion_wanted(torch.device("cpu"))
+    monkeypatch.setenv("GRPO_STUDIO_FUSED_DECODE", "0")
+    assert not fusion_wanted(torch.device("cuda"))
+    monkeypatch.setenv("GRPO_STUDIO_FUSED_DECODE", "1")
+    assert fusion_wanted(torch.device("cpu"))

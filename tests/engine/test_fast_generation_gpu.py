@@ -44,6 +44,7 @@ def test_graph_decoding_matches_the_training_forward_in_bf16(kind):
     gen = FastGenerator(model, SamplingSettings(max_new_tokens=24, eos_token_ids=(2,), pad_token_id=0))
     out = gen.generate(PROMPTS)
     assert gen.use_cuda_graphs and not gen.graph_failures, gen.graph_failures  # it decoded through a graph
+    assert gen.ops.fused and gen.ops.failure is None, gen.ops.failure  # with the fused element-wise kernels
     assert max_logprob_error(model, out) < 0.1  # bf16 rounding; a wrong position or mask gives several nats
 
 
