@@ -69,11 +69,14 @@ def plain_activation(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def fusion_wanted(device: torch.device) -> bool:
-    """On by default on CUDA (where the step is a CUDA graph of many small kernels); see the module doc."""
+    """On by default on CUDA with Triton (Inductor's GPU code is Triton; without it, as on most Windows
+    installs, nothing is tried and nothing is said); see the module doc."""
     chosen = os.environ.get("GRPO_STUDIO_FUSED_DECODE", "")
     if chosen in ("0", "1"):
         return chosen == "1"
-    return device.type == "cuda"
+    from torch.utils._triton import has_triton_package
+
+    return device.type == "cuda" and has_triton_package()
 
 
 class FusedOps:

@@ -448,8 +448,13 @@ def test_a_failed_compile_is_said_once_and_the_eager_ops_serve():
 def test_fusion_is_on_for_cuda_by_default_and_the_switch_overrides(monkeypatch):
     from grpo_studio.engine.decode_ops import fusion_wanted
 
+    import torch.utils._triton as triton_check
+
     monkeypatch.delenv("GRPO_STUDIO_FUSED_DECODE", raising=False)
+    monkeypatch.setattr(triton_check, "has_triton_package", lambda: True)
     assert fusion_wanted(torch.device("cuda")) and not fusion_wanted(torch.device("cpu"))
+    monkeypatch.setattr(triton_check, "has_triton_package", lambda: False)  # Inductor has no GPU code without it
+    assert not fusion_wanted(torch.device("cuda"))
     monkeypatch.setenv("GRPO_STUDIO_FUSED_DECODE", "0")
     assert not fusion_wanted(torch.device("cuda"))
     monkeypatch.setenv("GRPO_STUDIO_FUSED_DECODE", "1")
