@@ -192,7 +192,9 @@ def run_studio(setup: BenchSetup, work: Path, arm: str = "studio", extra: list[s
             "max_length": [m["completions/max_length"] for m in metrics if "completions/max_length" in m],
             "read_bytes": decode_bytes(shape, mode, setup, merged_layers), "log": logs, "mode": mode,
             "merged_layers": merged_layers,
-            "cuda_graphs": any("CUDA graphs" in m for m in logs) and not any("graph capture failed" in m for m in logs)}
+            "cuda_graphs": any("CUDA graphs" in m for m in logs) and not any("graph capture failed" in m for m in logs),
+            "fused_decode": any("fused decode kernels" in m for m in logs)
+            and not any("fused decode kernels failed" in m for m in logs)}
 
 
 def mode_in_log(logs: list[str]) -> tuple[str, int]:
@@ -267,7 +269,7 @@ def main(argv: list[str]) -> int:
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "versions": _versions(),
     }
-    for key in ("log", "cuda_graphs"):
+    for key in ("log", "cuda_graphs", "fused_decode"):
         if key in raw:
             result[key] = raw[key]
     if torch.cuda.is_available():

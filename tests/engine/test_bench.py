@@ -19,6 +19,8 @@ def test_tiny_bench_runs_both_arms(tmp_path):
         assert r["peak_vram_gib"] is None and r["roofline_frac"] is None  # CPU: no VRAM, no roofline
         assert len(r["step_s"]) == 3  # warm-up + 2 measured
         assert r["mode"] and r["gen_s_median"] > 0 and r["train_s_median"] > 0 and r["mean_completion_tokens"] > 0
+    studio = results[1]
+    assert studio["cuda_graphs"] is False and studio["fused_decode"] is False  # the CPU: neither is used
     assert "s/step" in out.stdout and "x the seconds per step of plain TRL" in out.stdout
 
 
