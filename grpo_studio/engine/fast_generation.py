@@ -23,6 +23,8 @@ How:
 - Prompts are prefilled once into a preallocated KV cache; every decode step then has the same
   shapes, so on CUDA one step (forward, sampling, bookkeeping) is captured as a CUDA graph and
   replayed, which removes the per-kernel launch cost. On the CPU the same code runs eagerly.
+  Between the projections, the step's element-wise work (norms, RoPE, residual adds, the gated
+  activation) is fused by torch.compile into a few kernels a layer (decode_ops.py).
 - Positions are buffer indices, exactly as the training forward sees a left-padded prompt
   followed by its completion, so log-probs match the training forward (RoPE is shift-invariant).
 
