@@ -101,7 +101,8 @@ class FusedOps:
                 return fn(*args)
             except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager arithmetic is the same
                 self._compiled.clear()
-                self.failure = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                first_line = (str(exc).strip().splitlines() or [""])[0]  # compiler errors run to pages
+                self.failure = f"{type(exc).__name__}: {first_line}"
                 if self.on_failure is not None:
                     self.on_failure(self.failure)
         return EAGER[name](*args)
