@@ -20,6 +20,7 @@ on where it is off by default (the CPU, for tests).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +86,8 @@ class FusedOps:
     def __init__(self, compiled: bool, on_failure: Callable[[str], None] | None = None):
         self.on_failure = on_failure
         self.failure: str | None = None
+        self.compile_seconds = 0.0  # the first calls' time: compilation, so the first step is slower
+        self._called: set[str] = set()
         self._compiled: dict[str, Any] = {}
         if compiled:
             # dynamic=False: a decode step's shapes are fixed for a generation; a new batch size compiles anew.
@@ -97,8 +100,14 @@ class FusedOps:
     def _call(self, name: str, *args: Any) -> Any:
         fn = self._compiled.get(name)
         if fn is not None:
+            first = name not in self._called
+            started = time.perf_counter() if first else 0.0
             try:
-                return fn(*args)
+                out = fn(*args)
+                if first:
+                    self._called.add(name)
+                    self.compile_seconds += time.perf_counter() - started
+                return out
             except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager arithmetic is the same
                 self._compiled.clear()
                 first_line = (str(exc).strip().splitlines() or [""])[0]  # compiler errors run to pages

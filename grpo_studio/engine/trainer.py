@@ -154,6 +154,7 @@ class StudioGRPOTrainer(GRPOTrainer):
                 if fast.synced_version != self.state.global_step:
                     fast.sync(self.state.global_step)  # the policy changed: re-merge LoRA
                 result = (fast.generate(prompt_ids, self.max_prompt_length).completion_ids, None)
+                self._say_fused_compile_time(fast)
                 break
             except Exception as exc:  # noqa: BLE001 - only running out of memory is handled here
                 if not _is_out_of_memory(exc):
@@ -166,6 +167,16 @@ class StudioGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         self._metrics[mode][metric_names.GENERATION_SECONDS].append(time.perf_counter() - started)
         return result
+
+    _compile_time_said = False
+
+    def _say_fused_compile_time(self, fast: Any) -> None:
+        """Once: what compiling the fused decode kernels cost (it makes the first step slower than the rest)."""
+        seconds = getattr(getattr(fast, "ops", None), "compile_seconds", 0.0)
+        if seconds and not self._compile_time_said:
+            self._compile_time_said = True
+            self.on_message("info", f"generation: fused decode kernels compiled in {seconds:.1f} s (the first step "
+                            "only)")
 
     def _fast_generator(self) -> Any:
         """The generator of the chosen mode, or None for TRL's generate (the choice is said once, in the log)."""

@@ -459,3 +459,19 @@ def test_fusion_is_on_for_cuda_by_default_and_the_switch_overrides(monkeypatch):
     assert not fusion_wanted(torch.device("cuda"))
     monkeypatch.setenv("GRPO_STUDIO_FUSED_DECODE", "1")
     assert fusion_wanted(torch.device("cpu"))
+
+
+def test_the_trainer_says_once_what_compiling_the_fused_kernels_cost(tmp_path, tiny_model, monkeypatch):
+    import tiny
+    from grpo_studio.engine.run import train
+
+    monkeypatch.setenv("GRPO_STUDIO_FUSED_DECODE", "1")  # the CPU: Inductor's C++ compiles them
+    messages = []
+    result = train(tiny.write_run(tmp_path / "p", tiny_model), listener=messages.append,
+                   overrides=["grpo.fast_generation=merged", "grpo.max_steps=2"])
+    assert result.kind == "finished", getattr(result, "details", "")
+    logs = [e.message for e in messages if e.kind == "log"]
+    chosen = [m for m in logs if m.startswith("generation: merged")]
+    assert chosen and chosen[0].endswith(", fused decode kernels"), logs
+    said = [m for m in logs if "fused decode kernels compiled in" in m]
+    assert len(said) == 1 and "(the first step only)" in said[0], logs
