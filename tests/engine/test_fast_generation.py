@@ -3,7 +3,8 @@
 Checked on the CPU against TRL's own training forward (the log-probs the loss uses), for the
 Llama, Qwen2 and Qwen3 layouts, in each weight mode: LoRA merged into a copy ("merged"), a
 bitsandbytes 4-bit / 8-bit base read in place with LoRA kept low-rank ("quantized"), and the two
-layer by layer ("mixed"); and across a real optimizer step. Sampling is checked against transformers' own logits processors.
+layer by layer ("mixed"); across a real optimizer step; and with the decode step's element-wise
+kernels compiled (decode_ops.py). Sampling is checked against transformers' own logits processors.
 
 Tolerances on |log p(fast) - log p(training forward)| per sampled token: float32 1e-4 (the same
 arithmetic in another order); bf16/fp16 on the CPU 0.02 nats (one rounding of each activation
@@ -446,9 +447,9 @@ def test_a_failed_compile_is_said_once_and_the_eager_ops_serve():
 
 
 def test_fusion_is_on_for_cuda_by_default_and_the_switch_overrides(monkeypatch):
-    from grpo_studio.engine.decode_ops import fusion_wanted
-
     import torch.utils._triton as triton_check
+
+    from grpo_studio.engine.decode_ops import fusion_wanted
 
     monkeypatch.delenv("GRPO_STUDIO_FUSED_DECODE", raising=False)
     monkeypatch.setattr(triton_check, "has_triton_package", lambda: True)
