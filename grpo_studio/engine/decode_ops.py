@@ -87,15 +87,25 @@ class FusedOps:
         self.on_failure = on_failure
         self.failure: str | None = None
         self.compile_seconds = 0.0  # the first calls' time: compilation, so the first step is slower
+        self._unsaid = False  # a failure not yet told to on_failure (it may be set after construction)
         self._called: set[str] = set()
         self._compiled: dict[str, Any] = {}
         if compiled:
-            # dynamic=False: a decode step's shapes are fixed for a generation; a new batch size compiles anew.
-            self._compiled = {name: torch.compile(fn, dynamic=False) for name, fn in EAGER.items()}
+            try:  # torch.compile itself refuses some setups (a Python version Dynamo doesn't support yet)
+                # dynamic=False: a decode step's shapes are fixed for a generation; a new batch size compiles anew.
+                self._compiled = {name: torch.compile(fn, dynamic=False) for name, fn in EAGER.items()}
+            except Exception as exc:  # noqa: BLE001 - then the eager arithmetic, said at the first use
+                self._failed(exc)
 
     @property
     def fused(self) -> bool:
         return bool(self._compiled)
+
+    def _failed(self, exc: Exception) -> None:
+        self._compiled.clear()
+        first_line = (str(exc).strip().splitlines() or [""])[0]  # compiler errors run to pages
+        self.failure = f"{type(exc).__name__}: {first_line}"
+        self._unsaid = True
 
     def _call(self, name: str, *args: Any) -> Any:
         fn = self._compiled.get(name)
@@ -109,11 +119,10 @@ class FusedOps:
                     self.compile_seconds += time.perf_counter() - started
                 return out
             except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager arithmetic is the same
-                self._compiled.clear()
-                first_line = (str(exc).strip().splitlines() or [""])[0]  # compiler errors run to pages
-                self.failure = f"{type(exc).__name__}: {first_line}"
-                if self.on_failure is not None:
-                    self.on_failure(self.failure)
+                self._failed(exc)
+        if self._unsaid and self.on_failure is not None:
+            self._unsaid = False
+            self.on_failure(self.failure)
         return EAGER[name](*args)
 
     def rms(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

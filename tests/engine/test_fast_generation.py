@@ -446,6 +446,21 @@ def test_a_failed_compile_is_said_once_and_the_eager_ops_serve():
     assert max_logprob_error(model, out) < 1e-4 and all(len(c) == 6 for c in out.completion_ids)
 
 
+def test_a_refused_torch_compile_is_said_at_the_first_step(monkeypatch):
+    """torch.compile itself raises on some setups (a Python that Dynamo doesn't support yet): the generator is
+    built all the same, and the reason reaches the callback set after construction, as the trainer sets it."""
+    def refused(*args, **kwargs):
+        raise RuntimeError("Dynamo is not supported on this Python")
+    monkeypatch.setattr(torch, "compile", refused)
+    model = with_lora(tiny_causal_lm("llama")).eval()
+    gen = FastGenerator(model, SamplingSettings(max_new_tokens=4, pad_token_id=0), fuse_decode=True)
+    reasons = []
+    gen.ops.on_failure = reasons.append
+    out = gen.generate(PROMPTS)
+    assert reasons == ["RuntimeError: Dynamo is not supported on this Python"] and not gen.ops.fused
+    assert max_logprob_error(model, out) < 1e-4
+
+
 def test_fusion_is_on_for_cuda_by_default_and_the_switch_overrides(monkeypatch):
     import torch.utils._triton as triton_check
 
