@@ -486,9 +486,8 @@ def plan_this_step(run: LoadedRun, placement: Any, bus: EventBus) -> tuple[Any, 
     trainer needs to change its generation mode later (a generation that runs out of memory)."""
     from grpo_studio.engine.generation_mode import cuda_capacity_bytes
     from grpo_studio.engine.model import model_path, read_model_config
-    from grpo_studio.engine.step_plan import plan_step
+    from grpo_studio.engine.step_plan import estimated_peak, plan_step
     from grpo_studio.engine.trainer import GenerationSetup
-    from grpo_studio.engine.vram import estimate_for_config
 
     world_size = distributed_world_size()
     try:
@@ -501,13 +500,7 @@ def plan_this_step(run: LoadedRun, placement: Any, bus: EventBus) -> tuple[Any, 
     bus(Log(message=plan.layout.describe()))
 
     def peak_bytes(mode: str, merged_layers: int = 0) -> float | None:
-        if model_config is None:
-            return None
-        try:
-            return estimate_for_config(model_config, plan.config, generation_mode=mode, world_size=world_size,
-                                       merged_layers=merged_layers).total
-        except (KeyError, TypeError, ValueError):
-            return None  # a config.json without the usual decoder fields
+        return estimated_peak(model_config, plan.config, mode, world_size=world_size, merged_layers=merged_layers)
 
     return plan.config, GenerationSetup(plan.config, model_config, peak_bytes, planned=plan.mode)
 

@@ -27,28 +27,32 @@ class StepPlan:
         return [self.mode.describe(), self.layout.describe()]
 
 
-def plan_step(cfg: Any, model_config: dict[str, Any] | None, capacity_bytes: float | None, *,
-              on_gpu: bool = True, world_size: int = 1) -> StepPlan:
+def estimated_peak(model_config: dict[str, Any] | None, config: Any, mode: str, *, world_size: int = 1,
+                   merged_layers: int = 0) -> float | None:
+    """The estimated peak in bytes of `config` with generation `mode` (None: no config.json, or one
+    without the usual decoder fields). The plan, and the trainer's later choices, measure modes by it."""
     from grpo_studio.engine.vram import estimate_for_config
 
-    def peak(mode: str, config: Any, merged_layers: int = 0) -> float | None:
-        if model_config is None:
-            return None
-        try:
-            return estimate_for_config(model_config, config, generation_mode=mode, world_size=world_size,
-                                       merged_layers=merged_layers).total
-        except (KeyError, TypeError, ValueError):
-            return None  # a config.json without the usual decoder fields: no estimate
+    if model_config is None:
+        return None
+    try:
+        return estimate_for_config(model_config, config, generation_mode=mode, world_size=world_size,
+                                   merged_layers=merged_layers).total
+    except (KeyError, TypeError, ValueError):
+        return None
 
+
+def plan_step(cfg: Any, model_config: dict[str, Any] | None, capacity_bytes: float | None, *,
+              on_gpu: bool = True, world_size: int = 1) -> StepPlan:
     g = cfg.grpo
     as_set = Layout(g.per_device_train_batch_size, g.gradient_accumulation_steps,
                     cfg.lora.gradient_checkpointing == "on" or (cfg.lora.gradient_checkpointing == "auto" and on_gpu))
     frugal = as_set.apply(cfg)
-    mode = choose_mode(cfg, model_config, lambda m, merged_layers=0: peak(m, frugal, merged_layers), capacity_bytes,
-                       on_gpu=on_gpu)
-    layout = choose_layout(cfg, lambda config: peak(mode.mode, config, mode.merged_layers), capacity_bytes,
-                           on_gpu=on_gpu,
-                           linear_params=_linear_params(model_config))
+    mode = choose_mode(cfg, model_config, lambda m, merged_layers=0: estimated_peak(
+        model_config, frugal, m, world_size=world_size, merged_layers=merged_layers), capacity_bytes, on_gpu=on_gpu)
+    layout = choose_layout(cfg, lambda config: estimated_peak(model_config, config, mode.mode, world_size=world_size,
+                                                              merged_layers=mode.merged_layers),
+                           capacity_bytes, on_gpu=on_gpu, linear_params=_linear_params(model_config))
     return StepPlan(mode, layout, layout.apply(cfg))
 
 
