@@ -172,7 +172,7 @@ class StudioGRPOTrainer(GRPOTrainer):
 
     def _say_fused_compile_time(self, fast: Any) -> None:
         """Once: what compiling the fused decode kernels cost (it makes the first step slower than the rest)."""
-        seconds = getattr(getattr(fast, "ops", None), "compile_seconds", 0.0)
+        seconds = fast.ops.compile_seconds
         if seconds and not self._compile_time_said:
             self._compile_time_said = True
             self.on_message("info", f"generation: fused decode kernels compiled in {seconds:.1f} s (the first step "
@@ -198,7 +198,7 @@ class StudioGRPOTrainer(GRPOTrainer):
                 continue
             self._mode = choice.mode
             graphs = ", CUDA graphs" if self._fast.use_cuda_graphs else ", no CUDA graphs"
-            fused = ", fused decode kernels" if getattr(getattr(self._fast, "ops", None), "fused", False) else ""
+            fused = ", fused decode kernels" if self._fast.ops.fused else ""
             self.on_message("info", choice.describe() + graphs + fused)
         return self._fast
 
@@ -242,9 +242,8 @@ class StudioGRPOTrainer(GRPOTrainer):
         generator = FastGenerator(self.model_wrapped, use_cuda_graphs=graphs, sampling=sampling, **kwargs)
         generator.on_graph_failure = lambda reason: self.on_message(
             "warning", f"generation: CUDA graph capture failed, decoding without graphs ({reason})")
-        if hasattr(generator, "ops"):
-            generator.ops.on_failure = lambda reason: self.on_message(
-                "warning", f"generation: the fused decode kernels failed to compile, decoding without them ({reason})")
+        generator.ops.on_failure = lambda reason: self.on_message(
+            "warning", f"generation: the fused decode kernels failed to compile, decoding without them ({reason})")
         return generator
 
     def _drop_mode(self, why: str) -> Any:

@@ -225,7 +225,7 @@ def test_a_mixed_generation_that_runs_out_of_memory_drops_to_quantized_then_to_t
     monkeypatch.setattr(StudioGRPOTrainer, "_fast_path_blocker", lambda self: None)
     monkeypatch.setattr(StudioGRPOTrainer, "_build_generator",
                         lambda self, mode, merged_layers=0: built.append((mode, merged_layers)) or
-                        SimpleNamespace(use_cuda_graphs=True))
+                        SimpleNamespace(use_cuda_graphs=True, ops=SimpleNamespace(fused=False)))
     monkeypatch.setattr(generation_mode, "cuda_capacity_bytes", lambda: 16 * GIB)
 
     trainer._fast_generator()
