@@ -476,8 +476,11 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
 
         blocker = padding_free_blocker(trainer.model)
         trainer.padding_free = blocker is None
-        bus(Log(message="training: micro-batches packed without padding where a quarter or more is padding"
-                if blocker is None else f"training: micro-batches padded (not packed: {blocker})"))
+        # packed_layout.py: a prompt packed once for all its completions in a micro-batch ("0": once a row).
+        trainer.share_prompts = os.environ.get("GRPO_STUDIO_SHARED_PROMPTS", "1") != "0"
+        shared = ", each prompt once for its completions," if trainer.share_prompts else ""
+        bus(Log(message=f"training: micro-batches packed without padding{shared} where that saves a quarter or "
+                "more of the grid" if blocker is None else f"training: micro-batches padded (not packed: {blocker})"))
     return trainer, callback
 
 

@@ -61,27 +61,37 @@ class StudioGRPOTrainer(GRPOTrainer):
 
     # ---- the training forward -------------------------------------------------------------
     padding_free = False  # run.py turns it on, on CUDA (GRPO_STUDIO_PADDING_FREE=0 keeps it off): packed_logps.py
+    share_prompts = True  # packed, each prompt once for its completions (GRPO_STUDIO_SHARED_PROMPTS=0: per row)
 
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: Any, attention_mask: Any,
                                            logits_to_keep: int, batch_size: int | None = None,
                                            compute_entropy: bool = False, compute_aux_loss: bool = False,
                                            **extra: Any) -> tuple[Any, Any, Any]:
-        """TRL's scoring of a micro-batch; without its padding where that pays (text only, no MoE loss)."""
-        if self.padding_free and not compute_aux_loss and all(v is None for v in extra.values()):
-            from grpo_studio.engine.packed_logps import packed_logps_and_entropies, packing_pays
+        """TRL's scoring of a micro-batch; without its padding (and its prompts' repeats) where that pays
+        (text only, no MoE loss). Each of TRL's chunks (a bound on memory) is packed on its own."""
+        if not self.padding_free or compute_aux_loss or any(v is not None for v in extra.values()):
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                              batch_size, compute_entropy, compute_aux_loss, **extra)
+        import torch
 
-            if packing_pays(attention_mask):
-                import torch
+        from grpo_studio.engine.packed_layout import plan_packing
+        from grpo_studio.engine.packed_logps import packed_logps_and_entropies, prompts_can_be_shared
 
-                size = batch_size or input_ids.size(0)  # TRL's chunks (a bound on memory), each packed
-                parts = [packed_logps_and_entropies(model, input_ids[i:i + size], attention_mask[i:i + size],
-                                                    logits_to_keep, compute_entropy, self.accelerator.autocast)
-                         for i in range(0, input_ids.size(0), size)]
-                entropies = torch.cat([e for _, e in parts]) if compute_entropy else None
-                self._say_varlen_failure()
-                return torch.cat([lp for lp, _ in parts]), entropies, None
-        return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                                                          batch_size, compute_entropy, compute_aux_loss, **extra)
+        share = self.share_prompts and prompts_can_be_shared(model, input_ids.size(1))
+        size = batch_size or input_ids.size(0)
+        parts = []
+        for i in range(0, input_ids.size(0), size):
+            ids, mask = input_ids[i:i + size], attention_mask[i:i + size]
+            layout = plan_packing(ids, mask, logits_to_keep, share)
+            if layout is None:  # little padding, no repeats: TRL's grid
+                parts.append(GRPOTrainer._get_per_token_logps_and_entropies(self, model, ids, mask, logits_to_keep,
+                                                                            size, compute_entropy)[:2])
+            else:
+                parts.append(packed_logps_and_entropies(model, ids, mask, logits_to_keep, compute_entropy,
+                                                        self.accelerator.autocast, layout))
+        self._say_varlen_failure()
+        entropies = torch.cat([e for _, e in parts]) if compute_entropy else None
+        return torch.cat([lp for lp, _ in parts]), entropies, None
 
     _varlen_failure_said = False
 
