@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -160,8 +161,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_STOPPED
     except BrokenPipeError:  # `grpo-studio settings | head`: the reader left, nothing went wrong
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
@@ -205,8 +204,14 @@ def stop_on_signal() -> Any:
     from grpo_studio.engine.stop import StopRequest
 
     def say(during_loading: bool) -> None:
-        _err("\nstopping..." if during_loading else
-             "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)...")
+        # Straight to the file descriptor: a signal handler that prints while the main thread is inside
+        # a print to stderr (a progress line, or the first Ctrl-C's message) fails with "reentrant call".
+        text = ("\nstopping..." if during_loading else
+                "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)...")
+        try:
+            os.write(sys.stderr.fileno(), (text + "\n").encode())
+        except (OSError, ValueError, AttributeError):  # no stderr descriptor (a windowless launcher)
+            pass
 
     stop = StopRequest(on_request=say)
     stop.install(tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None))

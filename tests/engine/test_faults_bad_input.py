@@ -129,3 +129,32 @@ def test_stop_while_loading_ends_before_step_1_and_leaves_no_folder(fault_projec
     assert out.rc == 130, out
     assert "stopped before the first step: nothing was trained" in out.err and "loading model" not in out.out
     assert not output.exists()
+
+
+def test_the_stop_message_never_goes_through_stderrs_buffer(monkeypatch, capfd):
+    """A signal handler that prints while the main thread is inside a print to stderr fails with "reentrant
+    call inside BufferedWriter" (seen once with a double Ctrl-C): the message is written to the descriptor."""
+    import sys
+
+    from grpo_studio.cli import stop_on_signal
+
+    class Busy:  # stderr's buffer, mid-write in the main thread
+        def write(self, text):
+            raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+
+        def fileno(self):
+            return 2
+
+        def flush(self):
+            pass
+
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        stop = stop_on_signal()
+        stop.training = True
+        monkeypatch.setattr(sys, "stderr", Busy())
+        stop.handle_signal(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    assert "Ctrl-C again to abort" in capfd.readouterr().err
