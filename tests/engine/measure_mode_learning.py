@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from grpo_studio.engine.generation_mode import MODES
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "resources" / "demo" / "run.toml"
 FOUR_BIT = ["quantization.load_in=4bit", "quantization.quant_type=nf4", "quantization.double_quant=true"]
@@ -70,7 +72,8 @@ def held_out_accuracy(folder: Path) -> float:
 
 
 def logged_mode(log: Path) -> str:
-    found = re.findall(r"generation: (\w+)", log.read_text(errors="replace"))
+    # The mode line only: other lines start "generation: " too ("generation: fused decode kernels compiled ...").
+    found = re.findall(rf"generation: ({'|'.join(MODES)})\b", log.read_text(errors="replace"))
     return found[-1] if found else "?"
 
 
