@@ -23,8 +23,11 @@ import torch
 from grpo_studio.engine.packed_attention import PackedSegments
 
 # Pack only when at least this share of the grid's tokens is saved (the packing itself costs a copy, and
-# the attention a loop or a variable-length kernel).
-MIN_SAVED = 0.25
+# the attention a loop or a variable-length kernel). It was 0.25 until a grid packing saved 24.8% of was
+# measured (H200, 7B 4-bit, quantized mode, 16 x 2 at fixed lengths: four of each prompt's eight
+# completions a micro-step): packed, it trained 1.27-1.30 s a step against 1.30-1.70 s as a grid, and
+# its peak fell from 8.62 to 8.02 GiB.
+MIN_SAVED = 0.2
 
 
 @dataclass(frozen=True)

@@ -478,8 +478,10 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
         trainer.padding_free = blocker is None
         # packed_layout.py: a prompt packed once for all its completions in a micro-batch ("0": once a row).
         trainer.share_prompts = os.environ.get("GRPO_STUDIO_SHARED_PROMPTS", "1") != "0"
+        if os.environ.get("GRPO_STUDIO_PACK_MIN_SAVED"):  # a measurement's knob: the share of the grid packing must save
+            trainer.pack_min_saved = float(os.environ["GRPO_STUDIO_PACK_MIN_SAVED"])
         shared = ", each prompt once for its completions," if trainer.share_prompts else ""
-        bus(Log(message=f"training: micro-batches packed without padding{shared} where that saves a quarter or "
+        bus(Log(message=f"training: micro-batches packed without padding{shared} where that saves a fifth or "
                 "more of the grid" if blocker is None else f"training: micro-batches padded (not packed: {blocker})"))
     return trainer, callback
 

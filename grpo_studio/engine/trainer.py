@@ -62,6 +62,7 @@ class StudioGRPOTrainer(GRPOTrainer):
     # ---- the training forward -------------------------------------------------------------
     padding_free = False  # run.py turns it on, on CUDA (GRPO_STUDIO_PADDING_FREE=0 keeps it off): packed_logps.py
     share_prompts = True  # packed, each prompt once for its completions (GRPO_STUDIO_SHARED_PROMPTS=0: per row)
+    pack_min_saved: float | None = None  # packed_layout.MIN_SAVED unless run.py says (GRPO_STUDIO_PACK_MIN_SAVED)
 
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: Any, attention_mask: Any,
                                            logits_to_keep: int, batch_size: int | None = None,
@@ -78,11 +79,12 @@ class StudioGRPOTrainer(GRPOTrainer):
         from grpo_studio.engine.packed_logps import packed_logps_and_entropies, prompts_can_be_shared
 
         share = self.share_prompts and prompts_can_be_shared(model, input_ids.size(1))
+        min_saved = {} if self.pack_min_saved is None else {"min_saved": self.pack_min_saved}
         size = batch_size or input_ids.size(0)
         parts = []
         for i in range(0, input_ids.size(0), size):
             ids, mask = input_ids[i:i + size], attention_mask[i:i + size]
-            layout = plan_packing(ids, mask, logits_to_keep, share)
+            layout = plan_packing(ids, mask, logits_to_keep, share, **min_saved)
             if layout is None:  # little padding, no repeats: TRL's grid
                 parts.append(GRPOTrainer._get_per_token_logps_and_entropies(self, model, ids, mask, logits_to_keep,
                                                                             size, compute_entropy)[:2])

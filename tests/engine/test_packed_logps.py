@@ -92,7 +92,7 @@ def test_a_prompt_is_packed_once_for_its_completions():
     assert plan_packing(ids, mask, keep).source.numel() == 4 * 127 + 32 * 257 == 8732  # of 12,288
 
 
-def test_packing_is_used_only_where_it_saves_a_quarter_of_the_grid():
+def test_packing_is_used_only_where_it_saves_a_fifth_of_the_grid():
     ids, mask, keep = grid(PROMPTS, COMPLETIONS)  # 19 real tokens of 45
     assert plan_packing(ids, mask, keep) is not None
     full = torch.ones(3, 12, dtype=torch.long)
@@ -101,6 +101,11 @@ def test_packing_is_used_only_where_it_saves_a_quarter_of_the_grid():
     holes[1, -5] = 0  # a masked token inside a sequence: not TRL's layout, left to the padded forward
     assert plan_packing(ids, holes, keep) is None
     assert plan_packing(ids, torch.zeros_like(mask), keep) is None
+    # Fixed lengths, 16 x 2 of the seed's 4 x 8: each micro-step holds 4 of a prompt's 8 completions.
+    ids, mask, keep = grid([[p] * 128 for p in (1, 2, 3, 4) for _ in range(4)], [[7] * 256] * 16)
+    assert plan_packing(ids, mask, keep).source.numel() == 4 * 127 + 16 * 257  # 24.8% saved: packed
+    ids, mask, keep = grid([[p] * 16 for p in (1, 2, 3, 4) for _ in range(2)], [[7] * 256] * 8)
+    assert plan_packing(ids, mask, keep) is None  # short prompts, two of each: 2.8% saved
 
 
 def test_the_trainer_packs_when_asked_and_otherwise_scores_as_trl():
@@ -109,7 +114,8 @@ def test_the_trainer_packs_when_asked_and_otherwise_scores_as_trl():
     model = policy("qwen2").train()
     ids, mask, keep = grid(PROMPTS, COMPLETIONS)
     trainer = SimpleNamespace(accelerator=SimpleNamespace(autocast=contextlib.nullcontext, is_main_process=True),
-                              padding_free=True, share_prompts=True, _say_varlen_failure=lambda: None)
+                              padding_free=True, share_prompts=True, pack_min_saved=None,
+                              _say_varlen_failure=lambda: None)
     calls = []
     model_forward = model.forward
     model.forward = lambda **kw: calls.append(kw.get("position_ids")) or model_forward(**kw)
