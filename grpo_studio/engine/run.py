@@ -478,12 +478,25 @@ def _build_trainer(run: LoadedRun, folder: RunFolder, bus: EventBus, stop: Calla
         trainer.padding_free = blocker is None
         # packed_layout.py: a prompt packed once for all its completions in a micro-batch ("0": once a row).
         trainer.share_prompts = os.environ.get("GRPO_STUDIO_SHARED_PROMPTS", "1") != "0"
-        if os.environ.get("GRPO_STUDIO_PACK_MIN_SAVED"):  # a measurement's knob: the share of the grid packing must save
-            trainer.pack_min_saved = float(os.environ["GRPO_STUDIO_PACK_MIN_SAVED"])
+        trainer.pack_min_saved = _share_from_env("GRPO_STUDIO_PACK_MIN_SAVED")  # a measurement's knob
         shared = ", each prompt once for its completions," if trainer.share_prompts else ""
         bus(Log(message=f"training: micro-batches packed without padding{shared} where that saves a fifth or "
                 "more of the grid" if blocker is None else f"training: micro-batches padded (not packed: {blocker})"))
     return trainer, callback
+
+
+def _share_from_env(name: str) -> float | None:
+    """A share between 0 and 1 from an environment variable (None when unset), or an error naming it."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={text!r}: expected a share between 0 and 1 (e.g. 0.2)")
+    return value
 
 
 def plan_this_step(run: LoadedRun, placement: Any, bus: EventBus) -> tuple[Any, Any]:

@@ -75,16 +75,16 @@ class StudioGRPOTrainer(GRPOTrainer):
                                                               batch_size, compute_entropy, compute_aux_loss, **extra)
         import torch
 
-        from grpo_studio.engine.packed_layout import plan_packing
+        from grpo_studio.engine.packed_layout import MIN_SAVED, plan_packing
         from grpo_studio.engine.packed_logps import packed_logps_and_entropies, prompts_can_be_shared
 
         share = self.share_prompts and prompts_can_be_shared(model, input_ids.size(1))
-        min_saved = {} if self.pack_min_saved is None else {"min_saved": self.pack_min_saved}
+        min_saved = MIN_SAVED if self.pack_min_saved is None else self.pack_min_saved
         size = batch_size or input_ids.size(0)
         parts = []
         for i in range(0, input_ids.size(0), size):
             ids, mask = input_ids[i:i + size], attention_mask[i:i + size]
-            layout = plan_packing(ids, mask, logits_to_keep, share, **min_saved)
+            layout = plan_packing(ids, mask, logits_to_keep, share, min_saved)
             if layout is None:  # little padding, no repeats: TRL's grid
                 parts.append(GRPOTrainer._get_per_token_logps_and_entropies(self, model, ids, mask, logits_to_keep,
                                                                             size, compute_entropy)[:2])

@@ -248,3 +248,16 @@ def test_a_failed_variable_length_kernel_is_said_once(monkeypatch):
         StudioGRPOTrainer._say_varlen_failure(trainer)
     assert messages == [("warning", "training: the variable-length attention kernel failed (RuntimeError: no "
                                     "kernel image for this GPU); packed sequences attend one at a time")]
+
+
+def test_the_packing_share_knob_names_itself_when_wrong(monkeypatch):
+    from grpo_studio.engine.run import _share_from_env
+
+    monkeypatch.delenv("GRPO_STUDIO_PACK_MIN_SAVED", raising=False)
+    assert _share_from_env("GRPO_STUDIO_PACK_MIN_SAVED") is None
+    monkeypatch.setenv("GRPO_STUDIO_PACK_MIN_SAVED", "0.1")
+    assert _share_from_env("GRPO_STUDIO_PACK_MIN_SAVED") == 0.1
+    for bad in ("ten", "1.5"):
+        monkeypatch.setenv("GRPO_STUDIO_PACK_MIN_SAVED", bad)
+        with pytest.raises(ValueError, match="GRPO_STUDIO_PACK_MIN_SAVED=.*between 0 and 1"):
+            _share_from_env("GRPO_STUDIO_PACK_MIN_SAVED")
