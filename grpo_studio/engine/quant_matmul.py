@@ -215,9 +215,11 @@ if tl is not None:
         w_ptr = W0
         s_ptr = S0
         t_ptr = T0
-        n_rows = N0
-        offset = off0
+        # `+ col0` keeps n_rows a runtime value when Triton made a one-row weight's N0 a constant 1
+        # (the branches below must assign the same type).
         col0 = pid_n * 0
+        n_rows = N0 + col0
+        offset = off0
         tile = pid_n
         if NPARTS > 1:
             tiles0 = (N0 + BLOCK_N - 1) // BLOCK_N
@@ -225,7 +227,7 @@ if tl is not None:
                 w_ptr = W1
                 s_ptr = S1
                 t_ptr = T1
-                n_rows = N1
+                n_rows = N1 + col0 * 0
                 offset = off1
                 col0 = col0 + N0
                 tile = tile - tiles0
@@ -235,7 +237,7 @@ if tl is not None:
                         w_ptr = W2
                         s_ptr = S2
                         t_ptr = T2
-                        n_rows = N2
+                        n_rows = N2 + col0 * 0
                         offset = off2
                         col0 = col0 + N1
                         tile = tile - tiles1
@@ -268,6 +270,13 @@ if tl is not None:
                     scale = tl.load(Code2 + q) * tl.load(t_ptr + sidx // QB2) + offset
                 else:
                     scale = tl.load(s_ptr + sidx)
+                # Both halves of the activations are loaded before the weights are looked up: their
+                # latency (L2) then overlaps the lookups, and both tiles go through shared memory
+                # before one barrier. Loaded at the first product instead, the second half's loads
+                # waited behind it, with a barrier more a tile: 116.6 -> 104.5 µs for the 7B gate/up,
+                # 72.9 -> 64.6 down, 21.7 -> 16.4 o (H200, call P, measure_quant_variants.py).
+                xe = tl.load(xe_ptrs)
+                xo = tl.load(xe_ptrs + 1)
                 if ASM_LOOKUP:
                     # Both nibbles' code values in one PTX block: 32-bit index arithmetic, and loads
                     # through the read-only data cache. Two tl.load gathers need 64-bit pointer
@@ -283,8 +292,8 @@ if tl is not None:
                 # bitsandbytes' arithmetic: code * scale in float32, rounded once to its dtype.
                 hi = (code_hi * scale[:, None]).to(W_DTYPE)
                 lo = (code_lo * scale[:, None]).to(W_DTYPE)
-                acc += tl.dot(hi.to(X.dtype.element_ty), tl.load(xe_ptrs))
-                acc += tl.dot(lo.to(X.dtype.element_ty), tl.load(xe_ptrs + 1))
+                acc += tl.dot(hi.to(X.dtype.element_ty), xe)
+                acc += tl.dot(lo.to(X.dtype.element_ty), xo)
                 w_ptrs += HALF
                 xe_ptrs += BLOCK_K
         elif ALIGNED:  # 8-bit rows: one scale a row
@@ -349,8 +358,10 @@ if tl is not None:
             acc += tl.load(Ws + s * M * n_total + offs, mask=ok, other=0.0)
         tl.store(Out + (offs // n_total) * stride_om + offs % n_total, acc.to(Out.dtype.element_ty), mask=ok)
 
-    # A weight of one row would be specialized to a constant and break the part selection's types.
-    _JIT = (triton.jit(_qmm_kernel, do_not_specialize=["N0", "N1", "N2"]), triton.jit(_split_sum_kernel))
+    # The row counts stay specialized (Triton notes which are multiples of 16, and stores the output
+    # tile with vector stores): unspecialized, the 7B gate/up launch took 128.6 µs, specialized 116.6
+    # (H200, calls O and P of 2026-12-03, measure_quant_variants.py's "quant_linear as shipped" rows).
+    _JIT = (triton.jit(_qmm_kernel), triton.jit(_split_sum_kernel))
 
 _INTERPRETED: tuple[Any, Any] | None = None
 
