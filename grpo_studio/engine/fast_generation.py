@@ -312,7 +312,10 @@ class FastGenerator:
         x = F.embedding(self.tok, self.embed)[:, None, :].to(self.dtype)
         cos = self.cos.index_select(0, self.cur)[None, None]  # (1, 1, 1, D)
         sin_signed = self.sin_signed.index_select(0, self.cur)[None, None]
-        mask = self.valid & (self.positions <= self.cur)
+        # Additive, built once a step: given booleans, every layer's attention call builds this same
+        # mask again (a fill and a masked fill: 56 kernels a step at 28 layers, ~0.15 ms on an H200).
+        visible = self.valid & (self.positions <= self.cur)
+        mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device).masked_fill_(~visible, float("-inf"))
         h = self._decode_layers(x, cos, sin_signed, mask)
         token, logp = self._sample(self.head(h[:, -1]).float(), self.step)
         self._emit(token, logp)
