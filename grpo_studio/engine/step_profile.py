@@ -82,7 +82,8 @@ class StepProfiler:
         out = os.environ.get("GRPO_STUDIO_PROFILE_OUT")
         if out:
             Path(out).write_text(text)
-        print("\n".join(text.splitlines()[:4]), flush=True)
+        print("\n".join([line for line in text.splitlines() if line.startswith(("PROFILE", "  gen", "  tra"))][:3]),
+              flush=True)
 
 
 def summarize(prof: Any, wall: float, step: int, unrecorded: float = 0.0) -> str:
@@ -113,7 +114,21 @@ def summarize(prof: Any, wall: float, step: int, unrecorded: float = 0.0) -> str
                               for name, es in syncs.items() if es)
         lines.append(f"  {phase}: GPU busy {busy:.3f} s of {span:.3f} s ({busy / max(span, 1e-9):.0%}), "
                      f"{len(ks)} kernels, {launches} launches; waits: {sync_text or 'none'}")
+        lines += kernel_table(ks, busy)
     averages = prof.key_averages()
     lines += [averages.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70),
               averages.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=70)]
     return "\n".join(lines)
+
+
+def kernel_table(kernels: list[Any], busy: float, top: int = 25) -> list[str]:
+    """One phase's kernels by GPU time, grouped by name. The profiler's own table mixes the two
+    halves of the step (a generation's projections and the training forward share kernel names)."""
+    totals: dict[str, list[float]] = {}
+    for e in kernels:
+        entry = totals.setdefault(e.name, [0.0, 0])
+        entry[0] += e.device_time / 1e6
+        entry[1] += 1
+    rows = sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]
+    return [f"    {seconds * 1e3:9.1f} ms {seconds / max(busy, 1e-9):6.1%} {count:7d} x  {name[:90]}"
+            for name, (seconds, count) in rows]

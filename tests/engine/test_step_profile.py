@@ -79,3 +79,27 @@ def test_a_ranges_gpu_side_copy_is_not_counted_as_a_second_generation():
                            key_averages=lambda: SimpleNamespace(table=lambda **_: ""))
     head = summarize(prof, wall=3.0, step=2).splitlines()[0]
     assert seconds(head, "generation") == 2.0 and seconds(head, "training half") == 1.0
+
+
+def test_each_half_lists_its_own_kernels_by_gpu_time():
+    """The profiler's table mixes both halves (generation and training share kernel names); the summary
+    lists each half's kernels under it, largest first."""
+    from types import SimpleNamespace
+
+    from grpo_studio.engine.step_profile import GENERATION_RANGE, summarize
+
+    def event(name, device, start, end, device_time=0.0):
+        return SimpleNamespace(name=name, device_type=SimpleNamespace(name=device), device_time=device_time,
+                               cpu_time=0.0, time_range=SimpleNamespace(start=start, end=end))
+
+    events = [event(GENERATION_RANGE, "CPU", 0, 2_000_000),
+              event("qmm", "CUDA", 100, 200, device_time=300_000), event("qmm", "CUDA", 300, 400, device_time=300_000),
+              event("gemm", "CUDA", 500, 600, device_time=100_000),
+              event("gemm", "CUDA", 2_500_000, 2_600_000, device_time=700_000)]
+    prof = SimpleNamespace(events=lambda: events, key_averages=lambda: SimpleNamespace(table=lambda **_: ""))
+    lines = summarize(prof, wall=3.0, step=2).splitlines()
+    gen, train = lines.index(next(l for l in lines if l.startswith("  generation"))), \
+        lines.index(next(l for l in lines if l.startswith("  training half")))
+    assert "600.0 ms" in lines[gen + 1] and "2 x  qmm" in lines[gen + 1] and "85.7%" in lines[gen + 1]
+    assert "1 x  gemm" in lines[gen + 2] and gen + 3 == train
+    assert "700.0 ms" in lines[train + 1] and "gemm" in lines[train + 1]
