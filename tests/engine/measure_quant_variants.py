@@ -15,6 +15,13 @@ weights, LoRA, split K; no bias), with constexpr switches:
 - PREFETCH: the next tile's packed bytes loaded into registers before this tile is used.
 - UNROLL 2: two tiles a loop iteration, both loads first.
 - num_stages 2-3: Triton's software pipeline (with a PTX lookup it pipelines the packed bytes).
+- Where the activations' two half tiles are loaded: after the scales, before the lookup (shipped since
+  call P of 2026-12-03: both tiles reach shared memory before one barrier); XFIRST: at the top of the
+  iteration, before the packed bytes (4-8% slower in call O).
+- NEXT_SCALE: the next tile's double-quantized scale index loaded an iteration ahead (slower, call O).
+- SCALE_AFTER: code values rounded to bf16, the row's scale applied to the tile's sum instead of to
+  each weight (other rounding than bitsandbytes'; 10-30% slower, call O: 93 registers against 64).
+`--variants "a;b"` runs some of them (`--compile-only` too: registers and the K loop's length in SASS).
 Each launch is timed inside a CUDA graph cycling through copies of the weights that exceed the L2
 cache 3x (as measure_quant_decode.py does), reduced by quant_matmul's own split-K kernel; the output
 is compared with the shipped kernel's ("equal", else the largest difference: split K sums in another
@@ -43,7 +50,7 @@ from grpo_studio.engine import quant_matmul as qm
 
 # 7B groups (K, rows of each stacked weight); q/k/v (three weights and a bias) is left out.
 GROUPS = {"gate_up": (3584, [18944, 18944]), "down": (18944, [3584]), "o": (3584, [3584])}
-VARIANTS = {  # name -> (LOOKUP, PREFETCH, UNROLL, num_stages)
+VARIANTS = {  # name -> (LOOKUP, PREFETCH, UNROLL, num_stages[, XFIRST, NEXT_SCALE, SCALE_AFTER])
     "tl.load gathers": (0, 0, 1, 1),
     "asm one value": (1, 0, 1, 1),
     "asm pair (shipped)": (2, 0, 1, 1),
@@ -52,8 +59,13 @@ VARIANTS = {  # name -> (LOOKUP, PREFETCH, UNROLL, num_stages)
     "asm pair, 2 tiles an iteration": (2, 0, 2, 1),
     "asm one value, 2 stages": (1, 0, 1, 2),
     "asm one value, 3 stages": (1, 0, 1, 3),
+    "x first": (2, 0, 1, 1, 1, 0, 0),
+    "x first, next scales": (2, 0, 1, 1, 1, 1, 0),
+    "x first, next scales, scale after the dot": (2, 0, 1, 1, 1, 1, 1),
+    "x first, scale after the dot": (2, 0, 1, 1, 1, 0, 1),
+    "x first, next scales, prefetch": (2, 1, 1, 1, 1, 1, 0),
 }
-SHAPES = ((128, 8, 8.0), (128, 8, 4.0), (128, 4, 4.0), (64, 4, 4.0))  # block_n, warps, waves
+SHAPES = ((128, 8, 8.0), (128, 8, 4.0), (128, 4, 4.0), (64, 4, 4.0), (256, 8, 4.0))  # block_n, warps, waves
 BATCH = 32
 
 
@@ -104,6 +116,7 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
                    W0, S0, T0, N0, off0, W1, S1, T1, N1, off1, Code, Code2, XA, stride_xam, LB, R,
                    QB: tl.constexpr, QB2: tl.constexpr, NPARTS: tl.constexpr, R_PAD: tl.constexpr,
                    LOOKUP: tl.constexpr, PREFETCH: tl.constexpr, UNROLL: tl.constexpr,
+                   XFIRST: tl.constexpr, NEXT_SCALE: tl.constexpr, SCALE_AFTER: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -128,7 +141,12 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
     xe_ptrs = X + tl.where(m_ok, offs_m, 0)[None, :] * stride_xm + (k_lo + 2 * jj)[:, None]
     srow = rows * (K // QB)
     nxt = tl.load(w_ptrs)
+    last_block = K // QB - 1
+    q_next = tl.load(s_ptr + srow + k_lo // QB)
     for k0 in range(k_lo, k_hi, BLOCK_K * UNROLL):
+        if XFIRST:  # the activations' loads first: their latency overlaps the weights'
+            xe = tl.load(xe_ptrs)
+            xo = tl.load(xe_ptrs + 1)
         if PREFETCH:
             pairs = nxt
             nxt = tl.load(w_ptrs + HALF, mask=(rows >= 0)[:, None] & (k0 + BLOCK_K < k_hi))
@@ -136,9 +154,24 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
             pairs = tl.load(w_ptrs)
         if UNROLL == 2:
             pairs2 = tl.load(w_ptrs + HALF)
-        hi, lo = _tile(pairs, _scales(s_ptr, t_ptr, Code2, offset, srow + k0 // QB, QB2), Code, LOOKUP)
-        acc += tl.dot(hi, tl.load(xe_ptrs))
-        acc += tl.dot(lo, tl.load(xe_ptrs + 1))
+        if NEXT_SCALE:  # this tile's scale index was loaded an iteration ago; the next one's now
+            q = q_next
+            q_next = tl.load(s_ptr + srow + tl.minimum((k0 + BLOCK_K) // QB, last_block))
+            scale = tl.load(Code2 + q.to(tl.int32)) * tl.load(t_ptr + (srow + k0 // QB) // QB2) + offset
+        else:
+            scale = _scales(s_ptr, t_ptr, Code2, offset, srow + k0 // QB, QB2)
+        if not XFIRST:
+            xe = tl.load(xe_ptrs)
+            xo = tl.load(xe_ptrs + 1)
+        if SCALE_AFTER:  # code values rounded to bf16, the row's scale applied to the tile's sum
+            code_hi, code_lo = _codes(pairs, Code, LOOKUP)
+            part = tl.dot(code_hi.to(tl.bfloat16), xe)
+            part = tl.dot(code_lo.to(tl.bfloat16), xo, part)
+            acc += part * scale[:, None]
+        else:
+            hi, lo = _tile(pairs, scale, Code, LOOKUP)
+            acc += tl.dot(hi, xe)
+            acc += tl.dot(lo, xo)
         if UNROLL == 2:
             hi2, lo2 = _tile(pairs2, _scales(s_ptr, t_ptr, Code2, offset, srow + (k0 + BLOCK_K) // QB, QB2),
                              Code, LOOKUP)
@@ -159,7 +192,8 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
 
 def variant_linear(x, parts, lora_xa, lora_b, variant, block_n, warps, waves):
     """x [M, K] times the stacked NF4 `parts` (+ LoRA), through one variant and quant_matmul's split-K sum."""
-    lookup, prefetch, unroll, stages = VARIANTS[variant]
+    lookup, prefetch, unroll, stages, *switches = VARIANTS[variant]
+    xfirst, next_scale, scale_after = (list(switches) + [0, 0, 0])[:3]
     M, K = x.shape
     n_total = sum(p.rows for p in parts)
     n_tiles = sum(-(-p.rows // block_n) for p in parts)
@@ -177,14 +211,14 @@ def variant_linear(x, parts, lora_xa, lora_b, variant, block_n, warps, waves):
         x, x.stride(0), ws, M, K, per * 64, n_total, K // 2, *args, parts[0].code, parts[0].code2,
         lora_xa, lora_xa.stride(0), lora_b, lora_b.shape[1], QB=parts[0].blocksize, QB2=parts[0].blocksize2,
         NPARTS=len(parts), R_PAD=max(16, qm._pow2(lora_b.shape[1])), LOOKUP=lookup, PREFETCH=prefetch,
-        UNROLL=unroll, BLOCK_M=min(64, max(16, qm._pow2(M))), BLOCK_N=block_n, BLOCK_K=64,
+        UNROLL=unroll, XFIRST=xfirst, NEXT_SCALE=next_scale, SCALE_AFTER=scale_after, BLOCK_M=min(64, max(16, qm._pow2(M))), BLOCK_N=block_n, BLOCK_K=64,
         num_warps=warps, num_stages=stages)
     out = torch.empty(M, n_total, dtype=x.dtype, device=x.device)
     qm._JIT[1][(-(-M * n_total // 1024),)](ws, out, out.stride(0), M, n_total, splits, BLOCK=1024, num_warps=4)
     return out
 
 
-def compile_report() -> None:
+def compile_report(chosen: list[str]) -> None:
     """Registers, barriers, shared-memory stores and async copies of each variant, compiled for sm_90."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -194,9 +228,12 @@ def compile_report() -> None:
              "W0": "*u8", "W1": "*u8", "S0": "*u8", "S1": "*u8", "T0": "*fp32", "T1": "*fp32",
              "off0": "fp32", "off1": "fp32"}
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    for name, (lookup, prefetch, unroll, stages) in VARIANTS.items():
+    for name in chosen:
+        lookup, prefetch, unroll, stages, *switches = VARIANTS[name]
+        xfirst, next_scale, scale_after = (list(switches) + [0, 0, 0])[:3]
         const = {"QB": 64, "QB2": 256, "NPARTS": 2, "R_PAD": 32, "LOOKUP": lookup, "PREFETCH": prefetch,
-                 "UNROLL": unroll, "BLOCK_M": 32, "BLOCK_N": 128, "BLOCK_K": 64}
+                 "UNROLL": unroll, "XFIRST": xfirst, "NEXT_SCALE": next_scale, "SCALE_AFTER": scale_after,
+                 "BLOCK_M": 32, "BLOCK_N": 128, "BLOCK_K": 64}
         signature = {n: "constexpr" if n in const else types.get(n, "i32") for n in names}
         aligned = [(i,) for i, n in enumerate(names) if signature[n].startswith("*")
                    or n in ("stride_xm", "K", "k_per_split", "stride_wn", "n_total")]
@@ -210,16 +247,34 @@ def compile_report() -> None:
                                    check=True).stdout
             sass = subprocess.run([cuobjdump, "-sass", f.name], capture_output=True, text=True, check=True).stdout
         registers = re.search(r"REG:(\d+)", usage).group(1)
-        print(f"{name:32s} registers {registers:>4s}  barriers {sass.count('BAR.SYNC'):3d}"
-              f"  shared stores {sass.count(' STS'):3d}  async copies {sass.count('LDGSTS'):3d}")
+        print(f"{name:42s} registers {registers:>4s}  barriers {sass.count('BAR.SYNC'):3d}"
+              f"  shared stores {sass.count(' STS'):3d}  async copies {sass.count('LDGSTS'):3d}"
+              f"  main loop {loop_instructions(sass):4d} instructions")
+
+
+def loop_instructions(sass: str) -> int:
+    """Instructions in the longest backward branch's span of the SASS (the K loop)."""
+    addresses = [int(a, 16) for a in re.findall(r"^\s+/\*([0-9a-f]{4,})\*/", sass, re.M)]
+    spans = [(int(target, 16), int(at, 16)) for at, target in
+             re.findall(r"^\s+/\*([0-9a-f]{4,})\*/[^\n]*?BRA\s+0x([0-9a-f]+)", sass, re.M)]
+    spans = [(a, b) for a, b in spans if a < b]
+    if not spans:
+        return 0
+    lo, hi = max(spans, key=lambda span: span[1] - span[0])
+    return sum(lo <= a <= hi for a in addresses)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compile-only", action="store_true", help="compile for sm_90 and report, no GPU needed")
+    parser.add_argument("--variants", help="names to run, separated by ';' (default: all)")
     args = parser.parse_args(argv)
+    chosen = [v.strip() for v in args.variants.split(";")] if args.variants else list(VARIANTS)
+    unknown = [v for v in chosen if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     if args.compile_only:
-        compile_report()
+        compile_report(chosen)
         return 0
     from measure_quant_decode import graph_seconds, measure_bandwidth, random_group
 
@@ -241,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                             qm.quant_linear(x, c[i % len(c)], lora_xa=xa, lora_b=lb), len(copies))
         print(f"| {group} | quant_linear as shipped | TUNED | {sec * 1e6:.1f} | {per_copy / bandwidth / sec:.0%} | |",
               flush=True)
-        for variant in VARIANTS:
+        for variant in chosen:
             for block_n, warps, waves in SHAPES:
                 shape = (block_n, warps, waves)
                 try:
