@@ -44,6 +44,7 @@ class StepProfiler:
         self._prof: Any = None
         self._t = 0.0
         self._unrecorded = 0.0  # seconds of the step before the record started
+        self._syncs: Any = None  # SyncCallers while recording, with GRPO_STUDIO_PROFILE_SYNCS=1
 
     @classmethod
     def from_env(cls) -> StepProfiler | None:
@@ -65,6 +66,11 @@ class StepProfiler:
         self._unrecorded = time.perf_counter() - self._t
         self._prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
         self._prof.__enter__()
+        if os.environ.get("GRPO_STUDIO_PROFILE_SYNCS", "") == "1":
+            from grpo_studio.engine.sync_callers import SyncCallers
+
+            self._syncs = SyncCallers()
+            self._syncs.start()
 
     def end(self) -> None:
         if self in _armed:  # a step without a generation: nothing was recorded, and nothing will be
@@ -77,8 +83,10 @@ class StepProfiler:
             torch.cuda.synchronize()
         wall = time.perf_counter() - self._t
         prof, self._prof = self._prof, None
+        callers = self._syncs.stop() if self._syncs is not None else []
+        self._syncs = None
         prof.__exit__(None, None, None)
-        text = summarize(prof, wall, self.step, self._unrecorded)
+        text = "\n".join([summarize(prof, wall, self.step, self._unrecorded), *callers])
         out = os.environ.get("GRPO_STUDIO_PROFILE_OUT")
         if out:
             Path(out).write_text(text)
