@@ -360,7 +360,7 @@ if tl is not None:
 
     # The row counts stay specialized (Triton notes which are multiples of 16, and stores the output
     # tile with vector stores): unspecialized, the 7B gate/up launch took 128.6 µs, specialized 116.6
-    # (H200, calls O and P of 2026-12-03, measure_quant_variants.py's "quant_linear as shipped" rows).
+    # (H200, the seventh session's calls O and P, measure_quant_variants.py's "quant_linear as shipped" rows).
     _JIT = (triton.jit(_qmm_kernel), triton.jit(_split_sum_kernel))
 
 _INTERPRETED: tuple[Any, Any] | None = None

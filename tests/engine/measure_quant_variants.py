@@ -16,11 +16,12 @@ weights, LoRA, split K; no bias), with constexpr switches:
 - UNROLL 2: two tiles a loop iteration, both loads first.
 - num_stages 2-3: Triton's software pipeline (with a PTX lookup it pipelines the packed bytes).
 - Where the activations' two half tiles are loaded: after the scales, before the lookup (shipped since
-  call P of 2026-12-03: both tiles reach shared memory before one barrier); XFIRST: at the top of the
-  iteration, before the packed bytes (4-8% slower in call O).
-- NEXT_SCALE: the next tile's double-quantized scale index loaded an iteration ahead (slower, call O).
+  the seventh session: both tiles reach shared memory before one barrier); XFIRST: at the top of the
+  iteration, before the packed bytes (0-14% slower by launch shape, H200).
+- NEXT_SCALE: the next tile's double-quantized scale index loaded an iteration ahead (slower at all
+  five launch shapes).
 - SCALE_AFTER: code values rounded to bf16, the row's scale applied to the tile's sum instead of to
-  each weight (other rounding than bitsandbytes'; 10-30% slower, call O: 93 registers against 64).
+  each weight (other rounding than bitsandbytes'; 0-40% slower: 93 registers against 64).
 `--variants "a;b"` runs some of them (`--compile-only` too: registers and the K loop's length in SASS).
 Each launch is timed inside a CUDA graph cycling through copies of the weights that exceed the L2
 cache 3x (as measure_quant_decode.py does), reduced by quant_matmul's own split-K kernel; the output
