@@ -273,8 +273,8 @@ if tl is not None:
                 # Both halves of the activations are loaded before the weights are looked up: their
                 # latency (L2) then overlaps the lookups, and both tiles go through shared memory
                 # before one barrier. Loaded at the first product instead, the second half's loads
-                # waited behind it, with a barrier more a tile: 116.6 -> 104.5 µs for the 7B gate/up,
-                # 72.9 -> 64.6 down, 21.7 -> 16.4 o (H200, call P, measure_quant_variants.py).
+                # waited behind it, with a barrier more a tile: 116.6 -> 104.2 µs for the 7B gate/up,
+                # 72.9 -> 64.4 down, 21.7 -> 19.0 o (H200, calls P and Q, measure_quant_variants.py).
                 xe = tl.load(xe_ptrs)
                 xo = tl.load(xe_ptrs + 1)
                 if ASM_LOOKUP:

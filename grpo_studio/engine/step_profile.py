@@ -106,7 +106,8 @@ def summarize(prof: Any, wall: float, step: int, unrecorded: float = 0.0) -> str
         t = e.time_range.start
         return any(a <= t <= b for a, b in ranges)
 
-    kernels = [e for e in events if e.device_type.name == "CUDA"]
+    # The range's GPU-side copy is no kernel: counted, it made the generation's GPU "busy" 190% of its time.
+    kernels = [e for e in events if e.device_type.name == "CUDA" and e.name != GENERATION_RANGE]
     cpu = [e for e in events if e.device_type.name == "CPU"]
     if not ranges:  # recorded from the generation's end (GRPO_STUDIO_PROFILE_PHASE=training)
         gen_wall = unrecorded

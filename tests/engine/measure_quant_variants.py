@@ -212,7 +212,8 @@ def variant_linear(x, parts, lora_xa, lora_b, variant, block_n, warps, waves):
         x, x.stride(0), ws, M, K, per * 64, n_total, K // 2, *args, parts[0].code, parts[0].code2,
         lora_xa, lora_xa.stride(0), lora_b, lora_b.shape[1], QB=parts[0].blocksize, QB2=parts[0].blocksize2,
         NPARTS=len(parts), R_PAD=max(16, qm._pow2(lora_b.shape[1])), LOOKUP=lookup, PREFETCH=prefetch,
-        UNROLL=unroll, XFIRST=xfirst, NEXT_SCALE=next_scale, SCALE_AFTER=scale_after, BLOCK_M=min(64, max(16, qm._pow2(M))), BLOCK_N=block_n, BLOCK_K=64,
+        UNROLL=unroll, XFIRST=xfirst, NEXT_SCALE=next_scale, SCALE_AFTER=scale_after,
+        BLOCK_M=min(64, max(16, qm._pow2(M))), BLOCK_N=block_n, BLOCK_K=64,
         num_warps=warps, num_stages=stages)
     out = torch.empty(M, n_total, dtype=x.dtype, device=x.device)
     qm._JIT[1][(-(-M * n_total // 1024),)](ws, out, out.stride(0), M, n_total, splits, BLOCK=1024, num_warps=4)

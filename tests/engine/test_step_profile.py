@@ -77,8 +77,11 @@ def test_a_ranges_gpu_side_copy_is_not_counted_as_a_second_generation():
               event("kernel", "CUDA", 100, 200, device_time=1_500_000)]
     prof = SimpleNamespace(events=lambda: events,
                            key_averages=lambda: SimpleNamespace(table=lambda **_: ""))
-    head = summarize(prof, wall=3.0, step=2).splitlines()[0]
-    assert seconds(head, "generation") == 2.0 and seconds(head, "training half") == 1.0
+    lines = summarize(prof, wall=3.0, step=2).splitlines()
+    assert seconds(lines[0], "generation") == 2.0 and seconds(lines[0], "training half") == 1.0
+    # Nor is it a kernel: the generation's GPU was busy with the one kernel only.
+    assert lines[1].startswith("  generation: GPU busy 1.500 s of 2.000 s (75%), 1 kernels")
+    assert GENERATION_RANGE not in "\n".join(lines[2:])
 
 
 def test_each_half_lists_its_own_kernels_by_gpu_time():
