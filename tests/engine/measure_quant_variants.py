@@ -142,8 +142,9 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
     xe_ptrs = X + tl.where(m_ok, offs_m, 0)[None, :] * stride_xm + (k_lo + 2 * jj)[:, None]
     srow = rows * (K // QB)
     nxt = tl.load(w_ptrs)
-    last_block = K // QB - 1
-    q_next = tl.load(s_ptr + srow + k_lo // QB)
+    if NEXT_SCALE:
+        last_block = K // QB - 1
+        q_next = tl.load(s_ptr + srow + k_lo // QB)
     for k0 in range(k_lo, k_hi, BLOCK_K * UNROLL):
         if XFIRST:  # the activations' loads first: their latency overlaps the weights'
             xe = tl.load(xe_ptrs)
@@ -191,10 +192,18 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
              mask=n_ok[:, None] & m_ok[None, :])
 
 
+def switches(variant: str) -> tuple[dict, int]:
+    """The variant's constexprs (LOOKUP ... SCALE_AFTER) and its pipeline stages."""
+    lookup, prefetch, unroll, stages, *more = VARIANTS[variant]
+    xfirst, next_scale, scale_after = (list(more) + [0, 0, 0])[:3]
+    return dict(LOOKUP=lookup, PREFETCH=prefetch, UNROLL=unroll, XFIRST=xfirst, NEXT_SCALE=next_scale,
+                SCALE_AFTER=scale_after), stages
+
+
 def variant_linear(x, parts, lora_xa, lora_b, variant, block_n, warps, waves):
     """x [M, K] times the stacked NF4 `parts` (+ LoRA), through one variant and quant_matmul's split-K sum."""
-    lookup, prefetch, unroll, stages, *switches = VARIANTS[variant]
-    xfirst, next_scale, scale_after = (list(switches) + [0, 0, 0])[:3]
+    const, stages = switches(variant)
+    unroll = const["UNROLL"]
     M, K = x.shape
     n_total = sum(p.rows for p in parts)
     n_tiles = sum(-(-p.rows // block_n) for p in parts)
@@ -211,8 +220,7 @@ def variant_linear(x, parts, lora_xa, lora_b, variant, block_n, warps, waves):
     variant_kernel[(1, n_tiles, splits)](
         x, x.stride(0), ws, M, K, per * 64, n_total, K // 2, *args, parts[0].code, parts[0].code2,
         lora_xa, lora_xa.stride(0), lora_b, lora_b.shape[1], QB=parts[0].blocksize, QB2=parts[0].blocksize2,
-        NPARTS=len(parts), R_PAD=max(16, qm._pow2(lora_b.shape[1])), LOOKUP=lookup, PREFETCH=prefetch,
-        UNROLL=unroll, XFIRST=xfirst, NEXT_SCALE=next_scale, SCALE_AFTER=scale_after,
+        NPARTS=len(parts), R_PAD=max(16, qm._pow2(lora_b.shape[1])), **const,
         BLOCK_M=min(64, max(16, qm._pow2(M))), BLOCK_N=block_n, BLOCK_K=64,
         num_warps=warps, num_stages=stages)
     out = torch.empty(M, n_total, dtype=x.dtype, device=x.device)
@@ -231,10 +239,8 @@ def compile_report(chosen: list[str]) -> None:
              "off0": "fp32", "off1": "fp32"}
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     for name in chosen:
-        lookup, prefetch, unroll, stages, *switches = VARIANTS[name]
-        xfirst, next_scale, scale_after = (list(switches) + [0, 0, 0])[:3]
-        const = {"QB": 64, "QB2": 256, "NPARTS": 2, "R_PAD": 32, "LOOKUP": lookup, "PREFETCH": prefetch,
-                 "UNROLL": unroll, "XFIRST": xfirst, "NEXT_SCALE": next_scale, "SCALE_AFTER": scale_after,
+        chosen_const, stages = switches(name)
+        const = {"QB": 64, "QB2": 256, "NPARTS": 2, "R_PAD": 32, **chosen_const,
                  "BLOCK_M": 32, "BLOCK_N": 128, "BLOCK_K": 64}
         signature = {n: "constexpr" if n in const else types.get(n, "i32") for n in names}
         aligned = [(i,) for i, n in enumerate(names) if signature[n].startswith("*")
