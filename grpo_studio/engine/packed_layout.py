@@ -93,11 +93,11 @@ def plan_packing(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_t
     row, col = source // width, source % width
     ends = torch.tensor(first_h)[row] + torch.tensor(counts_h)[row]
     scores = (col >= prompt_width - 1) & (col + 1 < ends)
-    scored = scores.nonzero().squeeze(1)  # on the host: on the device, nonzero waits for the GPU
-    target = (row * logits_to_keep + col - prompt_width + 1)[scored]
     device = input_ids.device
-    source, positions, scores, scored, target = (t.to(device) for t in (source, positions, scores, scored, target))
+    source, positions, scores = source.to(device), positions.to(device), scores.to(device)
     flat_ids = input_ids.reshape(-1)
     labels = torch.where(scores, flat_ids[(source + 1).clamp(max=flat_ids.numel() - 1)], -100)
+    scored = scores.nonzero().squeeze(1)
+    target = (row.to(device) * logits_to_keep + col.to(device) - prompt_width + 1)[scored]
     segments = PackedSegments.from_lengths(lengths.tolist(), device, [q for _, _, _, q in pieces])
     return PackedLayout(source, positions, labels, scored, target, segments, len(prefix_piece))

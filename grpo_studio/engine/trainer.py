@@ -38,19 +38,6 @@ def message_text(value: Any) -> str:
     return str(value)
 
 
-def completion_ends(ids: Any, mask: Any, eos_token_ids: Any) -> tuple[list[int], list[bool]]:
-    """Each completion's length, and whether it stopped at the length limit (its last token not an EOS).
-    One host transfer: read one element at a time, the last tokens were a device synchronization each
-    (32 a step in call R's profile)."""
-    import torch
-
-    counts = mask.sum(dim=1)
-    last = ids.gather(1, (counts - 1).clamp(min=0)[:, None])[:, 0].to(counts.dtype)
-    lengths, last_tokens = torch.stack([counts, last]).tolist()
-    eos = set(eos_token_ids)
-    return lengths, [bool(n) and token not in eos for n, token in zip(lengths, last_tokens)]
-
-
 class StudioGRPOTrainer(GRPOTrainer):
     """GRPOTrainer that reports every scored generation batch to `on_samples`."""
 
@@ -308,7 +295,13 @@ class StudioGRPOTrainer(GRPOTrainer):
         from accelerate.utils import gather_object
 
         # Per-completion facts known only on this process; gathered so the main process sees all.
-        lengths, truncated = completion_ends(output["completion_ids"], output["completion_mask"], self.eos_token_ids)
+        mask = output["completion_mask"]
+        ids = output["completion_ids"]
+        lengths = mask.sum(dim=1).tolist()
+        eos = set(self.eos_token_ids)
+        truncated = [
+            bool(n) and int(ids[i, int(n) - 1]) not in eos for i, n in enumerate(lengths)
+        ]
         answers = gather_object([x.get("answer") for x in inputs])
         lengths = gather_object([int(n) for n in lengths])
         truncated = gather_object(truncated)

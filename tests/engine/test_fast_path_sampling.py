@@ -74,17 +74,3 @@ def test_the_trainer_asks_the_allowlist(tmp_path):
 
     assert blocker() is None
     assert blocker(min_p=0.1) == "min_p = 0.1 is not implemented by the fast path"
-
-
-def test_completion_ends_reads_lengths_and_truncation_in_one_transfer():
-    """A completion is truncated when it has tokens and its last real token is not an EOS."""
-    import torch
-
-    from grpo_studio.engine.trainer import completion_ends
-
-    pad, eos, other_eos = 0, 2, 7
-    ids = torch.tensor([[5, 6, 2, pad], [5, 6, 8, 9], [pad, pad, pad, pad], [7, pad, pad, pad], [4, pad, pad, pad]])
-    mask = (torch.arange(4)[None, :] < torch.tensor([3, 4, 0, 1, 1])[:, None]).long()
-    lengths, truncated = completion_ends(ids, mask, [eos, other_eos])
-    assert lengths == [3, 4, 0, 1, 1]
-    assert truncated == [False, True, False, False, True]
