@@ -4,7 +4,9 @@
 can be bound by the GPU, by the CPU launching kernels, or by the CPU waiting at synchronization
 points that drain the GPU's queue (a `.item()`, a copy from pageable host memory); the summary gives
 the numbers that tell these apart. GRPO_STUDIO_PROFILE_PHASE=training starts the record when the
-step's generation ends (TRL's generate launches hundreds of thousands of kernels).
+step's generation ends (TRL's generate launches hundreds of thousands of kernels);
+GRPO_STUDIO_PROFILE_SHAPES=1 adds the operators by input shape, which says which projection or norm an
+`aten::mul` or `aten::copy_` belongs to (the sizes name it: hidden, intermediate, vocabulary).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class StepProfiler:
         from torch.profiler import ProfilerActivity, profile
 
         self._unrecorded = time.perf_counter() - self._t
-        self._prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+        shapes = os.environ.get("GRPO_STUDIO_PROFILE_SHAPES", "") == "1"
+        self._prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=shapes)
         self._prof.__enter__()
         if os.environ.get("GRPO_STUDIO_PROFILE_SYNCS", "") == "1":
             from grpo_studio.engine.sync_callers import SyncCallers
@@ -127,6 +130,10 @@ def summarize(prof: Any, wall: float, step: int, unrecorded: float = 0.0) -> str
     averages = prof.key_averages()
     lines += [averages.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70),
               averages.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=70)]
+    if os.environ.get("GRPO_STUDIO_PROFILE_SHAPES", "") == "1":
+        by_shape = prof.key_averages(group_by_input_shape=True)
+        lines.append(by_shape.table(sort_by="self_cuda_time_total", row_limit=60, max_name_column_width=40,
+                                    max_shapes_column_width=90))
     return "\n".join(lines)
 
 

@@ -106,3 +106,11 @@ def test_each_half_lists_its_own_kernels_by_gpu_time():
     assert "600.0 ms" in lines[gen + 1] and "2 x  qmm" in lines[gen + 1] and "85.7%" in lines[gen + 1]
     assert "1 x  gemm" in lines[gen + 2] and gen + 3 == train
     assert "700.0 ms" in lines[train + 1] and "gemm" in lines[train + 1]
+
+
+def test_shapes_add_the_operators_by_input_shape(tmp_path, monkeypatch):
+    out = tmp_path / "profile.txt"
+    monkeypatch.setenv("GRPO_STUDIO_PROFILE_OUT", str(out))
+    monkeypatch.setenv("GRPO_STUDIO_PROFILE_SHAPES", "1")
+    fake_step(StepProfiler(1), global_step=0)
+    assert "[[64, 64], [64, 64]]" in out.read_text()  # the matmul's input shapes name it
