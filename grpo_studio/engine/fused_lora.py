@@ -6,7 +6,7 @@ the step). Over a 16-bit base PEFT keeps the adapters in float32, so under bf16 
 call casts its input to float32 and back, casts both adapter weights, multiplies by the scale and adds:
 about ten kernels forward and fifteen backward per projection, with an autograd node for each. This
 module computes the same update, result + scale * (x A^T) B^T, as one autograd function:
-    forward   xA = x A^T;  out = addmm(result, xA, B^T, alpha=scale)
+    forward   xA = x A^T;  out = result + scale * xA B^T  (lora_add.py: one pass over the output on CUDA)
     backward  gB = scale * g B;  grad_x = gB A;  grad_A = gB^T x;  grad_B = scale * g^T xA
 in the compute dtype (the autocast dtype, else the input's), with float32 gradients for float32
 adapters. The numbers are those of PEFT's computation up to rounding order (tests check it).
@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from grpo_studio.engine.lora_add import add_low_rank
+
 
 class _LoraUpdate(torch.autograd.Function):
     """out = result + scale * (x A^T) B^T over the last dimension; result passes its gradient through."""
@@ -34,7 +36,7 @@ class _LoraUpdate(torch.autograd.Function):
         a_c, b_c = a.to(dtype), b.to(dtype)
         x2 = x.reshape(-1, x.shape[-1]).to(dtype)
         xa = x2 @ a_c.t()
-        out = torch.addmm(result.reshape(-1, result.shape[-1]), xa, b_c.t(), alpha=scale)
+        out = add_low_rank(result.reshape(-1, result.shape[-1]), xa, b_c, scale)  # addmm's sum, one pass
         ctx.save_for_backward(x2, xa, a_c, b_c)
         ctx.scale, ctx.x_shape, ctx.x_dtype = scale, x.shape, x.dtype
         ctx.a_dtype, ctx.b_dtype = a.dtype, b.dtype

@@ -56,3 +56,17 @@ def test_layers_it_cannot_serve_exactly_keep_peft_forward():
     torch.manual_seed(0)
     b = type(layer).forward(layer, x)
     assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_with_the_triton_add_outputs_and_gradients_match_peft():
+    """On CUDA the update is added by lora_add's kernel (bf16 model: PEFT's forward in bf16 too)."""
+    peft_model = with_lora(tiny_causal_lm("qwen2")).to("cuda", torch.bfloat16)
+    fused = copy.deepcopy(peft_model)
+    install(fused)
+    ids = torch.randint(3, 101, (3, 12), generator=torch.Generator().manual_seed(0)).cuda()
+    ref_out, ref_grads = loss_and_grads(peft_model, ids, autocast=False)
+    out, grads = loss_and_grads(fused, ids, autocast=False)
+    assert (out - ref_out).norm() / ref_out.norm() < 3e-2
+    for name, g in grads.items():
+        assert (g.float() - ref_grads[name].float()).norm() / ref_grads[name].float().norm().clamp(min=1e-12) < 5e-2, name
