@@ -2,13 +2,15 @@
 
 Why: the fused LoRA update (fused_lora.py) added its low-rank product with `torch.addmm(result, xa, B^T)`.
 With a rank of 16 that is a matrix product with one step of K and an output the size of the layer's:
-all memory traffic (read the base output, write the sum), and cuBLAS moved it at ~1.6 TB/s on an H200
-(profile by input shape of the 7B training half, fixed lengths: 47 ms for the gate/up outputs of
-[8732, 18944], 112 calls, forward and recompute). This kernel reads `base` and writes the sum once, the
-rank-r product computed in registers on the way; `tests/engine/measure_lora_add.py` times both.
+all memory traffic (read the base output, write the sum), which cuBLAS moved at ~1.5 TB/s on an H200.
+This kernel reads `base` and writes the sum once, the rank-r product computed in registers on the way:
+at the 7B training half's shapes (8,732 tokens, rank 16; `tests/engine/measure_lora_add.py`, H200) the
+gate/up outputs [T, 18944] took 195-210 us against addmm's 444, q/o/down [T, 3584] 56-67 against 98.
 
-The arithmetic is addmm's: the product accumulated in float32, scaled, added to the base value in
-float32, rounded once to the output dtype (only the product's summation order may differ).
+The sum is rounded once: the product accumulated in float32, scaled, added to the base value in float32,
+then rounded to the output dtype. cuBLAS's addmm differs from that by one unit in the last place in about
+a quarter of the values at these shapes (it rounds twice, by the look of it); the kernel's is the float32
+sum correctly rounded (tests).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ except ImportError:  # pragma: no cover - depends on the install
     triton = tl = None
 
 MAX_RANK = 64  # above it the [tokens, rank] tile crowds the registers: addmm serves
-# 8 warps: 64 registers a thread for the sizes Triton sees divisible by 16 (vector loads and stores), 158-161
-# for the others; 4 warps needed 125 and 255 with spills (compiled for sm_90).
-BLOCK_T, BLOCK_N, NUM_WARPS = 64, 128, 8
+# The fastest of six launch shapes at all three output widths (measure_lora_add.py, H200, by 3-5%):
+# 54 registers a thread where Triton sees the sizes divisible by 16 (vector loads and stores).
+BLOCK_T, BLOCK_N, NUM_WARPS = 32, 128, 4
 
 
 if tl is not None:
