@@ -54,6 +54,13 @@ def install(model: Any) -> str:
     return f"training: Liger kernels for {', '.join(names)}"
 
 
+def would_install(model_config: dict[str, Any]) -> bool:
+    """Whether `install` would patch a model of this config.json on a GPU (the VRAM estimate asks)."""
+    config = model_config.get("text_config", model_config)
+    return (os.environ.get("GRPO_STUDIO_LIGER", "1") != "0" and importlib.util.find_spec("liger_kernel") is not None
+            and layers_for(config.get("model_type", ""), config.get("hidden_act", "silu")) is not None)
+
+
 def layers_for(model_type: str, hidden_act: str | None) -> dict[str, bool] | None:
     """The keyword arguments of Liger's per-architecture function for this model (None: not patched).
     The families the fast path serves, whose Liger functions patch these layers of an instance and no

@@ -94,7 +94,7 @@ def _dtype_bytes(dtype: str) -> int:
 
 
 def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generation_mode: str = "trl",
-             merged_layers: int = 0, world_size: int = 1) -> VramEstimate:
+             merged_layers: int = 0, world_size: int = 1, liger: bool = False) -> VramEstimate:
     """Peak allocated bytes on one GPU for this run's model, LoRA, batch and generation settings.
 
     The step has two phases that never overlap: generation (KV cache, sampling buffers, and the fast
@@ -154,7 +154,8 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generatio
     seq = prompt + completion
     # On CUDA, LoRA layers without dropout train through fused_lora.py, which keeps fewer intermediates.
     fused = lora.enabled and lora.dropout == 0
-    act_per_token = activation_bytes_per_token(shape, lora.gradient_checkpointing != "off", wb, fused=fused)
+    act_per_token = activation_bytes_per_token(shape, lora.gradient_checkpointing != "off", wb, fused=fused,
+                                               liger=liger)
     # TRL's fused LM head scores the completion tokens in [<=4096 tokens, <=32768 vocab] tiles (autocast dtype).
     head_tiles = min(micro * completion, 4096) * min(32768, shape.vocab) * wb + micro * seq * 4 * 3
     training_peak = micro * seq * act_per_token + head_tiles
@@ -209,7 +210,8 @@ def generation_weight_bytes(shape: Shape, cfg: RunConfig, mode: str, wb: int = 2
     return 0.0
 
 
-def activation_bytes_per_token(shape: Shape, checkpointing: bool, wb: int, fused: bool = False) -> float:
+def activation_bytes_per_token(shape: Shape, checkpointing: bool, wb: int, fused: bool = False,
+                               liger: bool = False) -> float:
     """Bytes kept for the backward pass per token of a micro-batch.
 
     The factors were fitted to peaks measured by `grpo-studio bench` on an H200 (Qwen2.5-1.5B shape,
@@ -217,9 +219,13 @@ def activation_bytes_per_token(shape: Shape, checkpointing: bool, wb: int, fused
     of a layer holds ~1.6 layers' intermediates at once (its outputs' gradients beside them). Without
     checkpointing, PEFT's LoRA forward keeps 1.06 layers' worth a layer; the fused update
     (`fused`, fused_lora.py) 0.91 (fitted on 2026-12-02 to the 1.5B bf16 and 0.5B 4-bit peaks, 32
-    sequences: 34.9 and 15.8 GiB measured, both 0.91 within 1%)."""
+    sequences: 34.9 and 15.8 GiB measured, both 0.91 within 1%). With Liger's kernels (`liger`,
+    liger_layers.py) the norms keep no float32 copy of their input and SwiGLU not its SiLU output (its
+    backward recomputes it)."""
     h, i = shape.hidden, shape.intermediate
     per_layer_full = wb * (10 * h + 4 * i) + 4 * h  # attention + MLP intermediates, fp32 norm inputs
+    if liger:
+        per_layer_full -= 4 * h + wb * i
     if checkpointing:
         # One checkpointed input per layer, and the intermediates of the layer being recomputed.
         return shape.layers * h * wb + 1.6 * per_layer_full
@@ -242,19 +248,23 @@ def estimate_for_run(run: Any, generation_mode: str | None = None, capacity_byte
 
 def estimate_for_config(model_config: dict[str, Any], cfg: RunConfig, generation_mode: str | None = None,
                         capacity_bytes: float | None = None, on_gpu: bool = True, world_size: int = 1,
-                        merged_layers: int = 0) -> VramEstimate:
+                        merged_layers: int = 0, liger: bool | None = None) -> VramEstimate:
     """`estimate_for_run` for a config.json already read. With `generation_mode` None, the estimate of
-    the step plan this run would get (step_plan.py): its generation mode and training layout."""
+    the step plan this run would get (step_plan.py): its generation mode and training layout. `liger`
+    None: whether training on this GPU would use Liger's kernels (liger_layers.py)."""
+    from grpo_studio.engine.liger_layers import would_install
     from grpo_studio.engine.step_plan import plan_step
 
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "bfloat16"
     shape = Shape.from_config(model_config)
+    if liger is None:
+        liger = on_gpu and would_install(model_config)
     if generation_mode is not None:
         return estimate(shape, cfg, dtype=dtype, generation_mode=generation_mode, merged_layers=merged_layers,
-                        world_size=world_size)
+                        world_size=world_size, liger=liger)
     plan = plan_step(cfg, model_config, capacity_bytes, on_gpu=on_gpu, world_size=world_size)
     est = estimate(shape, plan.config, dtype=dtype, generation_mode=plan.mode.mode,
-                   merged_layers=plan.mode.merged_layers, world_size=world_size)
+                   merged_layers=plan.mode.merged_layers, world_size=world_size, liger=liger)
     est.mode_reason = plan.mode.reason
     est.layout = plan.layout.summary()
     return est

@@ -90,3 +90,25 @@ def test_on_a_gpu_the_packed_forward_gives_the_same_logps_and_lora_gradients(kin
     for name, g in grads.items():
         ref = expected_grads[name].float()
         assert (g.float() - ref).norm() / ref.norm().clamp(min=1e-12) < 0.05, name
+
+
+def test_the_vram_estimate_counts_what_ligers_layers_keep_only_where_they_would_be_used(monkeypatch):
+    from test_generation_mode import QWEN_15B
+
+    from grpo_studio.config import RunConfig
+    from grpo_studio.engine.vram import estimate_for_config
+
+    cfg = RunConfig()
+    cfg.lora.gradient_checkpointing = "off"
+    plain = estimate_for_config(QWEN_15B, cfg, generation_mode="merged", liger=False).total
+    fused = estimate_for_config(QWEN_15B, cfg, generation_mode="merged", liger=True).total
+    assert fused < plain  # the norms' float32 copies and SwiGLU's SiLU output are not kept
+    assert not liger_layers.would_install({"model_type": "gpt2", "hidden_act": "gelu_new"})
+    monkeypatch.setenv("GRPO_STUDIO_LIGER", "0")
+    assert not liger_layers.would_install(QWEN_15B)
+    assert estimate_for_config(QWEN_15B, cfg, generation_mode="merged").total == plain
+    assert estimate_for_config(QWEN_15B, cfg, generation_mode="merged", on_gpu=False, liger=None).total == plain
+    monkeypatch.delenv("GRPO_STUDIO_LIGER")
+    if importlib.util.find_spec("liger_kernel") is not None:
+        assert liger_layers.would_install(QWEN_15B)
+        assert estimate_for_config(QWEN_15B, cfg, generation_mode="merged").total == fused
