@@ -314,7 +314,8 @@ def _estimate(arm: str, work: Path, mode: str | None, overrides: list[str],
     if arm == "trl":
         cfg = run.config.model_copy(deep=True)
         cfg.lora.gradient_checkpointing, cfg.grpo.auto_micro_batch = "on", False
-        return estimate_for_config(model_config, cfg, generation_mode="trl", liger=False).gib()  # plain TRL
+        return estimate_for_config(model_config, cfg, generation_mode="trl", liger=False,
+                                   packed=False).gib()  # plain TRL: its own kernels and grid
     plan = plan_step(run.config, model_config, capacity, on_gpu=capacity is not None)
     if mode is None:
         mode, merged_layers = plan.mode.mode, plan.mode.merged_layers

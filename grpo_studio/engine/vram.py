@@ -94,7 +94,7 @@ def _dtype_bytes(dtype: str) -> int:
 
 
 def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generation_mode: str = "trl",
-             merged_layers: int = 0, world_size: int = 1, liger: bool = False) -> VramEstimate:
+             merged_layers: int = 0, world_size: int = 1, liger: bool = False, packed: bool = False) -> VramEstimate:
     """Peak allocated bytes on one GPU for this run's model, LoRA, batch and generation settings.
 
     The step has two phases that never overlap: generation (KV cache, sampling buffers, and the fast
@@ -158,7 +158,7 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generatio
                                                liger=liger)
     # TRL's fused LM head scores the completion tokens in [<=4096 tokens, <=32768 vocab] tiles (autocast dtype).
     head_tiles = min(micro * completion, 4096) * min(32768, shape.vocab) * wb + micro * seq * 4 * 3
-    training_peak = micro * seq * act_per_token + head_tiles
+    training_peak = training_tokens(cfg, packed) * act_per_token + head_tiles
     if sum(generation.values()) >= training_peak:
         parts.update(generation)
         phase = "generation"
@@ -166,6 +166,21 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generatio
         parts["training activations"] = training_peak
         phase = "training"
     return VramEstimate(parts, phase, generation_mode, merged_layers if generation_mode == "mixed" else 0)
+
+
+def training_tokens(cfg: RunConfig, packed: bool) -> int:
+    """Tokens of one micro-step's forward at full lengths: TRL's grid, or packed (packed_layout.py) each
+    prompt once for its completions, where that saves the share packing asks for. The completions of a
+    generation batch are shuffled across its micro-steps, so a micro-step holds nearly every prompt of the
+    batch once it has more completions than the batch has prompts."""
+    from grpo_studio.engine.packed_layout import MIN_SAVED
+
+    g = cfg.grpo
+    micro, prompt, completion = g.per_device_train_batch_size, cfg.data.max_prompt_length, g.max_completion_length
+    grid = micro * (prompt + completion)
+    prompts = max(1, cfg.generation_batch(1) // max(1, g.num_generations))
+    tokens = min(micro, prompts) * prompt + micro * completion
+    return tokens if packed and tokens <= (1 - MIN_SAVED) * grid else grid
 
 
 def lora_targets(shape: Shape, cfg: RunConfig) -> dict[str, tuple[int, int]]:
@@ -229,7 +244,23 @@ def activation_bytes_per_token(shape: Shape, checkpointing: bool, wb: int, fused
     if checkpointing:
         # One checkpointed input per layer, and the intermediates of the layer being recomputed.
         return shape.layers * h * wb + 1.6 * per_layer_full
-    return (0.91 if fused else 1.06) * shape.layers * per_layer_full
+    # Refitted with Liger on (2026-12-03, call W, H200, packed prompts): 1.00 of the reduced figure at the
+    # 1.5B bf16 and 0.5B 4-bit shapes (22.34 and 9.93 GiB measured; 0.99 and 1.00 each).
+    return (1.0 if liger and fused else 0.91 if fused else 1.06) * shape.layers * per_layer_full
+
+
+def packs_prompts(model_config: dict[str, Any]) -> bool:
+    """Whether training on a GPU packs micro-batches with each prompt once (run.py's switches, and a model
+    the packed attention serves: packed_logps.padding_free_blocker and prompts_can_be_shared, from config.json)."""
+    import os
+
+    from grpo_studio.engine.generation_mode import SUPPORTED_MODEL_TYPES, sliding_window_in_use
+
+    c = model_config.get("text_config", model_config)
+    if os.environ.get("GRPO_STUDIO_PADDING_FREE", "1") == "0" or os.environ.get("GRPO_STUDIO_SHARED_PROMPTS", "1") == "0":
+        return False
+    return (c.get("model_type") in SUPPORTED_MODEL_TYPES and c.get("_attn_implementation", "sdpa") in (None, "sdpa")
+            and not sliding_window_in_use(c) and not c.get("attention_dropout"))
 
 
 def estimate_for_run(run: Any, generation_mode: str | None = None, capacity_bytes: float | None = None,
@@ -248,10 +279,11 @@ def estimate_for_run(run: Any, generation_mode: str | None = None, capacity_byte
 
 def estimate_for_config(model_config: dict[str, Any], cfg: RunConfig, generation_mode: str | None = None,
                         capacity_bytes: float | None = None, on_gpu: bool = True, world_size: int = 1,
-                        merged_layers: int = 0, liger: bool | None = None) -> VramEstimate:
+                        merged_layers: int = 0, liger: bool | None = None, packed: bool | None = None) -> VramEstimate:
     """`estimate_for_run` for a config.json already read. With `generation_mode` None, the estimate of
     the step plan this run would get (step_plan.py): its generation mode and training layout. `liger`
-    None: whether training on this GPU would use Liger's kernels (liger_layers.py)."""
+    and `packed` None: whether training on this GPU would use Liger's kernels (liger_layers.py) and pack
+    each prompt once for its completions (run.py, packed_layout.py)."""
     from grpo_studio.engine.liger_layers import would_install
     from grpo_studio.engine.step_plan import plan_step
 
@@ -259,12 +291,14 @@ def estimate_for_config(model_config: dict[str, Any], cfg: RunConfig, generation
     shape = Shape.from_config(model_config)
     if liger is None:
         liger = on_gpu and would_install(model_config)
+    if packed is None:
+        packed = on_gpu and packs_prompts(model_config)
     if generation_mode is not None:
         return estimate(shape, cfg, dtype=dtype, generation_mode=generation_mode, merged_layers=merged_layers,
-                        world_size=world_size, liger=liger)
+                        world_size=world_size, liger=liger, packed=packed)
     plan = plan_step(cfg, model_config, capacity_bytes, on_gpu=on_gpu, world_size=world_size)
     est = estimate(shape, plan.config, dtype=dtype, generation_mode=plan.mode.mode,
-                   merged_layers=plan.mode.merged_layers, world_size=world_size, liger=liger)
+                   merged_layers=plan.mode.merged_layers, world_size=world_size, liger=liger, packed=packed)
     est.mode_reason = plan.mode.reason
     est.layout = plan.layout.summary()
     return est

@@ -235,3 +235,26 @@ def test_a_mixed_generation_that_runs_out_of_memory_drops_to_quantized_then_to_t
     assert built[-1] == ("quantized", 0) and trainer._mode == "quantized"
     assert any("mixed dropped" in m for m in messages)
     assert trainer._drop_mode("it ran out of GPU memory (again)") is None and trainer._mode == "trl"
+
+
+def test_training_is_estimated_on_the_packed_tokens_where_the_gpu_packs_each_prompt_once(monkeypatch):
+    from grpo_studio.engine.vram import packs_prompts, training_tokens
+
+    cfg = seed_run()
+    cfg.grpo.per_device_train_batch_size = 32  # the whole generation batch: 4 prompts x 8 completions
+    assert training_tokens(cfg, packed=False) == 32 * (128 + 256)
+    assert training_tokens(cfg, packed=True) == 4 * 128 + 32 * 256  # 29% fewer
+    cfg.data.max_prompt_length = 16  # packing would save 4%: under the fifth it asks for, so TRL's grid
+    assert training_tokens(cfg, packed=True) == 32 * (16 + 256)
+    assert packs_prompts(QWEN_7B)
+    assert not packs_prompts({**QWEN_7B, "sliding_window": 4096, "use_sliding_window": True})
+    assert not packs_prompts({**QWEN_7B, "model_type": "gpt2"})
+    monkeypatch.setenv("GRPO_STUDIO_SHARED_PROMPTS", "0")
+    assert not packs_prompts(QWEN_7B)
+    cfg = seed_run(setting="quantized")
+    cfg.lora.gradient_checkpointing = "on"
+    grid = estimate_for_config(QWEN_7B, cfg, generation_mode="quantized", packed=False, liger=False)
+    packed = estimate_for_config(QWEN_7B, cfg, generation_mode="quantized", packed=True, liger=False)
+    assert packed.total < grid.total and packed.peak_phase == grid.peak_phase == "training"
+    monkeypatch.delenv("GRPO_STUDIO_SHARED_PROMPTS")
+    assert estimate_for_config(QWEN_7B, cfg, generation_mode="quantized", liger=False).total == packed.total

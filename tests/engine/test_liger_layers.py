@@ -100,15 +100,15 @@ def test_the_vram_estimate_counts_what_ligers_layers_keep_only_where_they_would_
 
     cfg = RunConfig()
     cfg.lora.gradient_checkpointing = "off"
-    plain = estimate_for_config(QWEN_15B, cfg, generation_mode="merged", liger=False).total
-    fused = estimate_for_config(QWEN_15B, cfg, generation_mode="merged", liger=True).total
+    plain = estimate_for_config(QWEN_15B, cfg, generation_mode="merged", liger=False, packed=False).total
+    fused = estimate_for_config(QWEN_15B, cfg, generation_mode="merged", liger=True, packed=False).total
     assert fused < plain  # the norms' float32 copies and SwiGLU's SiLU output are not kept
     assert not liger_layers.would_install({"model_type": "gpt2", "hidden_act": "gelu_new"})
     monkeypatch.setenv("GRPO_STUDIO_LIGER", "0")
     assert not liger_layers.would_install(QWEN_15B)
-    assert estimate_for_config(QWEN_15B, cfg, generation_mode="merged").total == plain
-    assert estimate_for_config(QWEN_15B, cfg, generation_mode="merged", on_gpu=False, liger=None).total == plain
+    assert estimate_for_config(QWEN_15B, cfg, generation_mode="merged", packed=False).total == plain
+    assert estimate_for_config(QWEN_15B, cfg, generation_mode="merged", on_gpu=False, packed=False).total == plain
     monkeypatch.delenv("GRPO_STUDIO_LIGER")
     if importlib.util.find_spec("liger_kernel") is not None:
         assert liger_layers.would_install(QWEN_15B)
-        assert estimate_for_config(QWEN_15B, cfg, generation_mode="merged").total == fused
+        assert estimate_for_config(QWEN_15B, cfg, generation_mode="merged", packed=False).total == fused

@@ -84,11 +84,11 @@ def test_the_kernel_compiles_for_hopper_without_spills(rank_pad, aligned):
 @pytest.mark.parametrize("T,N,R", [(8732, 3584, 16), (300, 18944, 8), (77, 131, 64)])
 def test_on_a_gpu_the_kernel_gives_addmms_sum(T, N, R, monkeypatch):
     base, xa, b = (t.cuda() for t in operands(T, N, R, torch.bfloat16))
-    exact = (base.double() + 0.5 * (xa.double() @ b.double().t())).to(torch.bfloat16)  # rounded once
+    exact = base.double() + 0.5 * (xa.double() @ b.double().t())
     out = lora_add.add_low_rank(base, xa, b, 0.5)
-    assert (out != exact).float().mean().item() < 0.01  # float32 accumulation order, at rounding boundaries
-    addmm = torch.addmm(base, xa, b.t(), alpha=0.5)
-    ulp = 2.0 ** (torch.floor(torch.log2(exact.float().abs().clamp(min=1e-30))) - 7)
-    assert ((out.float() - addmm.float()).abs() <= ulp * 1.01).all()  # cuBLAS: a unit in the last place at most
+    # rounded once: off only where float32's summation order tips a value over a rounding boundary
+    assert (out != exact.to(torch.bfloat16)).float().mean().item() < 0.01
+    addmm = torch.addmm(base, xa, b.t(), alpha=0.5)  # cuBLAS rounds twice (call U: a quarter of the values)
+    assert (out.double() - exact).abs().mean() <= (addmm.double() - exact).abs().mean()
     monkeypatch.setenv("GRPO_STUDIO_LORA_ADD", "0")
     assert torch.equal(lora_add.add_low_rank(base, xa, b, 0.5), addmm)  # the knob: addmm itself
