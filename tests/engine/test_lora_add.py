@@ -82,7 +82,7 @@ def test_the_kernel_compiles_for_hopper_without_spills(rank_pad, aligned):
 
 @pytest.mark.skipif(not torch.cuda.is_available() or lora_add.tl is None, reason="needs a CUDA GPU and Triton")
 @pytest.mark.parametrize("T,N,R", [(8732, 3584, 16), (300, 18944, 8), (77, 131, 64)])
-def test_on_a_gpu_the_kernel_gives_addmms_sum(T, N, R, monkeypatch):
+def test_on_a_gpu_the_kernel_rounds_the_sum_once_and_is_as_close_as_addmm(T, N, R, monkeypatch):
     base, xa, b = (t.cuda() for t in operands(T, N, R, torch.bfloat16))
     exact = base.double() + 0.5 * (xa.double() @ b.double().t())
     out = lora_add.add_low_rank(base, xa, b, 0.5)
