@@ -36,7 +36,7 @@ class _LoraUpdate(torch.autograd.Function):
         a_c, b_c = a.to(dtype), b.to(dtype)
         x2 = x.reshape(-1, x.shape[-1]).to(dtype)
         xa = x2 @ a_c.t()
-        out = add_low_rank(result.reshape(-1, result.shape[-1]), xa, b_c, scale)  # addmm's sum, one pass
+        out = add_low_rank(result.reshape(-1, result.shape[-1]), xa, b_c, scale)  # one pass over the output
         ctx.save_for_backward(x2, xa, a_c, b_c)
         ctx.scale, ctx.x_shape, ctx.x_dtype = scale, x.shape, x.dtype
         ctx.a_dtype, ctx.b_dtype = a.dtype, b.dtype

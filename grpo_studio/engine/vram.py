@@ -8,6 +8,7 @@ measured peak; the activation factors below were checked against those measureme
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,8 +253,6 @@ def activation_bytes_per_token(shape: Shape, checkpointing: bool, wb: int, fused
 def packs_prompts(model_config: dict[str, Any]) -> bool:
     """Whether training on a GPU packs micro-batches with each prompt once (run.py's switches, and a model
     the packed attention serves: packed_logps.padding_free_blocker and prompts_can_be_shared, from config.json)."""
-    import os
-
     from grpo_studio.engine.generation_mode import SUPPORTED_MODEL_TYPES, sliding_window_in_use
 
     c = model_config.get("text_config", model_config)
