@@ -174,14 +174,14 @@ def training_tokens(cfg: RunConfig, packed: bool) -> int:
     prompt once for its completions, where that saves the share packing asks for. The completions of a
     generation batch are shuffled across its micro-steps, so a micro-step holds nearly every prompt of the
     batch once it has more completions than the batch has prompts."""
-    from grpo_studio.engine.packed_layout import MIN_SAVED
+    from grpo_studio.engine.packing_rule import pays
 
     g = cfg.grpo
     micro, prompt, completion = g.per_device_train_batch_size, cfg.data.max_prompt_length, g.max_completion_length
     grid = micro * (prompt + completion)
     prompts = max(1, cfg.generation_batch(1) // max(1, g.num_generations))
     tokens = min(micro, prompts) * prompt + micro * completion
-    return tokens if packed and tokens <= (1 - MIN_SAVED) * grid else grid
+    return tokens if packed and pays(tokens, grid) else grid
 
 
 def lora_targets(shape: Shape, cfg: RunConfig) -> dict[str, tuple[int, int]]:
