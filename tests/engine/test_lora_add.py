@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import tempfile
-
 import pytest
 import torch
+from hopper_compile import resource_usage
 
 from grpo_studio.engine import lora_add
 
@@ -70,13 +66,7 @@ def test_the_kernel_compiles_for_hopper_without_spills(rank_pad, aligned):
     ptx = kernel.asm["ptx"]
     assert "mma" in ptx  # the rank-r product on the tensor cores
     assert ("st.global.v4" in ptx) == aligned  # rows of 8 values stored at once where Triton knows they align
-    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(kernel.asm["cubin"])
-        f.flush()
-        report = subprocess.run([cuobjdump, "--dump-resource-usage", f.name], capture_output=True, text=True,
-                                check=True).stdout
-    usage = {k: int(v) for k, v in re.findall(r"(REG|STACK|LOCAL):(\d+)", report)}
+    usage = resource_usage(kernel)
     assert usage["REG"] > 0 and usage["STACK"] == 0 and usage["LOCAL"] == 0, usage  # no register spills
 
 

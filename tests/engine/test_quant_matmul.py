@@ -14,6 +14,7 @@ import torch
 bnbf = pytest.importorskip("bitsandbytes.functional")
 
 from bnb_cpu import use_portable_dequantize  # noqa: E402
+from hopper_compile import resource_usage  # noqa: E402
 
 from grpo_studio.engine import quant_matmul as qm  # noqa: E402
 
@@ -150,11 +151,6 @@ def test_decode_bytes_are_about_a_quarter_of_bf16():
 
 def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_stages, **constexprs):
     """PTX and cuobjdump's resource report of the kernel compiled for sm_90 (Triton's own ptxas)."""
-    import os
-    import re
-    import subprocess
-    import tempfile
-
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -174,13 +170,7 @@ def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_s
     src = ASTSource(fn, signature, constexprs=const, attrs={k: [["tt.divisibility", 16]] for k in aligned})
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32),
                             options={"num_warps": num_warps, "num_stages": num_stages})
-    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(kernel.asm["cubin"])
-        f.flush()
-        report = subprocess.run([cuobjdump, "--dump-resource-usage", f.name], capture_output=True, text=True,
-                                check=True).stdout
-    usage = {k: int(v) for k, v in re.findall(r"(REG|STACK|LOCAL):(\d+)", report)}
+    usage = resource_usage(kernel)
     return kernel.asm["ptx"], usage
 
 
