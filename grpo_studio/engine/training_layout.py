@@ -36,8 +36,10 @@ CHECKPOINTING_COST = 2.0
 # with `grpo-studio bench`: at 1.5B, 32 completions of 384 tokens (1.6e13) train 3x faster than
 # 8 x 4 micro-steps (the module doc); at 7B 4-bit, 32 x 1 (8e13) trained 4% faster than 16 x 2
 # (4e13; 1.24 vs 1.29 s) for 2.8 GiB more memory (11.3 vs 8.6 GiB peak). Past the limit a merge is
-# taken only at no cost in memory: with completions ending at EOS and packed (packed_logps.py), the
-# same 32 x 1 trained in 0.79 s against 1.19 s for 16 x 2, under a generation peak of 14.9 GiB.
+# taken only at no cost in memory. The limit is for micro-steps on TRL's padded grid: packed
+# (packed_logps.py, each prompt once), the same 32 x 1 trained in 0.79 s against 1.19 s for 16 x 2,
+# and 0.77 against 1.03 s (for 9.5 against 7.8 GiB) in another call, so step_plan passes no
+# `linear_params` (no limit) where training packs.
 MERGE_WORK_LIMIT = 5e13
 
 

@@ -65,9 +65,42 @@ VARIANTS = {  # name -> (LOOKUP, PREFETCH, UNROLL, num_stages[, XFIRST, NEXT_SCA
     "x first, next scales, scale after the dot": (2, 0, 1, 1, 1, 1, 1),
     "x first, scale after the dot": (2, 0, 1, 1, 1, 0, 1),
     "x first, next scales, prefetch": (2, 1, 1, 1, 1, 1, 0),
+    # L2PF 1: at the program's start, one bulk prefetch into L2 per row of the split's packed bytes
+    # (cp.async.bulk.prefetch.L2, sm_90); 2: each iteration, `prefetch.global.L2` of the tile DIST
+    # iterations ahead; 3: each iteration, a 32-byte bulk prefetch DIST iterations ahead.
+    "L2 prefetch, whole split": (2, 0, 1, 1, 0, 0, 0, 1, 0),
+    "L2 prefetch, 4 ahead": (2, 0, 1, 1, 0, 0, 0, 2, 4),
+    "L2 prefetch, 8 ahead": (2, 0, 1, 1, 0, 0, 0, 2, 8),
+    "L2 bulk prefetch, 8 ahead": (2, 0, 1, 1, 0, 0, 0, 3, 8),
+    "L2 prefetch, whole split, evict first": (2, 0, 1, 1, 0, 0, 0, 1, 0, 1),  # EVICT: streamed bytes leave L2 first
+    "volatile bytes, 2 stages": (2, 0, 1, 2, 0, 0, 0, 0, 0, 2),  # EVICT 2: a volatile load (not pipelined)
+    "volatile bytes, 3 stages": (2, 0, 1, 3, 0, 0, 0, 0, 0, 2),
+    # LOOKUP 5: four bytes a PTX block (no byte unpacking), table addresses built in 32 bits.
+    "four bytes a PTX block": (5, 0, 1, 1),
+    # XSPLIT: the activations loaded as contiguous rows, split into even/odd columns in registers
+    # (instead of two strided 2-byte loads an element).
+    "activations split in registers": (2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1),
+    "four bytes a PTX block, activations split": (5, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1),
 }
 SHAPES = ((128, 8, 8.0), (128, 8, 4.0), (128, 4, 4.0), (64, 4, 4.0), (256, 8, 4.0))  # block_n, warps, waves
 BATCH = 32
+
+
+def _quad_ptx() -> str:
+    """$8: four packed bytes; $9-$12 / $13-$16: the table address's low / high 32 bits. Outputs $0-$3 the
+    high nibbles' code values of bytes 0-3, $4-$7 the low ones'. Address = low bits | nibble * 4."""
+    lines = ["{ .reg .b32 t<8>; .reg .b64 a<8>;"]
+    for i in range(4):
+        for j, shift in enumerate((8 * i + 2, 8 * i - 2)):  # the high nibble, the low nibble
+            t = f"t{2 * i + j}"
+            op = f"shr.b32 {t}, $8, {shift};" if shift >= 0 else f"shl.b32 {t}, $8, {-shift};"
+            lines.append(f"{op} and.b32 {t}, {t}, 60; or.b32 {t}, {t}, $9; mov.b64 a{2 * i + j}, {{{t}, $13}};")
+    for i in range(4):
+        lines.append(f"ld.global.nc.f32 ${i}, [a{2 * i}]; ld.global.nc.f32 ${4 + i}, [a{2 * i + 1}];")
+    return " ".join(lines) + " }"
+
+
+QUAD_PTX = tl.constexpr(_quad_ptx())
 
 
 @triton.jit
@@ -81,6 +114,13 @@ def _codes(pairs, Code, LOOKUP: tl.constexpr):
                                        dtype=tl.float32, is_pure=True, pack=1)
         lo = tl.inline_asm_elementwise("ld.global.nc.f32 $0, [$1];", "=r,l", [Code + (pairs & 0xF).to(tl.int32)],
                                        dtype=tl.float32, is_pure=True, pack=1)
+    elif LOOKUP == 5:  # four bytes a PTX block, 32-bit table addresses (a 64-byte aligned table)
+        base = Code.to(tl.int64, bitcast=True)
+        lo32 = (base & 0xFFFFFFFF).to(tl.int32) + (pairs & 0).to(tl.int32)
+        hi32 = (base >> 32).to(tl.int32) + (pairs & 0).to(tl.int32)
+        hi, lo = tl.inline_asm_elementwise(QUAD_PTX, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r,r,r,r,r,r,r",
+                                           [pairs, lo32, hi32], dtype=(tl.float32, tl.float32), is_pure=True,
+                                           pack=4)
     else:
         b = pairs.to(tl.int32)
         hi, lo = tl.inline_asm_elementwise(qm.CODE_PAIR_PTX, "=r,=r,r,l", [b, Code + (b & 0)],
@@ -118,6 +158,7 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
                    QB: tl.constexpr, QB2: tl.constexpr, NPARTS: tl.constexpr, R_PAD: tl.constexpr,
                    LOOKUP: tl.constexpr, PREFETCH: tl.constexpr, UNROLL: tl.constexpr,
                    XFIRST: tl.constexpr, NEXT_SCALE: tl.constexpr, SCALE_AFTER: tl.constexpr,
+                   L2PF: tl.constexpr, DIST: tl.constexpr, EVICT: tl.constexpr, XSPLIT: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -138,20 +179,38 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
     jj = tl.arange(0, HALF)
     acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
     rows = tl.where(n_ok, offs_n, 0)
+    row_ptr = w_ptr + rows * stride_wn
+    if L2PF == 1:
+        _ = tl.inline_asm_elementwise("cp.async.bulk.prefetch.L2.global [$1], $2; mov.u32 $0, 0;", "=r,l,r",
+                                      [row_ptr + k_lo // 2, (k_hi - k_lo) // 2 + rows * 0], dtype=tl.int32,
+                                      is_pure=False, pack=1)
     w_ptrs = w_ptr + rows[:, None] * stride_wn + (k_lo // 2 + jj)[None, :]
     xe_ptrs = X + tl.where(m_ok, offs_m, 0)[None, :] * stride_xm + (k_lo + 2 * jj)[:, None]
     srow = rows * (K // QB)
+    x_rows = X + tl.where(m_ok, offs_m, 0)[:, None] * stride_xm + (k_lo + tl.arange(0, BLOCK_K))[None, :]
     nxt = tl.load(w_ptrs)
     if NEXT_SCALE:
         last_block = K // QB - 1
         q_next = tl.load(s_ptr + srow + k_lo // QB)
     for k0 in range(k_lo, k_hi, BLOCK_K * UNROLL):
+        if L2PF == 2:
+            ahead = row_ptr + tl.minimum(k0 + DIST * BLOCK_K, k_hi - BLOCK_K) // 2
+            _ = tl.inline_asm_elementwise("prefetch.global.L2 [$1]; mov.u32 $0, 0;", "=r,l", [ahead],
+                                          dtype=tl.int32, is_pure=False, pack=1)
+        if L2PF == 3:
+            ahead = row_ptr + tl.minimum(k0 + DIST * BLOCK_K, k_hi - BLOCK_K) // 2
+            _ = tl.inline_asm_elementwise("cp.async.bulk.prefetch.L2.global [$1], 32; mov.u32 $0, 0;", "=r,l",
+                                          [ahead], dtype=tl.int32, is_pure=False, pack=1)
         if XFIRST:  # the activations' loads first: their latency overlaps the weights'
             xe = tl.load(xe_ptrs)
             xo = tl.load(xe_ptrs + 1)
         if PREFETCH:
             pairs = nxt
             nxt = tl.load(w_ptrs + HALF, mask=(rows >= 0)[:, None] & (k0 + BLOCK_K < k_hi))
+        elif EVICT == 2:
+            pairs = tl.load(w_ptrs, volatile=True)
+        elif EVICT:
+            pairs = tl.load(w_ptrs, eviction_policy="evict_first")
         else:
             pairs = tl.load(w_ptrs)
         if UNROLL == 2:
@@ -162,7 +221,13 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
             scale = tl.load(Code2 + q.to(tl.int32)) * tl.load(t_ptr + (srow + k0 // QB) // QB2) + offset
         else:
             scale = _scales(s_ptr, t_ptr, Code2, offset, srow + k0 // QB, QB2)
-        if not XFIRST:
+        if XSPLIT:
+            xt = tl.load(x_rows)  # [BLOCK_M, BLOCK_K]
+            xe_t, xo_t = tl.split(tl.reshape(xt, (BLOCK_M, HALF, 2)))
+            xe = tl.trans(xe_t)
+            xo = tl.trans(xo_t)
+            x_rows += BLOCK_K
+        elif not XFIRST:
             xe = tl.load(xe_ptrs)
             xo = tl.load(xe_ptrs + 1)
         if SCALE_AFTER:  # code values rounded to bf16, the row's scale applied to the tile's sum
@@ -195,9 +260,9 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
 def switches(variant: str) -> tuple[dict, int]:
     """The variant's constexprs (LOOKUP ... SCALE_AFTER) and its pipeline stages."""
     lookup, prefetch, unroll, stages, *more = VARIANTS[variant]
-    xfirst, next_scale, scale_after = (list(more) + [0, 0, 0])[:3]
+    xfirst, next_scale, scale_after, l2pf, dist, evict, xsplit = (list(more) + [0] * 7)[:7]
     return dict(LOOKUP=lookup, PREFETCH=prefetch, UNROLL=unroll, XFIRST=xfirst, NEXT_SCALE=next_scale,
-                SCALE_AFTER=scale_after), stages
+                SCALE_AFTER=scale_after, L2PF=l2pf, DIST=dist, EVICT=evict, XSPLIT=xsplit), stages
 
 
 def variant_linear(x, parts, lora_xa, lora_b, variant, block_n, warps, waves):
