@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
@@ -295,13 +296,15 @@ class StudioGRPOTrainer(GRPOTrainer):
         from accelerate.utils import gather_object
 
         # Per-completion facts known only on this process; gathered so the main process sees all.
+        # Each completion's length and last token, read in one transfer (read one by one, each made the
+        # host wait for the GPU: 32 waits a step at 32 completions).
         mask = output["completion_mask"]
         ids = output["completion_ids"]
-        lengths = mask.sum(dim=1).tolist()
+        counts = mask.sum(dim=1).to(ids.dtype)
+        last = ids.gather(1, (counts - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+        lengths, last_tokens = torch.stack([counts, last]).tolist()
         eos = set(self.eos_token_ids)
-        truncated = [
-            bool(n) and int(ids[i, int(n) - 1]) not in eos for i, n in enumerate(lengths)
-        ]
+        truncated = [bool(n) and int(token) not in eos for n, token in zip(lengths, last_tokens)]
         answers = gather_object([x.get("answer") for x in inputs])
         lengths = gather_object([int(n) for n in lengths])
         truncated = gather_object(truncated)
