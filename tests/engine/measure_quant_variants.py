@@ -1,7 +1,8 @@
 """Variants of the 4-bit decode kernel's fast path, timed side by side on a GPU: how the code-table
-lookup and the loop are written. `quant_matmul` ships the "asm pair" variant; the others are what
-was tried and dropped (README, "The quantized kernel"), kept here so that the comparison can be run
-again on another GPU or Triton version.
+lookup and the loop are written. `quant_matmul` ships the "four bytes a PTX block, activations split"
+variant (since the ninth session; "asm pair" before it); the others are what was tried and dropped
+(README, "The quantized kernel"), kept here so that the comparison can be run again on another GPU or
+Triton version.
 
     python3 tests/engine/measure_quant_variants.py                # GPU: 7B gate/up, down and o, batch 32
     python3 tests/engine/measure_quant_variants.py --compile-only # any machine with Triton: registers,
@@ -11,7 +12,13 @@ The kernel below is the shipped one's aligned NF4 + double-quantization path onl
 weights, LoRA, split K; no bias), with constexpr switches:
 - LOOKUP 0: two tl.load gathers per byte (64-bit pointer tensors); 1: the same through a one-line
   PTX load (the pipeliner can't see it); 2: both nibbles in one PTX block with 32-bit index arithmetic
-  (shipped); 3: the scale and the rounding to bf16 inside that block too.
+  ("asm pair", shipped from the seventh session to the ninth); 3: the scale and the rounding to bf16
+  inside that block too; 5: four bytes a PTX block (one 32-bit register, no unpacking of bytes), table
+  addresses as low bits | nibble * 4 (shipped).
+- XSPLIT: the activations loaded as contiguous rows and split into even and odd columns in registers
+  (shipped); before, two strided 2-byte loads and shared-memory stores an element. With LOOKUP 5:
+  256 instructions in the K loop against 307, 56 registers against 64 (sm_90, --compile-only); on an
+  H200 gate/up 95.0 against 104.0 µs at the same launch (the ninth session's call AB).
 - PREFETCH: the next tile's packed bytes loaded into registers before this tile is used.
 - UNROLL 2: two tiles a loop iteration, both loads first.
 - num_stages 2-3: Triton's software pipeline (with a PTX lookup it pipelines the packed bytes).
@@ -22,6 +29,10 @@ weights, LoRA, split K; no bias), with constexpr switches:
   five launch shapes).
 - SCALE_AFTER: code values rounded to bf16, the row's scale applied to the tile's sum instead of to
   each weight (other rounding than bitsandbytes'; 0-40% slower: 93 registers against 64).
+- L2PF: the packed bytes asked of L2 ahead of their loads: 1 the split's bytes of each row at the
+  program's start (one bulk prefetch a row), 2 `prefetch.global.L2` DIST tiles ahead, 3 a 32-byte bulk
+  prefetch DIST tiles ahead; EVICT 1 loads them evict-first. None was faster (ninth session, call Y:
+  gate/up 108.7-213.2 µs against 104.2 at the same launches): the kernel does not wait on memory.
 `--variants "a;b"` runs some of them (`--compile-only` too: registers and the K loop's length in SASS).
 Each launch is timed inside a CUDA graph cycling through copies of the weights that exceed the L2
 cache 3x (as measure_quant_decode.py does), reduced by quant_matmul's own split-K kernel; the output
@@ -54,7 +65,7 @@ GROUPS = {"gate_up": (3584, [18944, 18944]), "down": (18944, [3584]), "o": (3584
 VARIANTS = {  # name -> (LOOKUP, PREFETCH, UNROLL, num_stages[, XFIRST, NEXT_SCALE, SCALE_AFTER])
     "tl.load gathers": (0, 0, 1, 1),
     "asm one value": (1, 0, 1, 1),
-    "asm pair (shipped)": (2, 0, 1, 1),
+    "asm pair": (2, 0, 1, 1),
     "asm pair + scale": (3, 0, 1, 1),
     "asm pair, prefetch": (2, 1, 1, 1),
     "asm pair, 2 tiles an iteration": (2, 0, 2, 1),
@@ -73,14 +84,12 @@ VARIANTS = {  # name -> (LOOKUP, PREFETCH, UNROLL, num_stages[, XFIRST, NEXT_SCA
     "L2 prefetch, 8 ahead": (2, 0, 1, 1, 0, 0, 0, 2, 8),
     "L2 bulk prefetch, 8 ahead": (2, 0, 1, 1, 0, 0, 0, 3, 8),
     "L2 prefetch, whole split, evict first": (2, 0, 1, 1, 0, 0, 0, 1, 0, 1),  # EVICT: streamed bytes leave L2 first
-    "volatile bytes, 2 stages": (2, 0, 1, 2, 0, 0, 0, 0, 0, 2),  # EVICT 2: a volatile load (not pipelined)
-    "volatile bytes, 3 stages": (2, 0, 1, 3, 0, 0, 0, 0, 0, 2),
     # LOOKUP 5: four bytes a PTX block (no byte unpacking), table addresses built in 32 bits.
     "four bytes a PTX block": (5, 0, 1, 1),
     # XSPLIT: the activations loaded as contiguous rows, split into even/odd columns in registers
     # (instead of two strided 2-byte loads an element).
     "activations split in registers": (2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1),
-    "four bytes a PTX block, activations split": (5, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1),
+    "four bytes a PTX block, activations split (shipped)": (5, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1),
 }
 SHAPES = ((128, 8, 8.0), (128, 8, 4.0), (128, 4, 4.0), (64, 4, 4.0), (256, 8, 4.0))  # block_n, warps, waves
 BATCH = 32
@@ -207,8 +216,6 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
         if PREFETCH:
             pairs = nxt
             nxt = tl.load(w_ptrs + HALF, mask=(rows >= 0)[:, None] & (k0 + BLOCK_K < k_hi))
-        elif EVICT == 2:
-            pairs = tl.load(w_ptrs, volatile=True)
         elif EVICT:
             pairs = tl.load(w_ptrs, eviction_policy="evict_first")
         else:

@@ -158,7 +158,8 @@ def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_s
     tl = qm.tl
     fn = qm._JIT[0]
     const = dict(FMT=4, QB=64, QB2=256, NESTED=True, ALIGNED=True, NPARTS=3, HAS_BIAS=True, R_PAD=64, SPLIT=True,
-                 W_DTYPE=tl.bfloat16, ASM_LOOKUP=True, BLOCK_M=32, BLOCK_N=128, BLOCK_K=64) | constexprs
+                 W_DTYPE=tl.bfloat16, ASM_LOOKUP=True, QUAD_LOOKUP=True, BLOCK_M=32, BLOCK_N=128,
+                 BLOCK_K=64) | constexprs
     fmt = "u8" if const["FMT"] == 4 else "i8"
     types = {"X": "*bf16", "Out": "*bf16", "Ws": "*fp32", "Code": "*fp32", "Code2": "*fp32", "Bias": "*bf16",
              "XA": "*bf16", "LB": "*bf16", "W0": f"*{fmt}", "W1": f"*{fmt}", "W2": f"*{fmt}",
@@ -175,13 +176,16 @@ def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_s
 
 
 @needs_triton
-@pytest.mark.parametrize("constexprs", [{}, {"ALIGNED": False, "BLOCK_N": 64},
+@pytest.mark.parametrize("constexprs", [{}, {"QUAD_LOOKUP": False}, {"ALIGNED": False, "BLOCK_N": 64},
                                         {"FMT": 8, "NESTED": False, "R_PAD": 0, "HAS_BIAS": False}],
-                         ids=["4-bit fast path", "4-bit any shape", "int8"])
+                         ids=["4-bit fast path", "4-bit fast path, unaligned table", "4-bit any shape", "int8"])
 def test_kernel_compiles_for_hopper_without_spills(constexprs):
     pytest.importorskip("triton.backends.nvidia")
     ptx, usage = compile_for_hopper(**constexprs)
     assert "wgmma.mma_async" in ptx  # Hopper's matrix instructions, the weights as the 64-row side
-    # The fast path's code lookups are the PTX block (read-only cache, 32-bit index arithmetic).
-    assert ("ld.global.nc.f32" in ptx) == (constexprs == {}), constexprs
+    # The fast path's code lookups are a PTX block (read-only cache, 32-bit index arithmetic): four bytes
+    # a block from a 64-byte aligned table, else one.
+    assert ("ld.global.nc.f32" in ptx) == (constexprs in ({}, {"QUAD_LOOKUP": False})), constexprs
+    assert (qm.CODE_QUAD_PTX.split(";")[0] in ptx) == (constexprs == {})
+    assert (qm.CODE_PAIR_PTX.split(";")[0] in ptx) == (constexprs == {"QUAD_LOOKUP": False})
     assert usage["REG"] > 0 and usage["STACK"] == 0 and usage["LOCAL"] == 0, usage  # no register spills
