@@ -190,7 +190,7 @@ def dense_reference_rows(shapes: list[str], built: dict, batch: int, bandwidth: 
             x = torch.randn(batch, K, device=device, dtype=torch.bfloat16)
             copies = max(1, math.ceil(3 * l2_bytes / (N * K * 2)))
             ws = [torch.randn(N, K, device=device, dtype=torch.bfloat16) for _ in range(copies)]
-            sec = graph_seconds(lambda i: torch.nn.functional.linear(x, ws[i % copies]), launches=copies)
+            sec = graph_seconds(lambda i, ws=ws: torch.nn.functional.linear(x, ws[i % copies]), launches=copies)
             rows.append((name, group, "bf16 matmul (the merged copy)", sec * 1e6, f"{N * K * 2 / bandwidth / sec:.0%}"))
             del ws
             quantized, _, per_copy = built[(name, group)]
