@@ -32,7 +32,7 @@ weights, LoRA, split K; no bias), with constexpr switches:
 - L2PF: the packed bytes asked of L2 ahead of their loads: 1 the split's bytes of each row at the
   program's start (one bulk prefetch a row), 2 `prefetch.global.L2` DIST tiles ahead, 3 a 32-byte bulk
   prefetch DIST tiles ahead; EVICT 1 loads them evict-first. None was faster (ninth session, call Y:
-  gate/up 108.7-213.2 µs against 104.2 at the same launches): the kernel does not wait on memory.
+  gate/up 108.7-213.2 µs against 104.2 at the same launches): memory latency is not what holds it back.
 `--variants "a;b"` runs some of them (`--compile-only` too: registers and the K loop's length in SASS).
 Each launch is timed inside a CUDA graph cycling through copies of the weights that exceed the L2
 cache 3x (as measure_quant_decode.py does), reduced by quant_matmul's own split-K kernel; the output
@@ -62,7 +62,8 @@ from grpo_studio.engine import quant_matmul as qm
 
 # 7B groups (K, rows of each stacked weight); q/k/v (three weights and a bias) is left out.
 GROUPS = {"gate_up": (3584, [18944, 18944]), "down": (18944, [3584]), "o": (3584, [3584])}
-VARIANTS = {  # name -> (LOOKUP, PREFETCH, UNROLL, num_stages[, XFIRST, NEXT_SCALE, SCALE_AFTER])
+VARIANTS = {  # name -> (LOOKUP, PREFETCH, UNROLL, num_stages[, XFIRST, NEXT_SCALE, SCALE_AFTER, L2PF, DIST,
+             #          EVICT, XSPLIT]): missing trailing switches are 0
     "tl.load gathers": (0, 0, 1, 1),
     "asm one value": (1, 0, 1, 1),
     "asm pair": (2, 0, 1, 1),
@@ -95,21 +96,7 @@ SHAPES = ((128, 8, 8.0), (128, 8, 4.0), (128, 4, 4.0), (64, 4, 4.0), (256, 8, 4.
 BATCH = 32
 
 
-def _quad_ptx() -> str:
-    """$8: four packed bytes; $9-$12 / $13-$16: the table address's low / high 32 bits. Outputs $0-$3 the
-    high nibbles' code values of bytes 0-3, $4-$7 the low ones'. Address = low bits | nibble * 4."""
-    lines = ["{ .reg .b32 t<8>; .reg .b64 a<8>;"]
-    for i in range(4):
-        for j, shift in enumerate((8 * i + 2, 8 * i - 2)):  # the high nibble, the low nibble
-            t = f"t{2 * i + j}"
-            op = f"shr.b32 {t}, $8, {shift};" if shift >= 0 else f"shl.b32 {t}, $8, {-shift};"
-            lines.append(f"{op} and.b32 {t}, {t}, 60; or.b32 {t}, {t}, $9; mov.b64 a{2 * i + j}, {{{t}, $13}};")
-    for i in range(4):
-        lines.append(f"ld.global.nc.f32 ${i}, [a{2 * i}]; ld.global.nc.f32 ${4 + i}, [a{2 * i + 1}];")
-    return " ".join(lines) + " }"
-
-
-QUAD_PTX = tl.constexpr(_quad_ptx())
+QUAD_PTX = tl.constexpr(qm.CODE_QUAD_PTX)  # the shipped four-byte lookup (quant_matmul)
 
 
 @triton.jit
@@ -265,7 +252,7 @@ def variant_kernel(X, stride_xm, Ws, M, K, k_per_split, n_total, stride_wn,
 
 
 def switches(variant: str) -> tuple[dict, int]:
-    """The variant's constexprs (LOOKUP ... SCALE_AFTER) and its pipeline stages."""
+    """The variant's constexprs (LOOKUP ... XSPLIT) and its pipeline stages."""
     lookup, prefetch, unroll, stages, *more = VARIANTS[variant]
     xfirst, next_scale, scale_after, l2pf, dist, evict, xsplit = (list(more) + [0] * 7)[:7]
     return dict(LOOKUP=lookup, PREFETCH=prefetch, UNROLL=unroll, XFIRST=xfirst, NEXT_SCALE=next_scale,
