@@ -45,6 +45,7 @@ bytes per weight, against 2 for a bf16 copy (plus, for both, the KV cache and th
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -76,6 +77,46 @@ CODE_QUAD_PTX = " ".join(
     + ["}"])
 
 
+@functools.lru_cache(maxsize=16)
+def register_table_ptx(code: tuple[float, ...], dtype: torch.dtype) -> str:
+    """The lookup from a table held in registers: four packed bytes ($4) -> the eight weights as
+    code[nibble] * scale in `dtype` (bfloat16 or float16), with no memory access.
+
+    The 16 code values, rounded to `dtype`, are split into byte planes (L = their low bytes, H their
+    high bytes; 8 entries a register pair) and looked up with `prmt`, which picks bytes of a register
+    pair by 3-bit selectors: the selector nibbles are the packed nibbles themselves (bits 0-15 of the
+    packed word are byte 0's low, byte 0's high, byte 1's low and high nibble), their bit 3 chooses
+    between the table's halves (a mask made by prmt's sign-replicating mode, one lop3 select). The
+    bytes are then paired into 16-bit values and multiplied by the row's scale ($5: elements 0-1,
+    $6: elements 2-3, as Triton packs 16-bit operands) in one packed fma: one rounding of the exact
+    product. Outputs: $0, $1 the high nibbles' values of bytes 0-1 and 2-3, $2, $3 the low nibbles'.
+    About 3 instructions a weight, against 5-6 for a lookup through memory (CODE_QUAD_PTX)."""
+    bits = [int(b) & 0xFFFF for b in torch.tensor(list(code), dtype=torch.float32).to(dtype).view(torch.int16)]
+    if len(bits) != 16:
+        raise QuantFormatError(f"a 4-bit code table of {len(bits)} entries")
+
+    def planes(shift: int) -> list[int]:
+        return [sum(((bits[4 * w + i] >> shift) & 0xFF) << (8 * i) for i in range(4)) for w in range(4)]
+
+    fma = {torch.bfloat16: "fma.rn.bf16x2", torch.float16: "fma.rn.f16x2"}[dtype]
+    lines = ["{ .reg .b32 s, v, m, la, lb, ha, hb, lv, hv, t, z, L<4>, H<4>;"]
+    lines += [f"mov.b32 {name}{w}, {value:#010x};" for name, shift in (("L", 0), ("H", 8))
+              for w, value in enumerate(planes(shift))]
+    lines += ["mov.b32 z, 0x80008000;",  # + (-0): the product unchanged, its sign kept
+              "and.b32 s, $4, 0x77777777;",  # the selectors (bit 3 would mean prmt's sign mode)
+              "shl.b32 v, $4, 4;"]  # each low nibble's bit 3 at its byte's bit 7, for the masks
+    for half, mask_sel, out_hi, out_lo, scale in ((0, 0xD9C8, "$0", "$2", "$5"), (1, 0xFBEA, "$1", "$3", "$6")):
+        if half:
+            lines.append("shr.b32 s, s, 16;")
+        lines += [f"prmt.b32 m, v, $4, {mask_sel:#06x};",  # 0xFF in the bytes whose nibble is 8-15
+                  "prmt.b32 la, L0, L1, s;", "prmt.b32 lb, L2, L3, s;",
+                  "prmt.b32 ha, H0, H1, s;", "prmt.b32 hb, H2, H3, s;",
+                  "lop3.b32 lv, la, lb, m, 0xD8;", "lop3.b32 hv, ha, hb, m, 0xD8;",  # m ? b : a
+                  f"prmt.b32 t, lv, hv, 0x7351; {fma} {out_hi}, t, {scale}, z;",  # odd nibbles = high
+                  f"prmt.b32 t, lv, hv, 0x6240; {fma} {out_lo}, t, {scale}, z;"]
+    return " ".join(lines + ["}"])
+
+
 class QuantFormatError(ValueError):
     """A weight this module can't read (the message says what is different)."""
 
@@ -97,6 +138,7 @@ class QuantWeight:
     code2: torch.Tensor | None = None  # float32 [256]
     blocksize2: int = 0
     offset: float = 0.0
+    code_values: tuple[float, ...] | None = None  # `code` on the host (the register table's PTX holds it)
     param: Any = field(default=None, repr=False)  # the bitsandbytes parameter itself
 
     @property
@@ -139,8 +181,9 @@ class QuantWeight:
         data = weight.data.reshape(-1).view(torch.uint8)
         if data.numel() < (rows * cols + 1) // 2:
             raise QuantFormatError(f"packed 4-bit data of {data.numel()} bytes for a [{rows}, {cols}] weight")
+        code = state.code.float()
         qw = cls(state.quant_type, rows, cols, data, state.absmax, state.dtype, blocksize=int(state.blocksize),
-                 code=state.code.float(), param=weight)
+                 code=code, code_values=tuple(code.tolist()), param=weight)  # 16 values read once, here
         if state.nested:
             s2 = state.state2
             qw.absmax2, qw.code2, qw.blocksize2 = s2.absmax.float(), s2.code.float(), int(s2.blocksize)
@@ -186,11 +229,25 @@ def dequantize(qw: QuantWeight, dtype: torch.dtype | None = None) -> torch.Tenso
     return w.to(qw.dtype).to(dtype or qw.dtype)
 
 
+def register_dequantize(qw: QuantWeight, dtype: torch.dtype) -> torch.Tensor:
+    """The 4-bit weight as the register-table lookup computes it (register_table_ptx): code and block
+    scale each rounded to `dtype`, their product rounded once (bitsandbytes rounds code * scale
+    computed in float32; the two differ by about a unit in the last place)."""
+    n = qw.rows * qw.cols
+    data = qw.data[: (n + 1) // 2]
+    nibbles = torch.stack([data >> 4, data & 0xF], dim=1).reshape(-1)[:n].long()
+    scale = block_scales(qw).to(dtype).float()[torch.arange(n, device=data.device) // qw.blocksize]
+    return (qw.code.to(dtype).float()[nibbles] * scale).to(dtype).reshape(qw.rows, qw.cols)
+
+
 def reference_linear(x: torch.Tensor, parts: Sequence[QuantWeight], bias: torch.Tensor | None = None,
                      lora_xa: torch.Tensor | None = None, lora_b: torch.Tensor | None = None,
-                     out_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """x [M, K] -> [M, sum(rows)]: x W^T + bias + lora_xa lora_b^T, accumulated in float32."""
-    w = torch.cat([dequantize(p, x.dtype) for p in parts]).float()
+                     out_dtype: torch.dtype | None = None, rounding: str = "bitsandbytes") -> torch.Tensor:
+    """x [M, K] -> [M, sum(rows)]: x W^T + bias + lora_xa lora_b^T, accumulated in float32.
+
+    rounding "register": the 4-bit weights as the register-table lookup rounds them."""
+    register = rounding == "register" and parts[0].kind != "int8"
+    w = torch.cat([register_dequantize(p, x.dtype) if register else dequantize(p, x.dtype) for p in parts]).float()
     y = x.float() @ w.T
     if lora_b is not None:
         y += lora_xa.float() @ lora_b.float().T
@@ -214,12 +271,17 @@ if tl is not None:
                     Code, Code2, Bias, XA, stride_xam, LB, R,
                     FMT: tl.constexpr, QB: tl.constexpr, QB2: tl.constexpr, NESTED: tl.constexpr,
                     ALIGNED: tl.constexpr, NPARTS: tl.constexpr, HAS_BIAS: tl.constexpr, R_PAD: tl.constexpr,
-                    SPLIT: tl.constexpr, W_DTYPE: tl.constexpr, ASM_LOOKUP: tl.constexpr,
-                    QUAD_LOOKUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                    SPLIT: tl.constexpr, W_DTYPE: tl.constexpr, LOOKUP: tl.constexpr, TABLE_PTX: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
         """One [BLOCK_N rows of W] x [BLOCK_M rows of x] tile over one K range (a split).
 
         Computes the transposed tile acc[n, m] = sum_k W[n, k] x[m, k], so that the large weight
-        dimension is the matrix unit's M side and a small batch its N side ("swap AB")."""
+        dimension is the matrix unit's M side and a small batch its N side ("swap AB").
+
+        LOOKUP (the aligned 4-bit path's code lookup, see `lookup_for`): 0 loads (bitsandbytes'
+        rounding), 1 CODE_PAIR_PTX, 2 CODE_QUAD_PTX (both bitsandbytes' rounding), 3 TABLE_PTX (a table
+        in registers, code and scale in x's dtype), 4 loads with LOOKUP 3's rounding (the interpreter's
+        stand-in for 3)."""
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
         pid_k = tl.program_id(2)
@@ -296,31 +358,44 @@ if tl is not None:
                 x_even, x_odd = tl.split(tl.reshape(tl.load(x_ptrs), (BLOCK_M, HALF, 2)))
                 xe = tl.trans(x_even)
                 xo = tl.trans(x_odd)
-                if QUAD_LOOKUP:
-                    # Four bytes a PTX block, 32-bit table addresses (see CODE_QUAD_PTX).
-                    base = Code.to(tl.int64, bitcast=True)
-                    low = (base & 0xFFFFFFFF).to(tl.int32) + (pairs & 0).to(tl.int32)
-                    high = (base >> 32).to(tl.int32) + (pairs & 0).to(tl.int32)
-                    code_hi, code_lo = tl.inline_asm_elementwise(
-                        _CODE_QUAD_PTX, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r,r,r,r,r,r,r", [pairs, low, high],
-                        dtype=(tl.float32, tl.float32), is_pure=True, pack=4)
-                elif ASM_LOOKUP:
-                    # Both nibbles' code values in one PTX block: 32-bit index arithmetic, and loads
-                    # through the read-only data cache. Two tl.load gathers need 64-bit pointer
-                    # tensors: 120 registers a thread against 66, two blocks a multiprocessor against
-                    # three; 10-25% slower per launch on an H200 (tests/engine/measure_quant_variants.py).
-                    b = pairs.to(tl.int32)
-                    code_hi, code_lo = tl.inline_asm_elementwise(
-                        _CODE_PAIR_PTX, "=r,=r,r,l", [b, Code + (b & 0)], dtype=(tl.float32, tl.float32),
-                        is_pure=True, pack=1)
-                else:  # Triton's CPU interpreter has no PTX
-                    code_hi = tl.load(Code + (pairs >> 4).to(tl.int32))
-                    code_lo = tl.load(Code + (pairs & 0xF).to(tl.int32))
-                # bitsandbytes' arithmetic: code * scale in float32, rounded once to its dtype.
-                hi = (code_hi * scale[:, None]).to(W_DTYPE)
-                lo = (code_lo * scale[:, None]).to(W_DTYPE)
-                acc += tl.dot(hi.to(X.dtype.element_ty), xe)
-                acc += tl.dot(lo.to(X.dtype.element_ty), xo)
+                xdt = X.dtype.element_ty
+                if LOOKUP == 3:
+                    # A table in registers (register_table_ptx): code[nibble] and the scale in x's dtype,
+                    # their product rounded once; bitsandbytes rounds the float32 product instead (the two
+                    # differ by about a unit in the last place).
+                    hi, lo = tl.inline_asm_elementwise(
+                        TABLE_PTX, "=r,=r,=r,=r,r,r,r", [pairs, tl.broadcast_to(scale.to(xdt)[:, None], (BLOCK_N, HALF))],
+                        dtype=(xdt, xdt), is_pure=True, pack=4)
+                elif LOOKUP == 4:  # LOOKUP 3's arithmetic through loads (Triton's CPU interpreter has no PTX)
+                    s16 = scale.to(xdt).to(tl.float32)[:, None]
+                    hi = (tl.load(Code + (pairs >> 4).to(tl.int32)).to(xdt).to(tl.float32) * s16).to(xdt)
+                    lo = (tl.load(Code + (pairs & 0xF).to(tl.int32)).to(xdt).to(tl.float32) * s16).to(xdt)
+                else:
+                    if LOOKUP == 2:
+                        # Four bytes a PTX block, 32-bit table addresses (see CODE_QUAD_PTX).
+                        base = Code.to(tl.int64, bitcast=True)
+                        low = (base & 0xFFFFFFFF).to(tl.int32) + (pairs & 0).to(tl.int32)
+                        high = (base >> 32).to(tl.int32) + (pairs & 0).to(tl.int32)
+                        code_hi, code_lo = tl.inline_asm_elementwise(
+                            _CODE_QUAD_PTX, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r,r,r,r,r,r,r", [pairs, low, high],
+                            dtype=(tl.float32, tl.float32), is_pure=True, pack=4)
+                    elif LOOKUP == 1:
+                        # Both nibbles' code values in one PTX block: 32-bit index arithmetic, and loads
+                        # through the read-only data cache. Two tl.load gathers need 64-bit pointer
+                        # tensors: 120 registers a thread against 66, two blocks a multiprocessor against
+                        # three; 10-25% slower per launch on an H200 (tests/engine/measure_quant_variants.py).
+                        b = pairs.to(tl.int32)
+                        code_hi, code_lo = tl.inline_asm_elementwise(
+                            _CODE_PAIR_PTX, "=r,=r,r,l", [b, Code + (b & 0)], dtype=(tl.float32, tl.float32),
+                            is_pure=True, pack=1)
+                    else:  # Triton's CPU interpreter has no PTX
+                        code_hi = tl.load(Code + (pairs >> 4).to(tl.int32))
+                        code_lo = tl.load(Code + (pairs & 0xF).to(tl.int32))
+                    # bitsandbytes' arithmetic: code * scale in float32, rounded once to its dtype.
+                    hi = (code_hi * scale[:, None]).to(W_DTYPE).to(xdt)
+                    lo = (code_lo * scale[:, None]).to(W_DTYPE).to(xdt)
+                acc += tl.dot(hi, xe)
+                acc += tl.dot(lo, xo)
                 w_ptrs += HALF
                 x_ptrs += BLOCK_K
         elif ALIGNED:  # 8-bit rows: one scale a row
@@ -447,10 +522,47 @@ DEFAULT_CONFIG = Config.parse(os.environ["GRPO_STUDIO_QMM_CONFIG"]) if os.enviro
     else Config()
 
 
+def read_tuned(path: str) -> dict[tuple[int, int, int], Config]:
+    """Launch shapes measured on this GPU, as `measure_quant_decode.py --write-tuned PATH` writes them:
+    a JSON list of {"batch": .., "K": .., "N": .., "config": "block_n=..,num_warps=.."}."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        entries = json.load(f)
+    try:
+        return {(int(e["batch"]), int(e["K"]), int(e["N"])): Config.parse(e["config"]) for e in entries}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a list of tuned launches ({exc})") from exc
+
+
+# GRPO_STUDIO_QMM_TUNED=PATH adds (or replaces) entries of TUNED with a sweep's results for this GPU.
+if os.environ.get("GRPO_STUDIO_QMM_TUNED"):
+    TUNED.update(read_tuned(os.environ["GRPO_STUDIO_QMM_TUNED"]))
+
+
 def config_for(M: int, K: int, N: int) -> Config:
     if os.environ.get("GRPO_STUDIO_QMM_CONFIG"):
         return DEFAULT_CONFIG
     return TUNED.get((min(64, max(16, _pow2(M))), K, N), DEFAULT_CONFIG)
+
+
+# The aligned 4-bit path's code lookup: "register" (a table held in registers, code and scale in x's
+# dtype; since the tenth session) or "bitsandbytes" (the float32 code read through the cache, scaled and
+# rounded as bitsandbytes does). GRPO_STUDIO_QMM_LOOKUP=bitsandbytes chooses the latter (troubleshooting,
+# benchmarks set the attribute).
+LOOKUP = os.environ.get("GRPO_STUDIO_QMM_LOOKUP", "register")
+
+
+def lookup_for(backend: str, first: QuantWeight, x_dtype: torch.dtype) -> int:
+    """The kernel's LOOKUP constexpr for this group and backend (see _qmm_kernel)."""
+    if first.kind == "int8":
+        return 0
+    register = LOOKUP == "register" and first.code_values is not None and x_dtype in (torch.bfloat16, torch.float16)
+    if backend == "triton":
+        if register:
+            return 3
+        return 2 if first.code.data_ptr() % 64 == 0 else 1  # the four-byte lookup needs an aligned table
+    return 4 if register else 0
 
 
 _SM_COUNT: dict[int, int] = {}
@@ -560,6 +672,7 @@ def quant_linear(x: torch.Tensor, parts: Sequence[QuantWeight], *, bias: torch.T
     rank = 0 if lora_b is None else lora_b.shape[1]
     four = first.kind != "int8"
     main, split_sum = _kernels(backend)
+    lookup = lookup_for(backend, first, x.dtype)
     w_dtype = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}[first.dtype]
     main[run.grid](
         x, x.stride(0), out, out.stride(0), ws, M, K, run.k_per_split, n_total,
@@ -570,7 +683,7 @@ def quant_linear(x: torch.Tensor, parts: Sequence[QuantWeight], *, bias: torch.T
         FMT=4 if four else 8, QB=first.blocksize or 1, QB2=first.blocksize2 or 1, NESTED=first.nested,
         ALIGNED=run.aligned, NPARTS=len(parts), HAS_BIAS=bias is not None,
         R_PAD=0 if not rank else max(16, _pow2(rank)), SPLIT=run.splits > 1, W_DTYPE=w_dtype,
-        ASM_LOOKUP=backend == "triton", QUAD_LOOKUP=backend == "triton" and four and first.code.data_ptr() % 64 == 0,
+        LOOKUP=lookup, TABLE_PTX=register_table_ptx(first.code_values, x.dtype) if lookup == 3 else "",
         BLOCK_M=run.block_m, BLOCK_N=run.block_n, BLOCK_K=run.block_k,
         num_warps=run.num_warps, num_stages=run.num_stages)
     if run.splits > 1:
@@ -578,6 +691,18 @@ def quant_linear(x: torch.Tensor, parts: Sequence[QuantWeight], *, bias: torch.T
         split_sum[(-(-M * n_total // block),)](ws, out, out.stride(0), M, n_total, run.splits, BLOCK=block,
                                                 num_warps=4)
     return out
+
+
+def kernel_rounding(x: torch.Tensor, parts: Sequence[QuantWeight], config: Config | None = None,
+                    backend: str | None = None) -> str:
+    """How `quant_linear(x, parts, ...)` rounds the weights: "register" where its aligned 4-bit path
+    looks the codes up in registers (register_dequantize), else "bitsandbytes" (dequantize)."""
+    backend = backend or default_backend(x.device)
+    if backend == "torch" or parts[0].kind == "int8":
+        return "bitsandbytes"
+    n_total = sum(p.rows for p in parts)
+    run = plan(x.shape[0], parts, config or config_for(x.shape[0], x.shape[1], n_total), _sm_count(x.device))
+    return "register" if run.aligned and lookup_for(backend, parts[0], x.dtype) in (3, 4) else "bitsandbytes"
 
 
 def decode_bytes(parts: Sequence[QuantWeight], M: int, rank: int = 0, dtype_bytes: int = 2) -> dict[str, int]:

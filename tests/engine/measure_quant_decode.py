@@ -35,6 +35,7 @@ Nsight Compute (launch_for_profiler says how).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -52,7 +53,7 @@ from grpo_studio.engine.fast_weights import QuantProjection  # noqa: E402
 
 GIB = 2**30
 # The bench's Qwen2.5 shapes (config.json of the hub models) and its tiny one, under short names.
-SHAPES = {"1.5b": ARCHS["qwen2.5-1.5b"], "7b": ARCHS["qwen2.5-7b"], "tiny": ARCHS["tiny"]}
+SHAPES = {"0.5b": ARCHS["qwen2.5-0.5b"], "1.5b": ARCHS["qwen2.5-1.5b"], "7b": ARCHS["qwen2.5-7b"], "tiny": ARCHS["tiny"]}
 RANK = 16
 
 
@@ -179,8 +180,9 @@ def kernel_sweep(shapes: list[str], built: dict, batch: int, bandwidth: float, s
 
 
 def dense_reference_rows(shapes: list[str], built: dict, batch: int, bandwidth: float, l2_bytes: int,
-                         device: str) -> list[tuple]:
-    """The same groups as a bf16 matmul (the merged copy) and as bitsandbytes dequantize + matmul."""
+                         device: str, tuned: dict) -> list[tuple]:
+    """The same groups as a bf16 matmul (the merged copy), as bitsandbytes dequantize + matmul, and
+    through the kernel at the launch `tuned` gives them with each of its code lookups."""
     import bitsandbytes.functional as bnbf
 
     rows = []
@@ -204,6 +206,18 @@ def dense_reference_rows(shapes: list[str], built: dict, batch: int, bandwidth: 
                              f"{per_copy / bandwidth / sec:.0%} of the 4-bit bytes"))
             except Exception as exc:  # noqa: BLE001
                 rows.append((name, group, "bitsandbytes dequantize + matmul", float("nan"), f"failed: {exc}"[:60]))
+            # The kernel with each code lookup at the launch quant_matmul had before the sweep (`tuned`).
+            _, inputs, _ = built[(name, group)]
+            read = per_copy + qm.decode_bytes(quantized[0], batch, RANK * len(parts_rows))["lora"]
+            for lookup in ("register", "bitsandbytes"):
+                previous, qm.LOOKUP = qm.LOOKUP, lookup
+                try:
+                    sec = graph_seconds(lambda i: qm.quant_linear(x, quantized[i % len(quantized)], config=tuned[
+                        (name, group)], **inputs), launches=len(quantized))
+                finally:
+                    qm.LOOKUP = previous
+                rows.append((name, group, f"4-bit kernel, {lookup} lookup, {config_text(tuned[(name, group)])}",
+                             sec * 1e6, f"{read / bandwidth / sec:.0%}"))
     return rows
 
 
@@ -272,6 +286,9 @@ def decode_bytes_per_step(gen: FastGenerator, mode: str, batch: int, kv_len: int
 def time_decode(model, mode: str, batch: int, prompt_len: int, device: str) -> dict:
     weights = "merged" if mode == "merged" else "quantized"
     original_call = QuantProjection.__call__
+    lookup = qm.LOOKUP
+    if mode == "quantized (bitsandbytes lookup)":  # the kernel's code lookup before the tenth session
+        qm.LOOKUP = "bitsandbytes"
     if mode == "bnb deq+mm":  # every step: bitsandbytes dequantizes each weight, then a dense matmul
         QuantProjection.__call__ = lambda self, h, prefill=False: original_call(self, h, prefill=True)
     try:
@@ -303,6 +320,7 @@ def time_decode(model, mode: str, batch: int, prompt_len: int, device: str) -> d
                     extra=gen.extra_bytes(), peak=peak, before=before)
     finally:
         QuantProjection.__call__ = original_call
+        qm.LOOKUP = lookup
 
 
 def profile_decode(model, batch: int, prompt_len: int, device: str, top: int = 14) -> str:
@@ -362,11 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--prompt-len", type=int, default=368)
     parser.add_argument("--sweep-seconds", type=float, default=100.0)
-    parser.add_argument("--modes", default="merged,quantized,bnb deq+mm", help="decode table rows")
+    parser.add_argument("--modes", default="merged,quantized,bnb deq+mm", help="decode table rows (also "
+                        "'quantized (bitsandbytes lookup)': the kernel's code lookup before the tenth session)")
     parser.add_argument("--profile", action="store_true", help="kernel times of the quantized mode's decode")
     parser.add_argument("--ncu", metavar="GROUP", help="only launch the kernel on one group (qkv, gate_up, o, "
                         "down) of the first shape 3 times, for Nsight Compute (see launch_for_profiler)")
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU: checks the script only")
+    parser.add_argument("--write-tuned", metavar="PATH", help="write the sweep's best launches as JSON, for "
+                        "GRPO_STUDIO_QMM_TUNED=PATH (quant_matmul.read_tuned)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     device = "cpu" if args.dry_run else "cuda"
@@ -386,14 +407,20 @@ def main(argv: list[str] | None = None) -> int:
     sweep_rows, best, reference_rows = [], {}, []
     if device == "cuda" and args.sweep_seconds > 0:
         built = build_groups(shapes, args.batch, l2, device)
+        tuned = {(name, group): qm.config_for(args.batch, K, sum(rows))  # before the sweep re-tunes them
+                 for name in shapes for group, (K, rows, _) in group_shapes(SHAPES[name]).items()}
         print(f"sweep weights built at {time.perf_counter() - started:.0f} s", flush=True)
         sweep_rows, best = kernel_sweep(shapes, built, args.batch, bandwidth, args.sweep_seconds, device)
-        reference_rows = dense_reference_rows(shapes, built, args.batch, bandwidth, l2, device)
+        reference_rows = dense_reference_rows(shapes, built, args.batch, bandwidth, l2, device, tuned)
         del built
+        written = []
         for (name, group), (config, _) in best.items():
             K, parts_rows, _ = group_shapes(SHAPES[name])[group]
             bucket = min(64, max(16, 1 << (args.batch - 1).bit_length()))
             qm.TUNED[(bucket, K, sum(parts_rows))] = config
+            written.append({"batch": bucket, "K": K, "N": sum(parts_rows), "config": config_text(config)})
+        if args.write_tuned:
+            Path(args.write_tuned).write_text(json.dumps(written, indent=1), encoding="utf-8")
         print(f"sweep done at {time.perf_counter() - started:.0f} s", flush=True)
 
     decode_rows = []

@@ -92,14 +92,37 @@ def _close(out, ref):
     assert not torch.isnan(out).any()
 
 
+@pytest.mark.parametrize("kind,nested,blocksize,dtype", FORMATS)
+@pytest.mark.parametrize("rows,cols", [(48, 64), (64, 512)])
+def test_register_rounding_is_within_an_ulp_of_bitsandbytes(kind, nested, blocksize, dtype, rows, cols):
+    """The register table rounds code and scale to x's dtype, then their product: each weight within
+    about a unit in the last place of bitsandbytes' value (3 roundings against 1)."""
+    p = quantized(rows, cols, kind, nested, blocksize, dtype)
+    qw = qm.QuantWeight.from_param(p)
+    ours = qm.register_dequantize(qw, dtype).float()
+    theirs = bnbf.dequantize_4bit(p.data, p.quant_state).float()
+    ulp = 2.0 ** (-7 if dtype == torch.bfloat16 else -10)  # relative spacing of the dtype's values, at most
+    rel = (ours - theirs).abs() / theirs.abs().clamp_min(1e-30)
+    assert rel.max().item() <= 1.5 * ulp
+    assert torch.equal(ours == 0, theirs == 0)
+    # Each code value's own rounding is one fixed error per level (at most half a unit), so the sum
+    # drifts a little; truncating instead of rounding would drift by about half a unit or more.
+    assert abs(((ours - theirs).sum() / theirs.abs().sum()).item()) < ulp / 8
+
+
 @needs_triton
+@pytest.mark.parametrize("lookup", ["register", "bitsandbytes"])
 @pytest.mark.parametrize("kind,nested,blocksize,dtype", FORMATS)
 @pytest.mark.parametrize("rows,cols", [(48, 64), (33, 75), (40, 96)])
-def test_kernel_matches_the_reference(kind, nested, blocksize, dtype, rows, cols):
+def test_kernel_matches_the_reference(kind, nested, blocksize, dtype, rows, cols, lookup, monkeypatch):
+    monkeypatch.setattr(qm, "LOOKUP", lookup)
     qw = qm.QuantWeight.from_param(quantized(rows, cols, kind, nested, blocksize, dtype))
     x = torch.randn(5, cols, dtype=dtype)
     out = qm.quant_linear(x, [qw], backend="interpret")
-    _close(out, qm.reference_linear(x, [qw]))
+    rounding = qm.kernel_rounding(x, [qw], backend="interpret")
+    if (cols, blocksize) == (64, 64):  # whole tiles of one scale: the fast path, which has the lookup
+        assert (rounding == "register") == (lookup == "register")
+    _close(out, qm.reference_linear(x, [qw], rounding=rounding))
 
 
 @needs_triton
@@ -113,7 +136,7 @@ def test_kernel_stacks_three_weights_with_lora_and_bias(config):
     xa, lb = _lora(M, n_total, 12, torch.bfloat16)
     bias = torch.randn(n_total, dtype=torch.bfloat16)
     out = qm.quant_linear(x, parts, bias=bias, lora_xa=xa, lora_b=lb, config=config, backend="interpret")
-    _close(out, qm.reference_linear(x, parts, bias, xa, lb))
+    _close(out, qm.reference_linear(x, parts, bias, xa, lb, rounding=qm.kernel_rounding(x, parts, config, "interpret")))
 
 
 @needs_triton
@@ -149,6 +172,9 @@ def test_decode_bytes_are_about_a_quarter_of_bf16():
 # ---- the kernel as the GPU compiles it (Triton's ptxas, no GPU needed) -------------------------
 
 
+NF4_TABLE_PTX = qm.register_table_ptx(tuple(bnbf.get_4bit_type("nf4", device="cpu").tolist()), torch.bfloat16)
+
+
 def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_stages, **constexprs):
     """PTX and cuobjdump's resource report of the kernel compiled for sm_90 (Triton's own ptxas)."""
     import triton
@@ -158,7 +184,7 @@ def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_s
     tl = qm.tl
     fn = qm._JIT[0]
     const = dict(FMT=4, QB=64, QB2=256, NESTED=True, ALIGNED=True, NPARTS=3, HAS_BIAS=True, R_PAD=64, SPLIT=True,
-                 W_DTYPE=tl.bfloat16, ASM_LOOKUP=True, QUAD_LOOKUP=True, BLOCK_M=32, BLOCK_N=128,
+                 W_DTYPE=tl.bfloat16, LOOKUP=3, TABLE_PTX=NF4_TABLE_PTX, BLOCK_M=32, BLOCK_N=128,
                  BLOCK_K=64) | constexprs
     fmt = "u8" if const["FMT"] == 4 else "i8"
     types = {"X": "*bf16", "Out": "*bf16", "Ws": "*fp32", "Code": "*fp32", "Code2": "*fp32", "Bias": "*bf16",
@@ -176,16 +202,30 @@ def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_s
 
 
 @needs_triton
-@pytest.mark.parametrize("constexprs", [{}, {"QUAD_LOOKUP": False}, {"ALIGNED": False, "BLOCK_N": 64},
+@pytest.mark.parametrize("constexprs", [{}, {"LOOKUP": 2}, {"LOOKUP": 1}, {"ALIGNED": False, "BLOCK_N": 64},
                                         {"FMT": 8, "NESTED": False, "R_PAD": 0, "HAS_BIAS": False}],
-                         ids=["4-bit fast path", "4-bit fast path, unaligned table", "4-bit any shape", "int8"])
+                         ids=["4-bit fast path", "4-bit, bitsandbytes' rounding", "4-bit, unaligned table",
+                              "4-bit any shape", "int8"])
 def test_kernel_compiles_for_hopper_without_spills(constexprs):
     pytest.importorskip("triton.backends.nvidia")
     ptx, usage = compile_for_hopper(**constexprs)
     assert "wgmma.mma_async" in ptx  # Hopper's matrix instructions, the weights as the 64-row side
-    # The fast path's code lookups are a PTX block (read-only cache, 32-bit index arithmetic): four bytes
-    # a block from a 64-byte aligned table, else one.
-    assert ("ld.global.nc.f32" in ptx) == (constexprs in ({}, {"QUAD_LOOKUP": False})), constexprs
-    assert (qm.CODE_QUAD_PTX.split(";")[0] in ptx) == (constexprs == {})
-    assert (qm.CODE_PAIR_PTX.split(";")[0] in ptx) == (constexprs == {"QUAD_LOOKUP": False})
+    # The fast path looks its codes up in registers (prmt, no loads of the table); bitsandbytes' rounding
+    # reads the table through the read-only cache, four bytes a PTX block from a 64-byte aligned table,
+    # else one.
+    lookup = constexprs.get("LOOKUP", 3) if constexprs.get("ALIGNED", True) and constexprs.get("FMT", 4) == 4 else 0
+    assert ("fma.rn.bf16x2" in ptx and "prmt.b32" in ptx) == (lookup == 3), constexprs
+    assert ("ld.global.nc.f32" in ptx) == (lookup in (1, 2)), constexprs
+    assert (qm.CODE_QUAD_PTX.split(";")[0] in ptx) == (lookup == 2)
+    assert (qm.CODE_PAIR_PTX.split(";")[0] in ptx) == (lookup == 1)
     assert usage["REG"] > 0 and usage["STACK"] == 0 and usage["LOCAL"] == 0, usage  # no register spills
+
+
+def test_tuned_launches_are_read_from_a_sweeps_file(tmp_path):
+    """measure_quant_decode.py --write-tuned writes this file; GRPO_STUDIO_QMM_TUNED reads it at import."""
+    path = tmp_path / "tuned.json"
+    path.write_text('[{"batch": 32, "K": 896, "N": 9728, "config": "block_n=256,num_warps=8,num_stages=1,waves=2"}]')
+    assert qm.read_tuned(str(path)) == {(32, 896, 9728): qm.Config(block_n=256, num_warps=8, num_stages=1, waves=2.0)}
+    path.write_text('[{"batch": 32, "K": 896}]')
+    with pytest.raises(ValueError, match="tuned.json: not a list of tuned launches"):
+        qm.read_tuned(str(path))
