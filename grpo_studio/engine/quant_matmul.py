@@ -266,7 +266,7 @@ if tl is not None:
     # Only Triton builtins inside (no tl.zeros / tl.cdiv / tl.interleave, which are themselves
     # jit functions): then the same source also runs in Triton's CPU interpreter without
     # TRITON_INTERPRET having been set before Triton was imported.
-    def _qmm_kernel(X, stride_xm, Out, stride_om, Ws, M, K, k_per_split, n_total, stride_wn,
+    def _qmm_kernel(X, stride_xm, Out, stride_om, Ws, Locks, M, K, k_per_split, n_total, stride_wn,
                     W0, S0, T0, N0, off0, W1, S1, T1, N1, off1, W2, S2, T2, N2, off2,
                     Code, Code2, Bias, XA, stride_xam, LB, R,
                     FMT: tl.constexpr, QB: tl.constexpr, QB2: tl.constexpr, NESTED: tl.constexpr,
@@ -281,7 +281,10 @@ if tl is not None:
         LOOKUP (the aligned 4-bit path's code lookup, see `lookup_for`): 0 loads (bitsandbytes'
         rounding), 1 CODE_PAIR_PTX, 2 CODE_QUAD_PTX (both bitsandbytes' rounding), 3 TABLE_PTX (a table
         in registers, code and scale in x's dtype), 4 loads with LOOKUP 3's rounding (the interpreter's
-        stand-in for 3)."""
+        stand-in for 3).
+
+        SPLIT (more than one program a tile's K range): 0 no; 1 the partial tiles summed by
+        _split_sum_kernel; 2 summed by the tile's last program (`Locks`: a zeroed int32 a tile)."""
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
         pid_k = tl.program_id(2)
@@ -448,6 +451,21 @@ if tl is not None:
         ok = n_ok[:, None] & m_ok[None, :]
         if SPLIT:
             tl.store(Ws + pid_k * M * n_total + offs_m[None, :] * n_total + cols[:, None], acc, mask=ok)
+            if SPLIT == 2:
+                # The tile's last split to finish sums all of them, in split order (deterministic), and
+                # sets the tile's counter back to 0 for the next launch: no second kernel a group (one
+                # launch and its gap less in a CUDA graph). The barrier orders every thread's partial
+                # before the release of the count; the acquire orders the loads after the others' releases
+                # (a semaphore as CUTLASS writes it); .cg loads read L2, not a stale L1 line.
+                tl.debug_barrier()
+                lock = Locks + pid_m * tl.num_programs(1) + pid_n
+                if tl.atomic_add(lock, 1, sem="acq_rel") == tl.num_programs(2) - 1:
+                    partials = Ws + offs_m[None, :] * n_total + cols[:, None]
+                    total = tl.load(partials, mask=ok, other=0.0, cache_modifier=".cg")
+                    for s in range(1, tl.num_programs(2)):
+                        total += tl.load(partials + s * M * n_total, mask=ok, other=0.0, cache_modifier=".cg")
+                    tl.store(Out + offs_m[None, :] * stride_om + cols[:, None], total.to(Out.dtype.element_ty), mask=ok)
+                    tl.atomic_xchg(lock, 0)
         else:
             tl.store(Out + offs_m[None, :] * stride_om + cols[:, None], acc.to(Out.dtype.element_ty), mask=ok)
 
@@ -510,13 +528,12 @@ class Config:
 # Launch shapes measured best per (batch bucket, K, N) on a GPU (see tests/engine/measure_quant_decode.py);
 # everything else uses DEFAULT_CONFIG. GRPO_STUDIO_QMM_CONFIG="block_n=..,num_warps=.." overrides all.
 TUNED: dict[tuple[int, int, int], Config] = {  # measured on an H200, batch 32
-    # The ninth session's sweep (call Y, measure_quant_decode.py, the kernel as shipped since the seventh):
-    # q/k/v 21.5 -> 18.6 µs, o 19.0 -> 16.7, down 64.0 -> 54.1; gate/up stays (104.1). One 7B decode step
-    # in the quantized mode: 8.95 -> 7.67 ms in the same call.
-    (32, 3584, 4608): Config(block_n=128, num_warps=8, waves=2.0),  # Qwen2.5-7B q/k/v
-    (32, 3584, 37888): Config(block_n=128, num_warps=8, waves=8.0),  # 7B gate/up
-    (32, 3584, 3584): Config(block_n=128, num_warps=8, waves=2.0),  # 7B o
-    (32, 18944, 3584): Config(block_n=256, num_warps=8, waves=2.0),  # 7B down
+    # The tenth session's sweep of the register-table kernel (call AC, measure_quant_decode.py): q/k/v 14.8 µs,
+    # gate/up 75.5, o 14.5, down 41.9 (the ninth session's launches: 15.9, 85.1, 14.0, 44.3 with this kernel).
+    (32, 3584, 4608): Config(block_n=64, num_warps=4, waves=4.0),  # Qwen2.5-7B q/k/v
+    (32, 3584, 37888): Config(block_n=64, num_warps=4, waves=4.0),  # 7B gate/up
+    (32, 3584, 3584): Config(block_n=64, num_warps=4, waves=4.0),  # 7B o
+    (32, 18944, 3584): Config(block_n=128, num_warps=4, waves=4.0),  # 7B down
 }
 DEFAULT_CONFIG = Config.parse(os.environ["GRPO_STUDIO_QMM_CONFIG"]) if os.environ.get("GRPO_STUDIO_QMM_CONFIG") \
     else Config()
@@ -563,6 +580,24 @@ def lookup_for(backend: str, first: QuantWeight, x_dtype: torch.dtype) -> int:
             return 3
         return 2 if first.code.data_ptr() % 64 == 0 else 1  # the four-byte lookup needs an aligned table
     return 4 if register else 0
+
+
+# How split-K partial tiles are summed: "last split" (the tile's last program to finish, in the same
+# launch; since the tenth session) or "kernel" (a second launch, _split_sum_kernel). Both sum in split
+# order: the same output bit for bit.
+SPLIT_SUM = os.environ.get("GRPO_STUDIO_QMM_SPLIT_SUM", "last split")
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+
+
+def _tile_counters(device: torch.device, tiles: int) -> torch.Tensor:
+    """Zeroed int32 counters, one a tile, that each launch leaves zeroed again. Shared by all launches
+    on the device: they run one after another on one stream (the generator's, or its CUDA graph).
+    Made on the first (eager, warm-up) call, outside any graph capture."""
+    counters = _COUNTERS.get(device)
+    if counters is None or counters.numel() < tiles:
+        counters = torch.zeros(max(tiles, 4096), dtype=torch.int32, device=device)
+        _COUNTERS[device] = counters
+    return counters
 
 
 _SM_COUNT: dict[int, int] = {}
@@ -673,20 +708,22 @@ def quant_linear(x: torch.Tensor, parts: Sequence[QuantWeight], *, bias: torch.T
     four = first.kind != "int8"
     main, split_sum = _kernels(backend)
     lookup = lookup_for(backend, first, x.dtype)
+    split = 0 if run.splits == 1 else 2 if SPLIT_SUM == "last split" else 1
+    locks = _tile_counters(x.device, run.grid[0] * run.grid[1]) if split == 2 else ws
     w_dtype = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}[first.dtype]
     main[run.grid](
-        x, x.stride(0), out, out.stride(0), ws, M, K, run.k_per_split, n_total,
+        x, x.stride(0), out, out.stride(0), ws, locks, M, K, run.k_per_split, n_total,
         K // 2 if four else K, *per_part,
         first.code if four else first.scales, first.code2 if first.nested else first.scales,
         bias if bias is not None else out, lora_xa if rank else x, lora_xa.stride(0) if rank else 0,
         lora_b if rank else x, rank,
         FMT=4 if four else 8, QB=first.blocksize or 1, QB2=first.blocksize2 or 1, NESTED=first.nested,
         ALIGNED=run.aligned, NPARTS=len(parts), HAS_BIAS=bias is not None,
-        R_PAD=0 if not rank else max(16, _pow2(rank)), SPLIT=run.splits > 1, W_DTYPE=w_dtype,
+        R_PAD=0 if not rank else max(16, _pow2(rank)), SPLIT=split, W_DTYPE=w_dtype,
         LOOKUP=lookup, TABLE_PTX=register_table_ptx(first.code_values, x.dtype) if lookup == 3 else "",
         BLOCK_M=run.block_m, BLOCK_N=run.block_n, BLOCK_K=run.block_k,
         num_warps=run.num_warps, num_stages=run.num_stages)
-    if run.splits > 1:
+    if split == 1:
         block = 1024
         split_sum[(-(-M * n_total // block),)](ws, out, out.stride(0), M, n_total, run.splits, BLOCK=block,
                                                 num_warps=4)

@@ -286,9 +286,11 @@ def decode_bytes_per_step(gen: FastGenerator, mode: str, batch: int, kv_len: int
 def time_decode(model, mode: str, batch: int, prompt_len: int, device: str) -> dict:
     weights = "merged" if mode == "merged" else "quantized"
     original_call = QuantProjection.__call__
-    lookup = qm.LOOKUP
+    lookup, split_sum = qm.LOOKUP, qm.SPLIT_SUM
     if mode == "quantized (bitsandbytes lookup)":  # the kernel's code lookup before the tenth session
         qm.LOOKUP = "bitsandbytes"
+    if mode == "quantized (split-sum kernel)":  # split-K partials summed by a second launch (before the tenth)
+        qm.SPLIT_SUM = "kernel"
     if mode == "bnb deq+mm":  # every step: bitsandbytes dequantizes each weight, then a dense matmul
         QuantProjection.__call__ = lambda self, h, prefill=False: original_call(self, h, prefill=True)
     try:
@@ -320,7 +322,7 @@ def time_decode(model, mode: str, batch: int, prompt_len: int, device: str) -> d
                     extra=gen.extra_bytes(), peak=peak, before=before)
     finally:
         QuantProjection.__call__ = original_call
-        qm.LOOKUP = lookup
+        qm.LOOKUP, qm.SPLIT_SUM = lookup, split_sum
 
 
 def profile_decode(model, batch: int, prompt_len: int, device: str, top: int = 14) -> str:
@@ -381,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-len", type=int, default=368)
     parser.add_argument("--sweep-seconds", type=float, default=100.0)
     parser.add_argument("--modes", default="merged,quantized,bnb deq+mm", help="decode table rows (also "
-                        "'quantized (bitsandbytes lookup)': the kernel's code lookup before the tenth session)")
+                        "'quantized (bitsandbytes lookup)': the kernel's code lookup before the tenth session; "
+                        "'quantized (split-sum kernel)': split-K partials summed by a second launch, as before it)")
     parser.add_argument("--profile", action="store_true", help="kernel times of the quantized mode's decode")
     parser.add_argument("--ncu", metavar="GROUP", help="only launch the kernel on one group (qkv, gate_up, o, "
                         "down) of the first shape 3 times, for Nsight Compute (see launch_for_profiler)")

@@ -183,11 +183,12 @@ def compile_for_hopper(num_warps=qm.Config.num_warps, num_stages=qm.Config.num_s
 
     tl = qm.tl
     fn = qm._JIT[0]
-    const = dict(FMT=4, QB=64, QB2=256, NESTED=True, ALIGNED=True, NPARTS=3, HAS_BIAS=True, R_PAD=64, SPLIT=True,
+    const = dict(FMT=4, QB=64, QB2=256, NESTED=True, ALIGNED=True, NPARTS=3, HAS_BIAS=True, R_PAD=64, SPLIT=2,
                  W_DTYPE=tl.bfloat16, LOOKUP=3, TABLE_PTX=NF4_TABLE_PTX, BLOCK_M=32, BLOCK_N=128,
                  BLOCK_K=64) | constexprs
     fmt = "u8" if const["FMT"] == 4 else "i8"
-    types = {"X": "*bf16", "Out": "*bf16", "Ws": "*fp32", "Code": "*fp32", "Code2": "*fp32", "Bias": "*bf16",
+    types = {"X": "*bf16", "Out": "*bf16", "Ws": "*fp32", "Locks": "*i32", "Code": "*fp32", "Code2": "*fp32",
+             "Bias": "*bf16",
              "XA": "*bf16", "LB": "*bf16", "W0": f"*{fmt}", "W1": f"*{fmt}", "W2": f"*{fmt}",
              **{f"S{i}": "*u8" if const["NESTED"] else "*fp32" for i in range(3)},
              **{f"T{i}": "*fp32" for i in range(3)}, **{f"off{i}": "fp32" for i in range(3)}}
@@ -229,3 +230,20 @@ def test_tuned_launches_are_read_from_a_sweeps_file(tmp_path):
     path.write_text('[{"batch": 32, "K": 896}]')
     with pytest.raises(ValueError, match="tuned.json: not a list of tuned launches"):
         qm.read_tuned(str(path))
+
+
+@needs_triton
+def test_split_k_sums_in_the_last_split_like_the_second_kernel(monkeypatch):
+    """The tile's last program sums the partials in split order: the same bits as _split_sum_kernel's
+    launch, and every tile counter is back at 0 for the next launch (a CUDA graph replays it as is)."""
+    parts = [qm.QuantWeight.from_param(quantized(rows, 256, seed=i)) for i, rows in enumerate((64, 40))]
+    x = torch.randn(20, 256, dtype=torch.bfloat16)
+    config = qm.Config(block_n=32, block_m=16, split_k=4)
+    assert qm.plan(20, parts, config, 8).grid == (2, 4, 4)
+    outs = {}
+    for how in ("kernel", "last split", "last split"):
+        monkeypatch.setattr(qm, "SPLIT_SUM", how)
+        outs.setdefault(how, []).append(qm.quant_linear(x, parts, config=config, backend="interpret"))
+    assert torch.equal(outs["kernel"][0], outs["last split"][0])
+    assert torch.equal(outs["last split"][0], outs["last split"][1])
+    assert not qm._COUNTERS[x.device].any()
