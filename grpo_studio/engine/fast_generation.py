@@ -190,8 +190,10 @@ class FastGenerator:
         return max(p.scratch_bytes() for layer in self.layers for p in layer.projections)
 
     # -- the forward pass --------------------------------------------------------------------
-    def _prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Hidden states of whole prompts (B, S, H), writing their keys and values at positions 0..S-1."""
+    def _prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+                 rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states of whole prompts (B, S, H), writing their keys and values at positions 0..S-1
+        of the cache rows: row r gets prompt rows[r] (None: prompt r)."""
         B, S, _ = x.shape
         write = torch.arange(S, device=x.device)
         for i, layer in enumerate(self.layers):
@@ -205,8 +207,8 @@ class FastGenerator:
             v = v.view(B, S, self.n_kv, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
-            self.k_cache[i].index_copy_(2, write, k)
-            self.v_cache[i].index_copy_(2, write, v)
+            self.k_cache[i].index_copy_(2, write, k if rows is None else k.index_select(0, rows))
+            self.v_cache[i].index_copy_(2, write, v if rows is None else v.index_select(0, rows))
             attn = _attention(q, k, v, mask, self.scale)
             x = x + layer.o(attn.transpose(1, 2).reshape(B, S, -1), prefill=True)
             x = x + self._mlp(layer, rms(x, *layer.post_norm), prefill=True)
@@ -398,9 +400,17 @@ class FastGenerator:
         pos = torch.arange(width, device=self.device)
         mask = (pos[None, :] <= pos[:, None])[None] & self.valid[:, 0, :, :width]
         mask |= torch.eye(width, dtype=torch.bool, device=self.device)[None]  # pad rows attend to themselves
+        # GRPO asks for several completions of each prompt: each distinct prompt is prefilled once and its
+        # keys, values and last hidden state go to all its rows (7/8 of the prefill's work at 8 a prompt).
+        first, rows = _distinct_rows(prompt_ids)
+        spread = None
+        if len(first) < batch:
+            pick = torch.tensor(first, device=self.device)
+            ids, mask, spread = ids[pick], mask[pick], torch.tensor(rows, device=self.device)
         x = F.embedding(ids, self.embed).to(self.dtype)
-        x = self._prefill(x, self.cos[:width][None, None], self.sin[:width][None, None], mask[:, None])
-        token, logp = self._sample(self._logits(x[:, -1]), self.step)
+        x = self._prefill(x, self.cos[:width][None, None], self.sin[:width][None, None], mask[:, None], spread)
+        last = x[:, -1] if spread is None else x[:, -1].index_select(0, spread)
+        token, logp = self._sample(self._logits(last), self.step)
         self._emit(token, logp)
         self.cur.fill_(width)
 
@@ -423,6 +433,19 @@ class FastGenerator:
             completions.append(row[:end])
             logprobs.append(lp[:end])
         return Generation(completions, logprobs)
+
+
+def _distinct_rows(prompt_ids: list[list[int]]) -> tuple[list[int], list[int]]:
+    """(the first row of each distinct prompt, in order; each row's index into that list)."""
+    index: dict[tuple[int, ...], int] = {}
+    first, rows = [], []
+    for r, prompt in enumerate(prompt_ids):
+        key = tuple(prompt)
+        if key not in index:
+            index[key] = len(first)
+            first.append(r)
+        rows.append(index[key])
+    return first, rows
 
 
 def _norm(module: Any) -> tuple[torch.Tensor, float]:

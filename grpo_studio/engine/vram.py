@@ -138,18 +138,19 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generatio
     # activation and product (4 x intermediate) beside a few hidden-sized tensors, some in float32.
     # Measured on an H200 (7B shape, 32 prompts of 128 tokens): the mixed mode's peak sat 0.74 GiB
     # above the estimate without this term, at 10 and at 18 merged layers alike; this gives 0.80.
-    prefill = batch * prompt * (4 * shape.intermediate + 8 * shape.hidden) * wb
+    prefill = prompt * (4 * shape.intermediate + 8 * shape.hidden) * wb  # a row
     generation: dict[str, float] = {}
     if generation_mode == "trl":
         # transformers' dynamic cache grows by concatenation: briefly two copies of the last layer's.
         generation["KV cache, sampling"] = kv + sampling
-        generation["prefill activations"] = prefill
+        generation["prefill activations"] = prefill * batch
     else:
         weights = generation_weight_bytes(shape, cfg, generation_mode, wb, merged_layers)
         if weights:
             generation[f"generation weights ({generation_mode})"] = weights
         generation["KV cache (static), sampling"] = kv + sampling
-        generation["prefill activations"] = prefill
+        # The fast generator prefills each distinct prompt once (fast_generation._distinct_rows).
+        generation["prefill activations"] = prefill * max(1, batch // max(1, g.num_generations))
 
     micro = g.per_device_train_batch_size
     seq = prompt + completion

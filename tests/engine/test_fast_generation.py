@@ -117,6 +117,23 @@ def test_logprobs_match_the_training_forward(kind):
         assert torch.allclose(ref[i, :len(tokens)], torch.tensor(logps), atol=1e-4), kind
 
 
+def test_repeated_prompts_are_prefilled_once():
+    """GRPO's groups: each distinct prompt goes through the prefill once, its rows sample on their own."""
+    model = with_lora(tiny_causal_lm("qwen2")).eval()
+    gen = FastGenerator(model, SamplingSettings(max_new_tokens=12, eos_token_ids=(2,), pad_token_id=0))
+    prompts = [p for p in PROMPTS for _ in range(4)]  # 12 rows, 3 distinct, of different lengths
+    widths = []
+    prefill = gen._prefill
+    gen._prefill = lambda x, *args: widths.append(x.shape[0]) or prefill(x, *args)
+    torch.manual_seed(0)
+    out = gen.generate(prompts)
+    assert widths == [3]
+    ref = reference_logprobs(model, prompts, out.completion_ids)
+    for i, (tokens, logps) in enumerate(zip(out.completion_ids, out.logprobs)):
+        assert torch.allclose(ref[i, :len(tokens)], torch.tensor(logps), atol=1e-4), i
+    assert len({tuple(c) for c in out.completion_ids[:4]}) > 1  # one prompt's rows sampled apart
+
+
 def test_sampling_follows_the_distribution():
     """Gumbel-max sampling: token frequencies track the model's probabilities."""
     model = with_lora(tiny_causal_lm("llama")).eval()

@@ -43,13 +43,18 @@ def test_the_seed_run_on_a_16_gib_card_merges_as_many_layers_as_fit_and_decodes_
 
 
 def test_the_generation_phase_counts_the_prompts_forward_pass():
-    # The 7B shape's prefill of 8 prompts of 128 tokens: gate/up output, activation and product at the MLP
-    # (4 x 18944) and a few hidden-sized tensors (8 x 3584), bf16. Without it the mixed mode's measured
-    # peak (H200) sat 0.74 GiB above the estimate.
+    # The 7B shape's prefill of 128-token prompts: gate/up output, activation and product at the MLP
+    # (4 x 18944) and a few hidden-sized tensors (8 x 3584), bf16, a row. Without it the mixed mode's
+    # measured peak (H200) sat 0.74 GiB above the estimate. The fast generator prefills each distinct
+    # prompt once (TRL's generate every row of the generation batch).
+    cfg = seed_run()
+    prompts = cfg.generation_batch(1) // cfg.grpo.num_generations
+    assert (cfg.generation_batch(1), prompts) == (8, 1)
+    row = 128 * (4 * 18944 + 8 * 3584) * 2
     for mode in ("mixed", "merged"):  # modes whose generation phase sets the peak here
-        est = estimate_for_config(QWEN_7B, seed_run(), generation_mode=mode, merged_layers=10)
+        est = estimate_for_config(QWEN_7B, cfg, generation_mode=mode, merged_layers=10)
         assert est.peak_phase == "generation"
-        assert est.parts["prefill activations"] == 8 * 128 * (4 * 18944 + 8 * 3584) * 2, mode
+        assert est.parts["prefill activations"] == prompts * row, mode
 
 
 def est_config(cfg: RunConfig, gib: float) -> RunConfig:
