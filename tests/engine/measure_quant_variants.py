@@ -1,6 +1,9 @@
 """Variants of the 4-bit decode kernel's fast path, timed side by side on a GPU: how the code-table
-lookup and the loop are written. `quant_matmul` ships the "four bytes a PTX block, activations split"
-variant (since the ninth session; "asm pair" before it); the others are what was tried and dropped
+lookup and the loop are written. These all keep bitsandbytes' rounding (code * scale in float32, rounded
+once). `quant_matmul` shipped the "four bytes a PTX block, activations split" variant in the ninth
+session ("asm pair" before it), and still runs it with GRPO_STUDIO_QMM_LOOKUP=bitsandbytes; since the
+tenth it looks the codes up in a table held in registers (quant_matmul.register_table_ptx; compared
+with the four-byte lookup by measure_quant_decode.py). The others are what was tried and dropped
 (README, "The quantized kernel"), kept here so that the comparison can be run again on another GPU or
 Triton version.
 
@@ -8,7 +11,7 @@ Triton version.
     python3 tests/engine/measure_quant_variants.py --compile-only # any machine with Triton: registers,
                                                                    # barriers, async copies for sm_90
 
-The kernel below is the shipped one's aligned NF4 + double-quantization path only (one or two stacked
+The kernel below is quant_matmul's aligned NF4 + double-quantization path only (one or two stacked
 weights, LoRA, split K; no bias), with constexpr switches:
 - LOOKUP 0: two tl.load gathers per byte (64-bit pointer tensors); 1: the same through a one-line
   PTX load (the pipeliner can't see it); 2: both nibbles in one PTX block with 32-bit index arithmetic
@@ -90,7 +93,7 @@ VARIANTS = {  # name -> (LOOKUP, PREFETCH, UNROLL, num_stages[, XFIRST, NEXT_SCA
     # XSPLIT: the activations loaded as contiguous rows, split into even/odd columns in registers
     # (instead of two strided 2-byte loads an element).
     "activations split in registers": (2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1),
-    "four bytes a PTX block, activations split (shipped)": (5, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1),
+    "four bytes a PTX block, activations split (the ninth session's)": (5, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1),
 }
 SHAPES = ((128, 8, 8.0), (128, 8, 4.0), (128, 4, 4.0), (64, 4, 4.0), (256, 8, 4.0))  # block_n, warps, waves
 BATCH = 32
@@ -344,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         compile_report(chosen)
         return 0
     from measure_quant_decode import graph_seconds, measure_bandwidth, random_group
+
+    qm.LOOKUP = "bitsandbytes"  # "shipped" below: quant_linear with the rounding these variants keep
 
     props = torch.cuda.get_device_properties(0)
     l2 = getattr(props, "L2_cache_size", 60 * 2**20)
