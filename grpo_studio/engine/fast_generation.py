@@ -148,6 +148,7 @@ class FastGenerator:
         self.scale = self.head_dim ** -0.5
         self.sampling = sampling
         self.use_cuda_graphs = use_cuda_graphs and self.device.type == "cuda"
+        self._warmed: set[tuple[int, int]] = set()  # (batch, length) of the decode steps captured so far
         self.on_graph_failure = on_graph_failure
         # The decode step's element-wise kernels fused (decode_ops.py); `ops.on_failure` hears of a failed compile.
         self.ops = FusedOps(fusion_wanted(self.device) if fuse_decode is None else fuse_decode)
@@ -340,16 +341,22 @@ class FastGenerator:
         # replay i draws what eager step i would have (graph-safe RNG advances the same offsets).
         rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         try:
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(2):  # warm-up: lazy inits and kernel selection happen outside the capture
-                    self._decode_step()
-            torch.cuda.current_stream().wait_stream(stream)
-            torch.cuda.set_rng_state(rng, self.device)
+            # Warm-up: lazy inits (cuBLAS, compiled and Triton kernels for these shapes) happen outside
+            # the capture. Once a step of these shapes was captured, they are done: the next generation
+            # of the same batch and length only captures (two eager steps less a training step).
+            shape = (self.tok.shape[0], self.positions.shape[0])
+            if shape not in self._warmed:
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    for _ in range(2):
+                        self._decode_step()
+                torch.cuda.current_stream().wait_stream(stream)
+                torch.cuda.set_rng_state(rng, self.device)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 self._decode_step()
+            self._warmed.add(shape)
         except Exception as exc:  # noqa: BLE001 - a model we can't capture still generates, eagerly
             reason = f"{type(exc).__name__}: {exc}"
             self.graph_failures.append(reason)

@@ -87,6 +87,10 @@ def test_graph_and_eager_decoding_agree(weights):
     assert graphed.completion_ids == eager.completion_ids
     assert torch.allclose(torch.tensor(graphed.logprobs), torch.tensor(eager.logprobs), atol=1e-5)
     assert max_logprob_error(model, graphed) < 0.1
+    torch.manual_seed(0)
+    again = graphed_gen.generate(PROMPTS)  # the same shapes: captured again without the eager warm-up
+    assert len(graphed_gen._warmed) == 1 and not graphed_gen.graph_failures
+    assert again.completion_ids == eager.completion_ids
 
 
 @pytest.mark.parametrize("weights", ["quantized", "mixed"])
