@@ -32,7 +32,11 @@ backends/default/ops.py `_dequantize_4bit_compute`, the CUDA kernel `kDequantize
   the weights' own values than the training forward is.)
 
 `dequantize` and `reference_linear` are the same arithmetic in plain PyTorch: the tests hold the
-kernel to them, and they to bitsandbytes' own `dequantize_4bit`. Without Triton, or on the CPU,
+kernel to them, and they to bitsandbytes' own `dequantize_4bit`. On the GPU the kernel's 4-bit fast
+path looks the codes up in a table held in registers (`register_table_ptx`), with the code and the
+scale rounded to the activations' dtype before their product: within about a unit in the last place
+of bitsandbytes' value (`register_dequantize` is that arithmetic; `kernel_rounding` says which a call
+uses; GRPO_STUDIO_QMM_LOOKUP=bitsandbytes keeps bitsandbytes' own rounding). Without Triton, or on the CPU,
 `quant_linear` runs the reference (backend "torch"); backend "interpret" runs the Triton kernel
 through Triton's CPU interpreter (slow: for tests).
 
