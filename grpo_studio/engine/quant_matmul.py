@@ -533,11 +533,17 @@ class Config:
 # everything else uses DEFAULT_CONFIG. GRPO_STUDIO_QMM_CONFIG="block_n=..,num_warps=.." overrides all.
 TUNED: dict[tuple[int, int, int], Config] = {  # measured on an H200, batch 32
     # The tenth session's sweep of the register-table kernel (call AC, measure_quant_decode.py): q/k/v 14.8 µs,
-    # gate/up 75.5, o 14.5, down 41.9 (the ninth session's launches: 15.9, 85.1, 14.0, 44.3 with this kernel).
+    # gate/up 75.5, o 14.5, down 41.9 (the ninth session's launches: 15.9, 85.1, 14.0, 44.3 with this kernel);
+    # call AD's sweep, split-K summed in the launch, chose the same (15.4, 75.4, 14.2, 45.3).
     (32, 3584, 4608): Config(block_n=64, num_warps=4, waves=4.0),  # Qwen2.5-7B q/k/v
     (32, 3584, 37888): Config(block_n=64, num_warps=4, waves=4.0),  # 7B gate/up
     (32, 3584, 3584): Config(block_n=64, num_warps=4, waves=4.0),  # 7B o
     (32, 18944, 3584): Config(block_n=128, num_warps=4, waves=4.0),  # 7B down
+    # Qwen2.5-0.5B in 4-bit (call AD, the same kernel with split-K summed in the launch): 6.8, 10.6, 6.5, 12.5 µs.
+    (32, 896, 1152): Config(block_n=64, num_warps=4, waves=1.0),  # 0.5B q/k/v
+    (32, 896, 9728): Config(block_n=64, num_warps=4, waves=4.0),  # 0.5B gate/up
+    (32, 896, 896): Config(block_n=64, num_warps=4, waves=1.0),  # 0.5B o
+    (32, 4864, 896): Config(block_n=64, num_warps=4, waves=2.0),  # 0.5B down
 }
 DEFAULT_CONFIG = Config.parse(os.environ["GRPO_STUDIO_QMM_CONFIG"]) if os.environ.get("GRPO_STUDIO_QMM_CONFIG") \
     else Config()
