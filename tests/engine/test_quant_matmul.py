@@ -3,7 +3,8 @@
 The chain: bitsandbytes' own `dequantize_4bit` == our PyTorch reference `dequantize` (bit for bit),
 and the Triton kernel == `reference_linear` (up to float32 summation order). The kernel runs here
 through Triton's CPU interpreter (the same source the GPU compiles), and is compiled for sm_90
-with Triton's own ptxas to catch what the interpreter forgives (no GPU needed for either).
+with Triton's own ptxas to catch what the interpreter forgives (no GPU needed for either). The GPU's
+register-table lookup is PTX the interpreter can't run: ptx_emulator.py executes it here.
 """
 
 from __future__ import annotations
@@ -247,3 +248,28 @@ def test_split_k_sums_in_the_last_split_like_the_second_kernel(monkeypatch):
     assert torch.equal(outs["kernel"][0], outs["last split"][0])
     assert torch.equal(outs["last split"][0], outs["last split"][1])
     assert not qm._COUNTERS[x.device].any()
+
+
+@pytest.mark.parametrize("kind", ["nf4", "fp4"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_register_table_ptx_computes_code_times_scale(kind, dtype):
+    """The PTX the GPU runs, executed instruction by instruction (ptx_emulator.py): every byte value in
+    each of the four byte positions, against code[nibble] * scale rounded as register_dequantize does."""
+    from ptx_emulator import run
+
+    code = bnbf.get_4bit_type(kind, device="cpu")
+    ptx = qm.register_table_ptx(tuple(code.tolist()), dtype)
+    table = code.to(dtype).float()
+    g = torch.Generator().manual_seed(0)
+    scales = (torch.rand(256, 4, generator=g) * 0.2 - 0.1).to(dtype)
+    bits = scales.view(torch.int16).int() & 0xFFFF
+    for j in range(256):
+        word = [j, 255 - j, (7 * j) % 256, (13 * j + 5) % 256]  # each position sees every byte value
+        s = bits[j].tolist()
+        env = run(ptx, {"$4": sum(b << 8 * i for i, b in enumerate(word)), "$5": s[0] | s[1] << 16,
+                        "$6": s[2] | s[3] << 16})
+        got = torch.tensor([env[r] >> 16 * h & 0xFFFF for r in ("$0", "$1", "$2", "$3") for h in (0, 1)],
+                           dtype=torch.int32).to(torch.int16).view(dtype)
+        nibbles = [b >> 4 for b in word] + [b & 0xF for b in word]  # $0-$1 the high nibbles, $2-$3 the low
+        want = (table[nibbles] * scales[j].float().repeat(2)).to(dtype)
+        assert torch.equal(got.view(torch.int16), want.view(torch.int16)), (j, word, got, want)
