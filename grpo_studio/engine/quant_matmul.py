@@ -370,9 +370,9 @@ if tl is not None:
                     # A table in registers (register_table_ptx): code[nibble] and the scale in x's dtype,
                     # their product rounded once; bitsandbytes rounds the float32 product instead (the two
                     # differ by about a unit in the last place).
-                    hi, lo = tl.inline_asm_elementwise(
-                        TABLE_PTX, "=r,=r,=r,=r,r,r,r", [pairs, tl.broadcast_to(scale.to(xdt)[:, None], (BLOCK_N, HALF))],
-                        dtype=(xdt, xdt), is_pure=True, pack=4)
+                    row_scale = tl.broadcast_to(scale.to(xdt)[:, None], (BLOCK_N, HALF))
+                    hi, lo = tl.inline_asm_elementwise(TABLE_PTX, "=r,=r,=r,=r,r,r,r", [pairs, row_scale],
+                                                       dtype=(xdt, xdt), is_pure=True, pack=4)
                 elif LOOKUP == 4:  # LOOKUP 3's arithmetic through loads (Triton's CPU interpreter has no PTX)
                     s16 = scale.to(xdt).to(tl.float32)[:, None]
                     hi = (tl.load(Code + (pairs >> 4).to(tl.int32)).to(xdt).to(tl.float32) * s16).to(xdt)

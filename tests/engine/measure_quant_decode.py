@@ -7,12 +7,15 @@ Run on a GPU (one H200: under 4 minutes), from the repository root:
 
 What it does, in order (the tables are printed at the end, the decode table last):
 1. Memory bandwidth: a 2 GiB device-to-device copy (bytes read + written, per second).
-2. Kernel sweep (`--sweep-seconds`, default 100): each projection group of the Qwen2.5-7B and
-   1.5B shapes at batch 32 (q/k/v with biases, gate/up, o, down; NF4 with double quantization,
+2. Kernel sweep (`--sweep-seconds`, default 100): each projection group of the `--shapes` (Qwen2.5
+   0.5B, 1.5B, 7B; default 1.5B and 7B) at batch 32 (q/k/v with biases, gate/up, o, down; NF4 with double quantization,
    64-blocks; LoRA r=16 per layer of the group) through `quant_linear` over a grid of block sizes,
    warps, pipeline stages and split-K targets. Each launch is timed inside a CUDA graph that
    cycles through enough copies of the weights to exceed the L2 cache 3x. The best launch per group
-   goes into `quant_matmul.TUNED` for step 3, and is printed as a literal to paste there.
+   goes into `quant_matmul.TUNED` for step 3, and is printed as a literal to paste there
+   (`--write-tuned FILE` also writes it for GRPO_STUDIO_QMM_TUNED=FILE). Beside the sweep: each group as
+   a bf16 matmul, as bitsandbytes' dequantize + matmul, and through the kernel with either code lookup
+   at the launch TUNED gave it before the sweep.
 3. One decode step of Qwen2.5-1.5B and 7B shapes (random weights quantized by bitsandbytes to
    NF4 + double quantization, LoRA r=16 on all projections, batch 32, prompts of 368 tokens so
    the KV cache spans 384-416 positions) through `FastGenerator.generate` with CUDA graphs in
@@ -53,7 +56,8 @@ from grpo_studio.engine.fast_weights import QuantProjection  # noqa: E402
 
 GIB = 2**30
 # The bench's Qwen2.5 shapes (config.json of the hub models) and its tiny one, under short names.
-SHAPES = {"0.5b": ARCHS["qwen2.5-0.5b"], "1.5b": ARCHS["qwen2.5-1.5b"], "7b": ARCHS["qwen2.5-7b"], "tiny": ARCHS["tiny"]}
+SHAPES = {"0.5b": ARCHS["qwen2.5-0.5b"], "1.5b": ARCHS["qwen2.5-1.5b"], "7b": ARCHS["qwen2.5-7b"],
+          "tiny": ARCHS["tiny"]}
 RANK = 16
 
 
