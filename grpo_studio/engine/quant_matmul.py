@@ -597,6 +597,7 @@ def lookup_for(backend: str, first: QuantWeight, x_dtype: torch.dtype) -> int:
 # order: the same output bit for bit.
 SPLIT_SUM = os.environ.get("GRPO_STUDIO_QMM_SPLIT_SUM", "last split")
 _COUNTERS: dict[torch.device, torch.Tensor] = {}
+_RETIRED_COUNTERS: list[torch.Tensor] = []
 
 
 def _tile_counters(device: torch.device, tiles: int) -> torch.Tensor:
@@ -605,6 +606,8 @@ def _tile_counters(device: torch.device, tiles: int) -> torch.Tensor:
     Made on the first (eager, warm-up) call, outside any graph capture."""
     counters = _COUNTERS.get(device)
     if counters is None or counters.numel() < tiles:
+        if counters is not None:  # a CUDA graph captured before may still point at it: never freed
+            _RETIRED_COUNTERS.append(counters)
         counters = torch.zeros(max(tiles, 4096), dtype=torch.int32, device=device)
         _COUNTERS[device] = counters
     return counters

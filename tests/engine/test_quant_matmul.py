@@ -273,3 +273,14 @@ def test_register_table_ptx_computes_code_times_scale(kind, dtype):
         nibbles = [b >> 4 for b in word] + [b & 0xF for b in word]  # $0-$1 the high nibbles, $2-$3 the low
         want = (table[nibbles] * scales[j].float().repeat(2)).to(dtype)
         assert torch.equal(got.view(torch.int16), want.view(torch.int16)), (j, word, got, want)
+
+
+def test_tile_counters_grow_without_freeing_the_old_ones(monkeypatch):
+    """A graph captured before a larger launch keeps pointing at the smaller counter buffer."""
+    monkeypatch.setattr(qm, "_COUNTERS", {})
+    monkeypatch.setattr(qm, "_RETIRED_COUNTERS", [])
+    device = torch.device("cpu")
+    small = qm._tile_counters(device, 10)
+    assert small.numel() == 4096 and not small.any() and qm._tile_counters(device, 4096) is small
+    large = qm._tile_counters(device, 5000)
+    assert large.numel() == 5000 and qm._RETIRED_COUNTERS == [small]
