@@ -225,22 +225,25 @@ def dequantize(qw: QuantWeight, dtype: torch.dtype | None = None) -> torch.Tenso
             w = (qw.data[r:r + step].float() * qw.scales[r:r + step, None]) * INT8_SCALE
             out[r:r + step] = w.to(qw.dtype)
         return out
+    nibbles, scale = _nibbles_and_scales(qw)
+    w = (qw.code[nibbles] * scale).reshape(qw.rows, qw.cols)
+    return w.to(qw.dtype).to(dtype or qw.dtype)
+
+
+def _nibbles_and_scales(qw: QuantWeight) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 4-bit weight's flat code indices and each element's float32 block scale."""
     n = qw.rows * qw.cols
     data = qw.data[: (n + 1) // 2]
     nibbles = torch.stack([data >> 4, data & 0xF], dim=1).reshape(-1)[:n].long()
-    scale = block_scales(qw)[torch.arange(n, device=data.device) // qw.blocksize]
-    w = (qw.code[nibbles] * scale).reshape(qw.rows, qw.cols)
-    return w.to(qw.dtype).to(dtype or qw.dtype)
+    return nibbles, block_scales(qw)[torch.arange(n, device=data.device) // qw.blocksize]
 
 
 def register_dequantize(qw: QuantWeight, dtype: torch.dtype) -> torch.Tensor:
     """The 4-bit weight as the register-table lookup computes it (register_table_ptx): code and block
     scale each rounded to `dtype`, their product rounded once (bitsandbytes rounds code * scale
     computed in float32; the two differ by about a unit in the last place)."""
-    n = qw.rows * qw.cols
-    data = qw.data[: (n + 1) // 2]
-    nibbles = torch.stack([data >> 4, data & 0xF], dim=1).reshape(-1)[:n].long()
-    scale = block_scales(qw).to(dtype).float()[torch.arange(n, device=data.device) // qw.blocksize]
+    nibbles, scale = _nibbles_and_scales(qw)
+    scale = scale.to(dtype).float()
     return (qw.code.to(dtype).float()[nibbles] * scale).to(dtype).reshape(qw.rows, qw.cols)
 
 

@@ -150,7 +150,7 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generatio
             generation[f"generation weights ({generation_mode})"] = weights
         generation["KV cache (static), sampling"] = kv + sampling
         # The fast generator prefills each distinct prompt once (fast_generation._distinct_rows).
-        generation["prefill activations"] = prefill * max(1, batch // max(1, g.num_generations))
+        generation["prefill activations"] = prefill * distinct_prompts(batch, g.num_generations)
 
     micro = g.per_device_train_batch_size
     seq = prompt + completion
@@ -170,6 +170,11 @@ def estimate(shape: Shape, cfg: RunConfig, *, dtype: str = "bfloat16", generatio
     return VramEstimate(parts, phase, generation_mode, merged_layers if generation_mode == "mixed" else 0)
 
 
+def distinct_prompts(rows: int, num_generations: int) -> int:
+    """Prompts in a generation batch of `rows` completions, `num_generations` a prompt."""
+    return max(1, rows // max(1, num_generations))
+
+
 def training_tokens(cfg: RunConfig, packed: bool) -> int:
     """Tokens of one micro-step's forward at full lengths: TRL's grid, or packed (packed_layout.py) each
     prompt once for its completions, where that saves the share packing asks for. The completions of a
@@ -180,7 +185,7 @@ def training_tokens(cfg: RunConfig, packed: bool) -> int:
     g = cfg.grpo
     micro, prompt, completion = g.per_device_train_batch_size, cfg.data.max_prompt_length, g.max_completion_length
     grid = micro * (prompt + completion)
-    prompts = max(1, cfg.generation_batch(1) // max(1, g.num_generations))
+    prompts = distinct_prompts(cfg.generation_batch(1), g.num_generations)
     tokens = min(micro, prompts) * prompt + micro * completion
     return tokens if packed and pays(tokens, grid) else grid
 
